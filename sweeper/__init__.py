@@ -1,0 +1,33 @@
+"""rnn-sweeper: where in parameter space a recurrent network forgets, remembers, or turns
+chaotic. The core is batched over K points and imports only torch, numpy and pandas."""
+
+from __future__ import annotations
+
+from .cells import CELLS, BoundContext, Cell, get_cell
+from .dynamics import DynamicsConfig, DynamicsResult, run_dynamics
+from .errors import SweeperInputError
+from .lipschitz import cost_growth_log10, top_singular_value
+from .measure import METRIC_COLUMNS, build_params, measure
+from .memory import MemoryConfig, attractor_count, memory_capacity
+from .params import CellParams
+
+__all__ = [
+    "CELLS",
+    "METRIC_COLUMNS",
+    "BoundContext",
+    "Cell",
+    "CellParams",
+    "DynamicsConfig",
+    "DynamicsResult",
+    "MemoryConfig",
+    "SweeperInputError",
+    "attractor_count",
+    "build_params",
+    "cost_growth_log10",
+    "get_cell",
+    "measure",
+    "memory_capacity",
+    "run_dynamics",
+    "top_singular_value",
+]
+__version__ = "0.1.0"

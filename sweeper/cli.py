@@ -1,0 +1,85 @@
+"""The ``sweeper`` command: parse, call the library, print. Bad input exits 2, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .errors import SweeperInputError
+
+
+def _task_param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweeper", description=(
+        "Map where recurrent networks forget, remember, or turn chaotic."))
+    commands = parser.add_subparsers(dest="command", required=True)
+    m = commands.add_parser("measure", help="measure a grid of scalings in one process",
+                            description="Measure every point of seed x recurrent-scale x "
+                                        "input-scale and print one row per point.")
+    m.add_argument("--cell", required=True, help="cell name (rnn_tanh, linear, orthogonal, "
+                                                  "gru, lstm, stable_lstm)")
+    m.add_argument("--hidden-size", type=int, required=True)
+    m.add_argument("--task", default="noise", help="task name or module.path:Class")
+    m.add_argument("--task-param", type=_task_param, action="append", default=[],
+                   metavar="KEY=VALUE", help="task parameter (repeatable), e.g. input_std=0.5")
+    m.add_argument("--recurrent-scale", type=float, nargs="+", default=[1.0])
+    m.add_argument("--input-scale", type=float, nargs="+", default=[1.0])
+    m.add_argument("--seed", type=int, nargs="+", default=[0])
+    m.add_argument("--seq-len", type=int, default=200)
+    m.add_argument("--metrics", nargs="+", default=["lipschitz", "lyapunov", "memory"])
+    m.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    m.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    m.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    m.add_argument("--curve", action="store_true",
+                   help="include the memory curve r^2_k in the output")
+    return parser
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .measure import measure
+
+    frame = measure(args.cell, args.hidden_size, task=args.task,
+                    task_params=dict(args.task_param), recurrent_scale=args.recurrent_scale,
+                    input_scale=args.input_scale, seed=args.seed, seq_len=args.seq_len,
+                    metrics=args.metrics, device=args.device, dtype=args.dtype)
+    if not args.curve:
+        frame = frame.drop(columns=["memory_curve"])
+    if args.json:
+        print(frame.to_json(orient="records", indent=1))
+    else:
+        computed = [c for c in frame.columns if not frame[c].isna().all()]
+        print(frame[computed].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "measure":
+            return _measure(args)
+    except SweeperInputError as exc:
+        print(f"sweeper: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def console() -> None:
+    """Console-script wrapper: exit with ``main``'s code."""
+    sys.exit(main())

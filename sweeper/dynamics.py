@@ -1,0 +1,206 @@
+"""One pass along the trajectory that yields the state-map metrics of K points at once:
+Lyapunov exponents (Benettin), local Lipschitz constants (Lanczos at sampled steps), the memory
+horizon, and whether the state stayed finite."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .cells._base import Cell
+from .errors import require
+from .lipschitz import top_singular_value
+from .lyapunov import lyapunov_twin, renormalise
+from .params import INPUT, CellParams
+from .seeding import generator
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """Protocol of the dynamics pass.
+
+    Attributes:
+        burn_in: steps discarded before averaging exponents and sampling Jacobians. The
+            trajectory runs burn_in + seq_len steps.
+        n_trajectories: B trajectories per point; exponents and Lipschitz statistics pool them.
+        lyapunov_k: number of exponents (QR re-orthonormalisation when > 1).
+        lipschitz_samples: post-burn-in steps (evenly spaced) at which ||J_t||_2 is evaluated.
+        lanczos_steps: Krylov dimension for ||J_t||_2 (exact when >= D).
+        horizon_tol: relative size below which a perturbation counts as forgotten.
+        twin: also run the two-trajectory cross-check (float64).
+    """
+
+    burn_in: int = 100
+    n_trajectories: int = 1
+    lyapunov_k: int = 1
+    lipschitz_samples: int = 32
+    lanczos_steps: int = 24
+    horizon_tol: float = 1e-3
+    twin: bool = False
+
+    def __post_init__(self):
+        for name in ("burn_in", "lipschitz_samples"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 0,
+                    f"DynamicsConfig requires an integer {name} >= 0, got {name}={value!r}")
+        for name in ("n_trajectories", "lyapunov_k", "lanczos_steps"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1,
+                    f"DynamicsConfig requires an integer {name} >= 1, got {name}={value!r}")
+        require(0 < self.horizon_tol < 1,
+                f"DynamicsConfig requires 0 < horizon_tol < 1, got horizon_tol={self.horizon_tol!r}")
+
+
+@dataclass(frozen=True)
+class DynamicsResult:
+    """Per-point results, each (G, M) float64 unless stated; NaN where the state diverged."""
+
+    finite: Tensor  # (G, M) bool
+    lyapunov: Tensor  # (G, M, k), sorted descending
+    lipschitz_local_max: Tensor
+    lipschitz_local_mean: Tensor
+    memory_horizon: Tensor
+    memory_horizon_capped: Tensor  # (G, M) bool
+    lyapunov_twin: Tensor | None
+    drive_max: Tensor  # (G, M, F) bound on |drive|, for Lipschitz bounds
+
+
+def input_projection(params: CellParams, inputs: Tensor) -> Tensor:
+    """weight_ih @ u for all steps at once: inputs (G or 1, B, T, I) -> (G, B, T, F)."""
+    w_ih = params.weights[INPUT]
+    return torch.matmul(inputs.to(w_ih.dtype), w_ih.mT[:, None])
+
+
+def drive_function(params: CellParams, projection: Tensor) -> Callable[[int], Tensor]:
+    """t -> input_scale * (weight_ih u_t) + bias_ih, shaped (G, M, B, F)."""
+    scale = params.input_scale[:, :, None, None]
+    bias = params.weights["bias_ih"][:, None, None, :]
+
+    def drive(t: int) -> Tensor:
+        return scale * projection[:, None, :, t] + bias
+
+    return drive
+
+
+def drive_bound(params: CellParams, projection: Tensor) -> Tensor:
+    """(G, M, F) upper bound of |drive| over all steps and trajectories."""
+    peak = projection.double().abs().amax(dim=(1, 2))  # (G, F)
+    bias = params.weights["bias_ih"].double().abs()
+    return params.input_scale.double()[..., None] * peak[:, None] + bias[:, None]
+
+
+def rollout(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor,
+            keep_from: int = 0) -> Tensor:
+    """States after each input, (G, M, B, T - keep_from, D); x_t is the state after u_t."""
+    drive = drive_function(params, input_projection(params, inputs))
+    x = x0
+    states = []
+    for t in range(inputs.shape[-2]):
+        x, _ = cell.step(params, x, drive(t))
+        if t >= keep_from:
+            states.append(x)
+    return torch.stack(states, dim=-2)
+
+
+def sample_steps(burn_in: int, seq_len: int, count: int) -> list[int]:
+    """``count`` evenly spaced steps in [burn_in, burn_in + seq_len)."""
+    count = min(count, seq_len)
+    if count == 0:
+        return []
+    return sorted({burn_in + round(i * (seq_len - 1) / max(count - 1, 1)) for i in range(count)})
+
+
+def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq_len: int,
+                 config: DynamicsConfig, seeds: list[int]) -> DynamicsResult:
+    """Propagate states and tangents along the task's inputs.
+
+    Args:
+        cell: the cell; params: its (prepared) parameters for G x M points.
+        inputs: (G or 1, B, burn_in + seq_len, I) task inputs.
+        x0: (G, M, B, D) initial states.
+        seq_len: N, the cap of the memory horizon and the averaging window.
+        config: protocol; seeds: one seed per group (tangent start vectors).
+
+    Returns:
+        A :class:`DynamicsResult`; one diverging point leaves the others untouched.
+    """
+    groups, members = params.recurrent_scale.shape
+    batch, size = x0.shape[-2], x0.shape[-1]
+    k = min(config.lyapunov_k, size)
+    steps = inputs.shape[-2]
+    dtype, device = x0.dtype, x0.device
+    projection = input_projection(params, inputs)
+    drive = drive_function(params, projection)
+
+    def start_vectors(purpose: str, rows: int) -> Tensor:
+        draws = [torch.randn(batch, rows, size, generator=generator(s, purpose),
+                             dtype=torch.float64) for s in seeds]
+        return torch.stack(draws).to(device=device, dtype=dtype)[:, None].expand(
+            groups, members, batch, rows, size)
+
+    v, _ = renormalise(start_vectors("tangents", k))
+    lanczos_start = start_vectors("lanczos", 1)[..., 0, :]
+    samples = set(sample_steps(config.burn_in, seq_len, config.lipschitz_samples))
+    log_tol = math.log(config.horizon_tol)
+
+    shape = (groups, members, batch)
+    growth = torch.zeros(*shape, k, dtype=torch.float64, device=device)
+    distance = torch.zeros(shape, dtype=torch.float64, device=device)  # log |v_t| from t = 0
+    horizon = torch.full(shape, float(seq_len), dtype=torch.float64, device=device)
+    forgotten = torch.zeros(shape, dtype=torch.bool, device=device)
+    finite = torch.ones(shape, dtype=torch.bool, device=device)
+    sigmas = []
+    x = x0
+    for t in range(steps):
+        x, cache, v = cell.step_tangent(params, x, drive(t), v)
+        v, logs = renormalise(v)
+        finite &= torch.isfinite(x).all(-1)
+        if t >= config.burn_in:
+            growth += logs
+        if t < seq_len:
+            distance += logs[..., 0]
+            newly = ~forgotten & (distance < log_tol)
+            horizon = torch.where(newly, float(t + 1), horizon)
+            forgotten |= newly
+        if t in samples:
+            def jtj(vec, cache=cache):
+                rows = vec[..., None, :]
+                return cell.vjp(params, cache, cell.jvp(params, cache, rows))[..., 0, :]
+
+            sigmas.append(top_singular_value(jtj, lanczos_start, config.lanczos_steps))
+
+    window = max(steps - config.burn_in, 1)
+    lyapunov = (growth / window).mean(dim=2)
+    lyapunov = torch.sort(lyapunov, dim=-1, descending=True).values
+    if sigmas:
+        sig = torch.stack(sigmas, dim=-1)  # (G, M, B, S)
+        local_max = sig.amax(dim=(-1, -2))
+        local_mean = torch.log(sig).mean(dim=(-1, -2)).exp()
+    else:
+        local_max = local_mean = torch.full((groups, members), math.nan, dtype=torch.float64,
+                                            device=device)
+    twin = None
+    if config.twin:
+        twin = lyapunov_twin(cell, params, drive, x0, steps, config.burn_in).mean(dim=2)
+
+    ok = finite.all(dim=2)
+
+    def mask(value: Tensor) -> Tensor:
+        bad = ~ok.reshape(ok.shape + (1,) * (value.dim() - 2))
+        return torch.where(bad, torch.full_like(value, math.nan), value)
+
+    return DynamicsResult(
+        finite=ok,
+        lyapunov=mask(lyapunov),
+        lipschitz_local_max=mask(local_max),
+        lipschitz_local_mean=mask(local_mean),
+        memory_horizon=mask(horizon.amax(dim=2)),
+        memory_horizon_capped=~forgotten.all(dim=2) & ok,
+        lyapunov_twin=None if twin is None else mask(twin),
+        drive_max=drive_bound(params, projection),
+    )

@@ -1,0 +1,77 @@
+"""Lipschitz constants: the largest singular value of J_t along a trajectory, and the growth
+factor G(N) = sum_{k<N} L^k of the paper's bound on the cost's Lipschitz constant."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: int) -> Tensor:
+    """Largest singular value of J for a batch of operators, by Lanczos on J^T J.
+
+    Args:
+        jtj: v -> J^T J v for vectors (..., D), batched.
+        start: (..., D) starting vectors (any nonzero; normalised here).
+        steps: Krylov dimension m; with m >= D the result is exact up to rounding.
+
+    Returns:
+        (...,) float64 estimates. Every Ritz value lies inside the spectrum, so the estimate
+        never exceeds the true ||J||_2; full re-orthogonalisation keeps it accurate. Batch
+        elements with non-finite entries give NaN without affecting the others.
+    """
+    size = start.shape[-1]
+    steps = max(1, min(steps, size))
+    q = start / start.norm(dim=-1, keepdim=True)
+    basis = [q]
+    alphas, betas = [], []
+    for j in range(steps):
+        w = jtj(basis[j])
+        alpha = (w * basis[j]).sum(-1)
+        alphas.append(alpha)
+        stacked = torch.stack(basis, dim=-1)  # (..., D, j+1)
+        for _ in range(2):  # twice is enough (Kahan-Parlett)
+            w = w - (stacked @ (stacked.mT @ w[..., None]))[..., 0]
+        if j == steps - 1:
+            break
+        beta = w.norm(dim=-1)
+        betas.append(beta)
+        # A vanishing beta means the Krylov space is exhausted; a zero vector adds only
+        # zero Ritz values, which cannot change the largest one of a PSD operator.
+        safe = torch.where(beta > 1e-30, beta, torch.ones_like(beta))
+        basis.append(torch.where((beta > 1e-30)[..., None], w / safe[..., None],
+                                 torch.zeros_like(w)))
+    tri = torch.diag_embed(torch.stack(alphas, -1).double())
+    if betas:
+        off = torch.stack(betas, -1).double()
+        tri = tri + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+    bad = ~torch.isfinite(tri).all(-1).all(-1)
+    tri = torch.where(bad[..., None, None], torch.zeros_like(tri), tri)
+    top = torch.linalg.eigvalsh(tri)[..., -1].clamp(min=0).sqrt()
+    return torch.where(bad, torch.full_like(top, math.nan), top)
+
+
+def cost_growth_log10(lipschitz: Tensor, seq_len: int) -> Tensor:
+    """log10 G(N), G(N) = sum_{k=0}^{N-1} L^k, stable for every L >= 0.
+
+    G is bounded by 1/(1-L) for L < 1, equals N at L = 1 and grows like L^N for L > 1. With
+    a = log L: G = expm1(N a) / expm1(a), evaluated in logs so that L^N never overflows.
+    Non-finite or negative L give NaN.
+    """
+    lip = lipschitz.double()
+    a = torch.log(lip)
+    n = float(seq_len)
+    with torch.no_grad():
+        tiny = a.abs() < 1e-12
+        a_safe = torch.where(tiny, torch.ones_like(a), a)
+        below = torch.log(-torch.expm1(n * a_safe)) - torch.log(-torch.expm1(a_safe))
+        above = n * a_safe + torch.log(-torch.expm1(-n * a_safe)) - torch.log(torch.expm1(a_safe))
+        log_g = torch.where(a_safe < 0, below, above)
+        log_g = torch.where(tiny, torch.full_like(a, math.log(n)), log_g)
+        log_g = torch.where(lip == 0, torch.zeros_like(a), log_g)  # G = L^0 = 1
+        log_g = torch.where(torch.isfinite(lip) & (lip >= 0), log_g, torch.full_like(a, math.nan))
+    return log_g / math.log(10.0)
