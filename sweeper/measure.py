@@ -196,6 +196,15 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
             columns["memory_horizon_capped"] = result.memory_horizon_capped
             columns["attractor_count"] = count
 
+    # A point whose state became non-finite in any run gets NaN for every measured metric;
+    # only the analytic bound (and the growth factor computed from it) stays.
+    for name, value in columns.items():
+        if name in ("lipschitz_bound", "cost_growth_log10"):
+            continue
+        bad = ~finite.reshape(finite.shape + (1,) * (value.dim() - 2))
+        fill = torch.zeros_like(value) if value.dtype == torch.bool else torch.full_like(
+            value, math.nan)
+        columns[name] = torch.where(bad, fill, value)
     return _frame(cell_obj, hidden_size, task_obj, seeds, combos, seq_len, finite, columns,
                   base.members)
 

@@ -46,7 +46,7 @@ def budgets(forget_max: float = FORGET_MAX) -> dict[str, float]:
 def project(params: CellParams, forget_max: float = FORGET_MAX,
             input_bound: float = INPUT_BOUND) -> CellParams:
     """Row-wise projection of every point's weights onto the stable set (see module doc)."""
-    params = params.expand() if params.members != 1 else params
+    params = params.expand()  # fold the scalings in: the condition is on effective weights
     limits = budgets(forget_max)
     w_hh = params.weights["weight_hh"]
     blocks = list(w_hh.chunk(4, dim=1))

@@ -1,0 +1,179 @@
+"""Cells against torch.nn, Jacobians against autograd, bounds against measurements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import F64, dynamics, random_params
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sweeper import CELLS, BoundContext, SweeperInputError, get_cell, measure
+from sweeper.cells.stable_lstm import project, stability_condition
+from sweeper.dynamics import drive_bound, input_projection
+from sweeper.lipschitz import top_singular_value
+
+TORCH_CELLS = {"rnn_tanh": torch.nn.RNNCell, "orthogonal": torch.nn.RNNCell,
+               "gru": torch.nn.GRUCell, "lstm": torch.nn.LSTMCell}
+
+
+def _random_state(cell, params, batch=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    size = cell.state_size(params.weights["weight_hh"].shape[2])
+    groups, members = params.recurrent_scale.shape
+    return torch.rand(groups, members, batch, size, generator=gen, dtype=F64) * 2 - 1
+
+
+def _random_drive(params, batch=3, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    groups, members = params.recurrent_scale.shape
+    rows = params.weights["weight_hh"].shape[1]
+    return torch.randn(groups, members, batch, rows, generator=gen, dtype=F64)
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_CELLS))
+def test_step_matches_torch_nn_cell(name):
+    cell = CELLS[name]
+    hidden, inputs = 5, 3
+    params = random_params(name, hidden, [0, 1], [[0.5, 1.7], [2.0, 0.3]],
+                           input_scales=[[1.0, 0.2], [0.7, 1.5]], input_size=inputs)
+    eff = params.effective()
+    gen = torch.Generator().manual_seed(7)
+    u = torch.randn(4, inputs, generator=gen, dtype=F64)
+    x = _random_state(cell, params, batch=4)
+    drive = (params.input_scale[..., None, None] * (u @ params.weights["weight_ih"].mT[:, None])
+             + params.weights["bias_ih"][:, None, None])
+    ours, _ = cell.step(params, x, drive)
+    for g in range(2):
+        for m in range(2):
+            ref = TORCH_CELLS[name](inputs, hidden).double()
+            with torch.no_grad():
+                for key in ("weight_hh", "weight_ih", "bias_ih", "bias_hh"):
+                    getattr(ref, key).copy_(eff[key][g, m])
+                if name == "lstm":
+                    h, c = x[g, m].chunk(2, dim=-1)
+                    h2, c2 = ref(u, (h, c))
+                    expected = torch.cat([h2, c2], dim=-1)
+                else:
+                    expected = ref(u, x[g, m])
+            torch.testing.assert_close(ours[g, m], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_jvp_vjp_and_jacobian_match_autograd(name):
+    # Exact in float64: tolerance 1e-10.
+    cell = CELLS[name]
+    params = cell.prepare(random_params(name, 4, [0, 5], [[0.8, 2.5], [1.3, 0.4]]))
+    x = _random_state(cell, params)
+    drive = _random_drive(params)
+    _, cache = cell.step(params, x, drive)
+    size = x.shape[-1]
+    full = torch.func.jacrev(lambda state: cell.step(params, state, drive)[0])(x)
+    lead = x.shape[:-1]
+    n = int(np.prod(lead))
+    # Points do not interact: keep the diagonal blocks d x'_p / d x_p.
+    flat = full.reshape(n, size, n, size)
+    exact = torch.stack([flat[p, :, p, :] for p in range(n)]).reshape(*lead, size, size)
+    off = flat.clone()
+    for p in range(n):
+        off[p, :, p, :] = 0
+    assert off.abs().max() == 0
+    torch.testing.assert_close(cell.jacobian(params, cache), exact, rtol=1e-10, atol=1e-10)
+    gen = torch.Generator().manual_seed(3)
+    v = torch.randn(*lead, 2, size, generator=gen, dtype=F64)
+    torch.testing.assert_close(cell.jvp(params, cache, v), (exact[..., None, :, :]
+                               @ v[..., None])[..., 0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(cell.vjp(params, cache, v), (exact[..., None, :, :].mT
+                               @ v[..., None])[..., 0], rtol=1e-10, atol=1e-10)
+    _, cache2, v2 = cell.step_tangent(params, x, drive, v)
+    torch.testing.assert_close(v2, cell.jvp(params, cache, v), rtol=1e-10, atol=1e-10)
+
+
+def test_lanczos_equals_exact_largest_singular_value():
+    gen = torch.Generator().manual_seed(0)
+    mats = torch.randn(5, 30, 30, generator=gen, dtype=F64)
+    start = torch.randn(5, 30, generator=gen, dtype=F64)
+    exact = torch.linalg.matrix_norm(mats, ord=2)
+    full = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 30)
+    torch.testing.assert_close(full, exact, rtol=1e-10, atol=0)
+    # Fewer steps: never above the truth (Ritz values lie inside the spectrum).
+    partial = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 8)
+    assert torch.all(partial <= exact * (1 + 1e-12))
+    # A non-finite operator gives NaN for that element only.
+    mats[2, 0, 0] = float("nan")
+    mixed = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 30)
+    assert torch.isnan(mixed[2]) and torch.isfinite(mixed[[0, 1, 3, 4]]).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(CELLS)), hidden=st.integers(1, 8),
+       scale=st.floats(0.0, 6.0), in_scale=st.floats(0.0, 4.0), seed=st.integers(0, 10**6),
+       input_std=st.sampled_from([0.0, 1.0, 3.0]))
+def test_lipschitz_bound_is_never_below_local_maximum(name, hidden, scale, in_scale, seed,
+                                                      input_std):
+    # Every step is sampled and Lanczos runs to the full dimension, so the local maximum is
+    # exact; the bound must dominate it (float64, relative slack 1e-9 for rounding).
+    frame = measure(name, hidden, recurrent_scale=[scale], input_scale=[in_scale], seed=[seed],
+                    seq_len=60, metrics=["lipschitz"], dtype="float64",
+                    task_params={"input_std": input_std},
+                    dynamics=__import__("sweeper").DynamicsConfig(
+                        burn_in=0, lipschitz_samples=60, lanczos_steps=16))
+    row = frame.iloc[0]
+    assert row.status == "ok"
+    assert row.lipschitz_bound >= row.lipschitz_local_max * (1 - 1e-9)
+
+
+def test_linear_bound_is_exact_spectral_norm():
+    params = random_params("linear", 10, [0], [[0.5, 1.0, 2.0]])
+    bound = CELLS["linear"].lipschitz_bound(params, BoundContext(seq_len=10))
+    norm = torch.linalg.matrix_norm(params.weights["weight_hh"][0], ord=2)
+    torch.testing.assert_close(bound[0], norm * torch.tensor([0.5, 1.0, 2.0], dtype=F64))
+    # And the local constant of a linear map is that same norm at every step.
+    result = dynamics("linear", params, 30, 30, burn_in=0, lipschitz_samples=5,
+                      lanczos_steps=10, x0=torch.zeros(1, 3, 1, 10, dtype=F64))
+    torch.testing.assert_close(result.lipschitz_local_max[0], bound[0], rtol=1e-10, atol=0)
+
+
+def test_lstm_bound_uses_the_drive_to_tighten():
+    params = random_params("lstm", 6, [0], [[1.0]])
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.rand(1, 1, 50, 1, generator=gen, dtype=F64) * 2 - 1
+    bounded = BoundContext(seq_len=50, drive_max=drive_bound(params,
+                                                             input_projection(params, inputs)))
+    loose = CELLS["lstm"].lipschitz_bound(params, BoundContext(seq_len=50))
+    tight = CELLS["lstm"].lipschitz_bound(params, bounded)
+    assert (tight < loose).all()
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 10.0])
+def test_stable_lstm_projection_enforces_condition_and_contracts(scale):
+    params = random_params("lstm", 16, [0, 1], [[scale, scale / 2]] * 2,
+                           input_scales=[[scale, 1.0]] * 2)
+    if scale >= 3.0:
+        assert not stability_condition(params).all()
+    projected = project(params)
+    assert stability_condition(projected).all()
+    # Rows already inside their budgets are untouched (a projection, not a rescaling).
+    small = random_params("lstm", 16, [0], [[0.01]], input_scales=[[0.01]])
+    torch.testing.assert_close(project(small).weights["weight_hh"],
+                               small.expand().weights["weight_hh"])
+    # Driven by inputs within the guarantee (|u| <= 1), every sampled Jacobian contracts.
+    gen = torch.Generator().manual_seed(2)
+    inputs = torch.rand(1, 1, 300, 1, generator=gen, dtype=F64) * 2 - 1  # shared by all points
+    result = dynamics("stable_lstm", params, 300, 250, inputs=inputs, burn_in=50,
+                      lipschitz_samples=50, lanczos_steps=32)
+    assert (result.lipschitz_local_max < 1).all()
+    assert (result.lyapunov[..., 0] < 0).all()
+
+
+def test_unknown_cell_lists_known_names():
+    with pytest.raises(SweeperInputError, match="known cells: gru, linear, lstm"):
+        get_cell("elman")
+
+
+def test_orthogonal_init_is_orthogonal():
+    params = random_params("orthogonal", 12, [4], [[1.0]])
+    w = params.weights["weight_hh"][0]
+    torch.testing.assert_close(w @ w.T, torch.eye(12, dtype=F64), rtol=0, atol=1e-12)
+    assert np.isclose(CELLS["orthogonal"].lipschitz_bound(params, BoundContext(1)).item(), 1.0)

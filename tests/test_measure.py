@@ -1,0 +1,124 @@
+"""The measure entry point: batching, divergence as data, reproducibility, bad input, CLI."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweeper import METRIC_COLUMNS, DynamicsConfig, MemoryConfig, SweeperInputError, measure
+
+SMALL_MEMORY = MemoryConfig(washout=40, train=400, test=200, max_delay=40,
+                            attractor_inits=6, attractor_steps=200)
+NUMERIC = [c for cols in METRIC_COLUMNS.values() for c in cols
+           if c not in ("memory_curve", "memory_horizon_capped")]
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "stable_lstm"])
+def test_batched_equals_looped(cell):
+    # Contracting points only: there rounding differences between a batch of 8 and a batch
+    # of 1 (different GEMM shapes) stay at rounding level. (Chaotic points amplify them: their
+    # trajectories separate and only statistics agree, see test_lyapunov.) float64, rtol 1e-7.
+    grid = {"recurrent_scale": [0.3, 0.8], "input_scale": [0.5, 1.0], "seed": [0, 1]}
+    common = {"seq_len": 80, "dtype": "float64", "memory": SMALL_MEMORY,
+              "dynamics": DynamicsConfig(burn_in=20, lipschitz_samples=8)}
+    batched = measure(cell, 6, **grid, **common)
+    looped = pd.concat([measure(cell, 6, recurrent_scale=[r], input_scale=[a], seed=[s],
+                                **common)
+                        for s in grid["seed"] for r in grid["recurrent_scale"]
+                        for a in grid["input_scale"]], ignore_index=True)
+    assert (batched.status == "ok").all()
+    pd.testing.assert_frame_equal(batched[["seed", "recurrent_scale", "input_scale"]],
+                                  looped[["seed", "recurrent_scale", "input_scale"]])
+    np.testing.assert_allclose(batched[NUMERIC].to_numpy(float), looped[NUMERIC].to_numpy(float),
+                               rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(np.stack(batched.memory_curve), np.stack(looped.memory_curve),
+                               rtol=1e-7, atol=1e-10)
+
+
+def test_diverging_point_is_data_and_leaves_others_unchanged():
+    common = {"seq_len": 60, "dtype": "float64", "memory": SMALL_MEMORY,
+              "dynamics": DynamicsConfig(burn_in=10, lipschitz_samples=6)}
+    # s = 1e3 makes the linear state overflow to inf within ~110 steps.
+    mixed = measure("linear", 8, recurrent_scale=[0.5, 1e3, 0.9], **common)
+    clean = measure("linear", 8, recurrent_scale=[0.5, 0.9], **common)
+    assert mixed.status.tolist() == ["ok", "diverged", "ok"]
+    bad = mixed.iloc[1]
+    for column in ("lyapunov_max", "lipschitz_local_max", "memory_capacity", "memory_horizon"):
+        assert np.isnan(bad[column]), column
+    # The analytic bound stays meaningful for a diverging point.
+    assert np.isfinite(bad.lipschitz_bound)
+    np.testing.assert_allclose(mixed.iloc[[0, 2]][NUMERIC].to_numpy(float),
+                               clean[NUMERIC].to_numpy(float), rtol=1e-9, atol=1e-12)
+
+
+def test_results_reproduce_in_a_freshly_spawned_process():
+    kwargs = {"recurrent_scale": [0.5, 1.5, 2.5], "seed": [3], "seq_len": 50,
+              "memory": SMALL_MEMORY}
+    here = measure("gru", 10, **kwargs)
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        there = pool.submit(measure, "gru", 10, **kwargs).result(timeout=300)
+    pd.testing.assert_frame_equal(here, there, check_exact=True)
+
+
+def test_measure_frame_has_every_metric_column():
+    frame = measure("orthogonal", 4, recurrent_scale=[1.0, 2.0], seq_len=20,
+                    metrics=["lyapunov"])
+    for columns in METRIC_COLUMNS.values():
+        assert set(columns) <= set(frame.columns)
+    assert frame.lipschitz_bound.isna().all() and frame.lyapunov_max.notna().all()
+    assert len(frame) == 2
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"cell": "elman"}, "unknown cell 'elman'; known cells: gru, linear"),
+    ({"hidden_size": 0}, "hidden_size must be a positive integer, got hidden_size=0"),
+    ({"hidden_size": 2.5}, "hidden_size=2.5"),
+    ({"seq_len": -3}, "seq_len=-3"),
+    ({"recurrent_scale": [1.0, -0.5]}, "recurrent_scale must be >= 0, got recurrent_scale=-0.5"),
+    ({"input_scale": []}, "input_scale must contain at least one value"),
+    ({"recurrent_scale": [float("inf")]}, "recurrent_scale must be finite"),
+    ({"seed": [1.5]}, "seed must contain integers"),
+    ({"metrics": ["lyapunov", "chaos"]}, r"unknown metrics \['chaos'\]"),
+    ({"task": "sine"}, "unknown task 'sine'"),
+    ({"dtype": "float16"}, "dtype must be one of"),
+])
+def test_bad_input_names_parameter_and_value(kwargs, match):
+    args = {"cell": "rnn_tanh", "hidden_size": 4, "seq_len": 10, **kwargs}
+    with pytest.raises(SweeperInputError, match=match):
+        measure(args.pop("cell"), args.pop("hidden_size"), **args)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_prints_json_rows():
+    out = _cli("measure", "--cell", "rnn_tanh", "--hidden-size", "64", "--recurrent-scale",
+               "0.5", "3", "--seq-len", "100", "--metrics", "lyapunov", "--task-param",
+               "input_std=0.1", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["recurrent_scale"] for r in rows] == [0.5, 3.0]
+    assert rows[0]["lyapunov_max"] < 0 < rows[1]["lyapunov_max"]
+
+
+@pytest.mark.parametrize("args", [
+    ["measure", "--cell", "nope", "--hidden-size", "8"],
+    ["measure", "--cell", "gru", "--hidden-size", "0"],
+    ["measure", "--cell", "gru", "--hidden-size", "8", "--recurrent-scale", "-1"],
+    ["measure", "--cell", "gru", "--hidden-size", "8", "--task-param", "input_std=-2"],
+    ["measure", "--cell", "gru", "--hidden-size", "eight"],
+])
+def test_cli_bad_input_exits_2_without_traceback(args):
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "error" in out.stderr

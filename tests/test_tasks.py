@@ -1,0 +1,52 @@
+"""The task registry and the noise task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sweeper import SweeperInputError, measure
+from tasks import TASKS, Noise, get_task
+
+
+def test_noise_shapes_statistics_and_determinism():
+    task = get_task("noise", {"input_size": 3, "input_std": 0.5})
+    u = task.inputs(seed=4, n_trajectories=2, steps=5000)
+    assert u.shape == (2, 5000, 3) and u.dtype == torch.float64
+    # Sample std of 30000 N(0, 0.25) draws: standard error ~0.002; tolerance 0.01.
+    assert u.std().item() == pytest.approx(0.5, abs=0.01)
+    torch.testing.assert_close(u, task.inputs(seed=4, n_trajectories=2, steps=5000), rtol=0,
+                               atol=0)
+    assert not torch.equal(u, task.inputs(seed=5, n_trajectories=2, steps=5000))
+    assert torch.count_nonzero(get_task("noise", {"input_std": 0.0}).inputs(0, 1, 10)) == 0
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"input_size": 0}, "input_size=0"),
+    ({"input_size": 1.5}, "input_size=1.5"),
+    ({"input_std": -1.0}, "input_std=-1.0"),
+    ({"input_std": float("nan")}, "input_std=nan"),
+    ({"inputstd": 1.0}, r"unknown task_params \['inputstd'\]; known: \['input_size', 'input_std'\]"),
+])
+def test_noise_rejects_bad_params(params, match):
+    with pytest.raises(SweeperInputError, match=match):
+        get_task("noise", params)
+
+
+def test_unknown_task_lists_known_names():
+    with pytest.raises(SweeperInputError, match="known tasks: module.path:Class, noise"):
+        get_task("sine")
+    with pytest.raises(SweeperInputError, match="cannot load task"):
+        get_task("no_such_module:Task")
+
+
+def test_user_task_by_dotted_path_runs_like_a_builtin():
+    task = get_task("usertask:Ramp", {"slope": 2.0})
+    assert task.inputs(0, 1, 4)[0, :, 0].tolist() == [0.0, 0.5, 1.0, 1.5]
+    frame = measure("rnn_tanh", 8, task="usertask:Ramp", task_params={"slope": 2.0},
+                    seq_len=30, metrics=["lyapunov"])
+    assert frame.task.tolist() == ["ramp"] and frame.status.tolist() == ["ok"]
+
+
+def test_registry_holds_noise():
+    assert TASKS["noise"] is Noise
