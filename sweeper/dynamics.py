@@ -53,7 +53,8 @@ class DynamicsConfig:
             require(isinstance(value, int) and value >= 1,
                     f"DynamicsConfig requires an integer {name} >= 1, got {name}={value!r}")
         require(0 < self.horizon_tol < 1,
-                f"DynamicsConfig requires 0 < horizon_tol < 1, got horizon_tol={self.horizon_tol!r}")
+                "DynamicsConfig requires 0 < horizon_tol < 1, "
+                f"got horizon_tol={self.horizon_tol!r}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .cells import BoundContext, Cell, get_cell
-from .dynamics import DynamicsConfig, input_projection, drive_bound, run_dynamics
+from .dynamics import DynamicsConfig, drive_bound, input_projection, run_dynamics
 from .errors import SweeperInputError, require
 from .lipschitz import cost_growth_log10
 from .memory import MemoryConfig, attractor_count, memory_capacity

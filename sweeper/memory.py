@@ -49,7 +49,8 @@ class MemoryConfig:
                 f"MemoryConfig requires max_delay >= 1 or None, got max_delay={self.max_delay!r}")
         require(self.ridge >= 0, f"MemoryConfig requires ridge >= 0, got ridge={self.ridge!r}")
         require(self.attractor_tol > 0,
-                f"MemoryConfig requires attractor_tol > 0, got attractor_tol={self.attractor_tol!r}")
+                "MemoryConfig requires attractor_tol > 0, "
+                f"got attractor_tol={self.attractor_tol!r}")
 
     def delays(self, state_size: int) -> int:
         return self.max_delay if self.max_delay is not None else 2 * state_size

@@ -39,5 +39,5 @@ def get_task(name: str | Task, params: dict[str, Any] | None = None) -> Task:
     elif name in TASKS:
         cls = TASKS[name]
     else:
-        raise unknown_name("task", name, list(TASKS) + ["module.path:Class"])
+        raise unknown_name("task", name, [*list(TASKS), "module.path:Class"])
     return cls.from_params(params)

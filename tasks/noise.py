@@ -30,7 +30,8 @@ class Noise(Task):
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) \
                 or self.input_size < 1:
             raise SweeperInputError(
-                f"noise task requires a positive integer input_size, got input_size={self.input_size!r}")
+                "noise task requires a positive integer input_size, "
+                f"got input_size={self.input_size!r}")
         if isinstance(self.input_std, bool) or not isinstance(self.input_std, (int, float)) \
                 or not math.isfinite(self.input_std) or self.input_std < 0:
             raise SweeperInputError(

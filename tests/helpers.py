@@ -17,7 +17,7 @@ def params_from(weight_hh, weight_ih=None, bias_ih=None, bias_hh=None, recurrent
                 input_scale=1.0) -> CellParams:
     """One group (G = 1) of explicit weights; scalings may be lists (the M points)."""
     w_hh = torch.as_tensor(weight_hh, dtype=F64)
-    rows, hidden = w_hh.shape
+    rows, _hidden = w_hh.shape
     w_ih = torch.zeros(rows, 1, dtype=F64) if weight_ih is None else torch.as_tensor(
         weight_ih, dtype=F64)
     zeros = torch.zeros(rows, dtype=F64)

@@ -26,7 +26,8 @@ def test_noise_shapes_statistics_and_determinism():
     ({"input_size": 1.5}, "input_size=1.5"),
     ({"input_std": -1.0}, "input_std=-1.0"),
     ({"input_std": float("nan")}, "input_std=nan"),
-    ({"inputstd": 1.0}, r"unknown task_params \['inputstd'\]; known: \['input_size', 'input_std'\]"),
+    ({"inputstd": 1.0},
+     r"unknown task_params \['inputstd'\]; known: \['input_size', 'input_std'\]"),
 ])
 def test_noise_rejects_bad_params(params, match):
     with pytest.raises(SweeperInputError, match=match):
@@ -34,7 +35,7 @@ def test_noise_rejects_bad_params(params, match):
 
 
 def test_unknown_task_lists_known_names():
-    with pytest.raises(SweeperInputError, match="known tasks: module.path:Class, noise"):
+    with pytest.raises(SweeperInputError, match=r"known tasks: module\.path:Class, noise"):
         get_task("sine")
     with pytest.raises(SweeperInputError, match="cannot load task"):
         get_task("no_such_module:Task")

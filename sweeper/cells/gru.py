@@ -54,5 +54,5 @@ class GRU(Cell):
         w_r, w_z, w_n = blocks(params, "weight_hh", 3)
         b_n = params.weights["bias_hh"].chunk(3, dim=1)[2].double().abs().amax(-1)
         q_max = s * row_abs_sum(w_n).amax(-1)[:, None] + b_n[:, None]
-        return (1.0 + s * spectral_norm(w_n)[:, None] + 0.25 * q_max * s * spectral_norm(w_r)[:, None]
-                + 0.5 * s * spectral_norm(w_z)[:, None])
+        norm_r, norm_z, norm_n = (spectral_norm(w)[:, None] for w in (w_r, w_z, w_n))
+        return 1.0 + s * norm_n + 0.25 * q_max * s * norm_r + 0.5 * s * norm_z

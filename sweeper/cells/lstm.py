@@ -62,7 +62,8 @@ class LSTM(Cell):
         """
         s = params.recurrent_scale.double()
         w_i, w_f, w_g, w_o = blocks(params, "weight_hh", 4)
-        norms = {n: spectral_norm(w)[:, None] for n, w in zip("ifgo", (w_i, w_f, w_g, w_o))}
+        norms = {n: spectral_norm(w)[:, None]
+                 for n, w in zip("ifgo", (w_i, w_f, w_g, w_o), strict=True)}
         c_max = self.cell_state_bound(params, context)
         a = s * (c_max * norms["f"] / 4 + norms["i"] / 4 + norms["g"])
         top = s * norms["o"] / 4 + a
