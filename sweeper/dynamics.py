@@ -13,7 +13,7 @@ import torch
 from .cells._base import Cell
 from .errors import require
 from .lipschitz import top_singular_value
-from .lyapunov import lyapunov_twin, renormalise
+from .lyapunov import lyapunov_twin, renormalise, renormalise_
 from .params import INPUT, CellParams
 from .seeding import generator
 
@@ -150,24 +150,16 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
     log_tol = math.log(config.horizon_tol)
 
     shape = (groups, members, batch)
-    growth = torch.zeros(*shape, k, dtype=torch.float64, device=device)
-    distance = torch.zeros(shape, dtype=torch.float64, device=device)  # log |v_t| from t = 0
-    horizon = torch.full(shape, float(seq_len), dtype=torch.float64, device=device)
-    forgotten = torch.zeros(shape, dtype=torch.bool, device=device)
+    # Log growth of every step, kept (float64) and reduced after the loop: the loop itself
+    # does only the product, the renormalisation and one store (it is the hot path).
+    logs = torch.empty(steps, *shape, k, dtype=torch.float64, device=device)
     finite = torch.ones(shape, dtype=torch.bool, device=device)
     sigmas = []
-    x = x0
+    z = torch.cat([x0[..., None, :], v], dim=-2)  # [x; v]: one product per step for both
     for t in range(steps):
-        x, cache, v = cell.step_tangent(params, x, drive(t), v)
-        v, logs = renormalise(v)
-        finite &= torch.isfinite(x).all(-1)
-        if t >= config.burn_in:
-            growth += logs
-        if t < seq_len:
-            distance += logs[..., 0]
-            newly = ~forgotten & (distance < log_tol)
-            horizon = torch.where(newly, float(t + 1), horizon)
-            forgotten |= newly
+        z, cache = cell.step_stacked(params, z, drive(t))
+        logs[t] = renormalise_(z[..., 1:, :])
+        finite &= torch.isfinite(z[..., 0, :]).all(-1)
         if t in samples:
             def jtj(vec, cache=cache):
                 rows = vec[..., None, :]
@@ -176,7 +168,13 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
             sigmas.append(top_singular_value(jtj, lanczos_start, config.lanczos_steps))
 
     window = max(steps - config.burn_in, 1)
-    lyapunov = (growth / window).mean(dim=2)
+    lyapunov = (logs[config.burn_in:].sum(0) / window).mean(dim=2)
+    # Memory horizon: first t with log |v_t| - log |v_0| < log tol, v_0 the first tangent.
+    distance = torch.cumsum(logs[:seq_len, ..., 0], dim=0)
+    below = distance < log_tol
+    forgotten = below.any(0)
+    first = torch.argmax(below.to(torch.uint8), dim=0).double() + 1
+    horizon = torch.where(forgotten, first, torch.full_like(first, float(seq_len)))
     lyapunov = torch.sort(lyapunov, dim=-1, descending=True).values
     if sigmas:
         sig = torch.stack(sigmas, dim=-1)  # (G, M, B, S)

@@ -29,22 +29,28 @@ def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: in
     q = start / start.norm(dim=-1, keepdim=True)
     basis = [q]
     alphas, betas = [], []
+    scale = None
     for j in range(steps):
         w = jtj(basis[j])
         alpha = (w * basis[j]).sum(-1)
         alphas.append(alpha)
+        # Size of the operator seen so far, for a relative breakdown test.
+        scale = alpha.abs() if scale is None else torch.maximum(scale, alpha.abs())
         stacked = torch.stack(basis, dim=-1)  # (..., D, j+1)
         for _ in range(2):  # twice is enough (Kahan-Parlett)
             w = w - (stacked @ (stacked.mT @ w[..., None]))[..., 0]
         if j == steps - 1:
             break
         beta = w.norm(dim=-1)
+        # A beta at rounding level means the Krylov space is exhausted (J^T J = c I gives
+        # that after one step); normalising the rounding noise would invent directions.
+        # A zero vector adds only zero Ritz values, which cannot change the largest one of a
+        # PSD operator.
+        alive = beta > 1e-8 * scale
+        beta = torch.where(alive, beta, torch.zeros_like(beta))
         betas.append(beta)
-        # A vanishing beta means the Krylov space is exhausted; a zero vector adds only
-        # zero Ritz values, which cannot change the largest one of a PSD operator.
-        safe = torch.where(beta > 1e-30, beta, torch.ones_like(beta))
-        basis.append(torch.where((beta > 1e-30)[..., None], w / safe[..., None],
-                                 torch.zeros_like(w)))
+        safe = torch.where(alive, beta, torch.ones_like(beta))
+        basis.append(torch.where(alive[..., None], w / safe[..., None], torch.zeros_like(w)))
     tri = torch.diag_embed(torch.stack(alphas, -1).double())
     if betas:
         off = torch.stack(betas, -1).double()

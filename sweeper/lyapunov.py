@@ -17,8 +17,8 @@ def renormalise(v: Tensor) -> tuple[Tensor, Tensor]:
     """Orthonormalise tangent rows v (..., k, D); return them and the log growth (..., k).
 
     For k = 1 this is a division by the norm; for k > 1 a QR step, whose |diag(R)| are the
-    growth factors of the nested subspaces (Benettin et al. 1980). A vanishing vector keeps its
-    previous direction and contributes log 0 = -inf, the exact exponent of a zero Jacobian.
+    growth factors of the nested subspaces (Benettin et al. 1980). A vector that vanishes stays
+    zero and contributes log 0 = -inf, the exact exponent of a zero Jacobian.
     """
     if v.shape[-2] == 1:
         norm = v.norm(dim=-1)
@@ -29,6 +29,20 @@ def renormalise(v: Tensor) -> tuple[Tensor, Tensor]:
     # Fix the signs so that the basis evolves continuously.
     sign = torch.where(diag < 0, -torch.ones_like(diag), torch.ones_like(diag))
     return (q * sign[..., None, :]).mT, torch.log(diag.abs().double())
+
+
+def renormalise_(v: Tensor) -> Tensor:
+    """In-place :func:`renormalise` (v may be a view into the stacked state).
+
+    Returns the log growth (..., k) in v's dtype (the caller accumulates in float64).
+    """
+    if v.shape[-2] == 1:
+        norm = v.norm(dim=-1, keepdim=True)
+        v.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
+        return torch.log(norm[..., 0])
+    normed, logs = renormalise(v)
+    v.copy_(normed)
+    return logs
 
 
 def lyapunov_twin(cell: Cell, params: CellParams, drive_fn, x0: Tensor, steps: int,

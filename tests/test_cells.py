@@ -100,6 +100,14 @@ def test_lanczos_equals_exact_largest_singular_value():
     # Fewer steps: never above the truth (Ritz values lie inside the spectrum).
     partial = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 8)
     assert torch.all(partial <= exact * (1 + 1e-12))
+    # Invariant subspaces end the Krylov space early (J^T J = c I after one step): the
+    # rounding-level remainder must not be promoted to a new direction.
+    special = torch.stack([0.5 * torch.eye(30, dtype=F64),
+                           torch.diag(torch.tensor([3.0] + [1.0] * 28 + [2.0], dtype=F64))])
+    degenerate = top_singular_value(lambda v: (special.mT @ (special @ v[..., None]))[..., 0],
+                                    start[:2], 30)
+    torch.testing.assert_close(degenerate, torch.tensor([0.5, 3.0], dtype=F64), rtol=1e-12,
+                               atol=0)
     # A non-finite operator gives NaN for that element only.
     mats[2, 0, 0] = float("nan")
     mixed = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 30)

@@ -45,7 +45,8 @@ def recurrent_product(params: CellParams, y: Tensor) -> Tensor:
     lead = y.shape[2:-1]
     out = torch.bmm(y.reshape(groups, -1, y.shape[-1]), weight.mT)
     out = out.reshape(groups, members, *lead, weight.shape[1])
-    return out * params.recurrent_scale.reshape(groups, members, *([1] * (len(lead) + 1)))
+    # In place: ``out`` is fresh, and bmm's backward does not need its output.
+    return out.mul_(params.recurrent_scale.reshape(groups, members, *([1] * (len(lead) + 1))))
 
 
 def recurrent_product_t(params: CellParams, y: Tensor) -> Tensor:
@@ -55,7 +56,7 @@ def recurrent_product_t(params: CellParams, y: Tensor) -> Tensor:
     lead = y.shape[2:-1]
     out = torch.bmm(y.reshape(groups, -1, y.shape[-1]), weight)
     out = out.reshape(groups, members, *lead, weight.shape[2])
-    return out * params.recurrent_scale.reshape(groups, members, *([1] * (len(lead) + 1)))
+    return out.mul_(params.recurrent_scale.reshape(groups, members, *([1] * (len(lead) + 1))))
 
 
 def spectral_norm(matrix: Tensor) -> Tensor:
@@ -105,6 +106,13 @@ class Cell(ABC):
         """One step of the state and of its tangent vectors. Cells may fuse the two."""
         x_next, cache = self.step(params, x, drive)
         return x_next, cache, self.jvp(params, cache, v)
+
+    def step_stacked(self, params: CellParams, z: Tensor, drive: Tensor) -> tuple[Tensor, Cache]:
+        """``step_tangent`` on the stacked layout z = [x; v], (G, M, B, 1 + k, D), that the
+        dynamics pass keeps: row 0 is the state, rows 1.. the tangents. Cells whose state and
+        tangent share a matrix product override it to skip the split and the copy."""
+        x_next, cache, v_next = self.step_tangent(params, z[..., 0, :], drive, z[..., 1:, :])
+        return torch.cat([x_next[..., None, :], v_next], dim=-2), cache
 
     def vjp(self, params: CellParams, cache: Cache, w: Tensor) -> Tensor:
         """J_t^T applied to rows w (G, M, B, k, D); by default through autograd on ``jvp``,

@@ -69,16 +69,19 @@ class ElmanCell(Cell):
         return recurrent_product_t(params, w if slope is None else w * slope[..., None, :])
 
     def step_tangent(self, params, x, drive, v):
-        # State and tangents share the matrix W: one product over [x; v] instead of two.
-        stacked = torch.cat([x[..., None, :], v], dim=-2)
-        product = recurrent_product(params, stacked)
-        x_next = self._phi(product[..., 0, :] + drive + self._bias(params))
-        cache = {"x_next": x_next}
-        slope = self._slope(cache)
-        v_next = product[..., 1:, :]
-        if slope is not None:
-            v_next = v_next * slope[..., None, :]
-        return x_next, cache, v_next
+        z_next, cache = self.step_stacked(params, torch.cat([x[..., None, :], v], dim=-2), drive)
+        return cache["x_next"], cache, z_next[..., 1:, :]
+
+    def step_stacked(self, params, z, drive):
+        # State and tangents share the matrix W: one product over [x; v], then everything in
+        # place on that fresh product (no copies: this loop is the hot path of every sweep).
+        product = recurrent_product(params, z)
+        pre = product[..., 0, :]
+        pre.add_(drive).add_(self._bias(params))
+        if self.activation == "tanh":
+            pre.tanh_()
+            product[..., 1:, :].mul_((1.0 - pre * pre)[..., None, :])
+        return product, {"x_next": pre}
 
     def lipschitz_bound(self, params: CellParams, context: BoundContext) -> Tensor:
         """s * ||W||_2.
