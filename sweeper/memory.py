@@ -26,6 +26,8 @@ class MemoryConfig:
         train, test: lengths of the fitting and the held-out segments.
         max_delay: K_max, the largest delay k (delays run 1..K_max); None = 2 * D.
         ridge: Tikhonov factor, relative to the mean diagonal of X^T X.
+        chunk_bytes: points are processed in chunks whose stored float64 states stay below
+            this size (256 MiB by default), so large grids do not exhaust memory.
         attractor_inits: M random initial states, uniform in [-1, 1]^D.
         attractor_steps: steps under constant input before end states are compared.
         attractor_tol: two end states are one attractor when their max-abs distance is <= tol.
@@ -36,6 +38,7 @@ class MemoryConfig:
     test: int = 1000
     max_delay: int | None = None
     ridge: float = 1e-8
+    chunk_bytes: int = 2**28
     attractor_inits: int = 16
     attractor_steps: int = 500
     attractor_tol: float = 1e-2
@@ -78,6 +81,31 @@ def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size:
     steps = config.washout + config.train + config.test
     u = torch.stack([torch.rand(steps, generator=generator(s, "memory-inputs"),
                                 dtype=torch.float64) * 2 - 1 for s in seeds])  # (G, T)
+    per_point = (config.train + config.test) * (state_size + 1) * 8
+    chunk = max(1, config.chunk_bytes // per_point)
+    # Chunk along the points of a base draw when there are several, else along the draws;
+    # every output has groups on axis 0 and members on axis 1.
+    parts = []
+    if members > 1:
+        width, axis = max(1, chunk // groups), 1
+        for start in range(0, members, width):
+            sub = params.subset(members=slice(start, start + width))
+            parts.append(_capacity(cell, sub, u, input_size, state_size, config, delays))
+    else:
+        axis = 0
+        for start in range(0, groups, chunk):
+            sub = params.subset(groups=slice(start, start + chunk))
+            parts.append(_capacity(cell, sub, u[start:start + chunk], input_size, state_size,
+                                   config, delays))
+    capacity, curve, finite = (torch.cat(tensors, dim=axis) for tensors in zip(*parts, strict=True))
+    return capacity, curve, finite
+
+
+def _capacity(cell: Cell, params: CellParams, u: Tensor, input_size: int, state_size: int,
+              config: MemoryConfig, delays: int) -> tuple[Tensor, Tensor, Tensor]:
+    """memory_capacity for one chunk of points; u is (G, T) for this chunk's groups."""
+    groups, members = params.recurrent_scale.shape
+    steps = u.shape[-1]
     inputs = torch.zeros(groups, 1, steps, input_size, dtype=torch.float64)
     inputs[..., 0] = u[:, None]
     device, dtype = params.device, params.dtype

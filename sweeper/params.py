@@ -61,6 +61,12 @@ class CellParams:
             dict(self.meta),
         )
 
+    def subset(self, groups: slice = slice(None), members: slice = slice(None)) -> CellParams:
+        """The points (groups, members) of this batch; weights are shared, not copied."""
+        return CellParams({k: v[groups] for k, v in self.weights.items()},
+                          self.recurrent_scale[groups, members], self.input_scale[groups, members],
+                          dict(self.meta))
+
     def effective(self) -> dict[str, Tensor]:
         """Each point's own weights, (G, M, ...): the scalings multiplied in."""
         s = self.recurrent_scale[..., None, None]

@@ -88,3 +88,18 @@ def test_washout_shorter_than_delays_is_rejected():
     params = random_params("rnn_tanh", 10, [0], [[1.0]])
     with pytest.raises(SweeperInputError, match="washout"):
         memory_capacity(CELLS["rnn_tanh"], params, 1, 10, [0], MemoryConfig(washout=5))
+
+
+def test_chunked_capacity_equals_one_batch():
+    # Chunking only splits the batch of points; results match to rounding (float64).
+    params = random_params("rnn_tanh", 12, [0, 1], [[0.5, 0.9, 1.2]] * 2)
+    whole = memory_capacity(CELLS["rnn_tanh"], params, 1, 12, [0, 1], MemoryConfig())
+    tiny = MemoryConfig(chunk_bytes=1)  # one point per chunk
+    parts = memory_capacity(CELLS["rnn_tanh"], params, 1, 12, [0, 1], tiny)
+    for a, b in zip(whole, parts, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    expanded = CELLS["stable_lstm"].prepare(random_params("lstm", 4, [0, 1], [[1.0, 2.0]] * 2))
+    whole = memory_capacity(CELLS["lstm"], expanded, 1, 8, [0, 0, 1, 1], MemoryConfig())
+    parts = memory_capacity(CELLS["lstm"], expanded, 1, 8, [0, 0, 1, 1], tiny)
+    for a, b in zip(whole, parts, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
