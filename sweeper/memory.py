@@ -23,6 +23,7 @@ class MemoryConfig:
 
     Attributes:
         washout: steps discarded before fitting; must be >= max_delay so lags never wrap.
+            None = max(200, max_delay).
         train, test: lengths of the fitting and the held-out segments.
         max_delay: K_max, the largest delay k (delays run 1..K_max); None = 2 * D.
         ridge: Tikhonov factor, relative to the mean diagonal of X^T X.
@@ -33,7 +34,7 @@ class MemoryConfig:
         attractor_tol: two end states are one attractor when their max-abs distance is <= tol.
     """
 
-    washout: int = 200
+    washout: int | None = None
     train: int = 2000
     test: int = 1000
     max_delay: int | None = None
@@ -44,7 +45,9 @@ class MemoryConfig:
     attractor_tol: float = 1e-2
 
     def __post_init__(self):
-        for name in ("washout", "train", "test", "attractor_inits", "attractor_steps"):
+        require(self.washout is None or (isinstance(self.washout, int) and self.washout >= 1),
+                f"MemoryConfig requires washout >= 1 or None, got washout={self.washout!r}")
+        for name in ("train", "test", "attractor_inits", "attractor_steps"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1,
                     f"MemoryConfig requires an integer {name} >= 1, got {name}={value!r}")
@@ -57,6 +60,9 @@ class MemoryConfig:
 
     def delays(self, state_size: int) -> int:
         return self.max_delay if self.max_delay is not None else 2 * state_size
+
+    def washout_steps(self, state_size: int) -> int:
+        return self.washout if self.washout is not None else max(200, self.delays(state_size))
 
 
 def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size: int,
@@ -74,11 +80,12 @@ def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size:
         params' device; NaN for points whose state diverged.
     """
     delays = config.delays(state_size)
-    require(config.washout >= delays,
+    washout = config.washout_steps(state_size)
+    require(washout >= delays,
             f"MemoryConfig requires washout >= max_delay so lags never wrap; got washout="
-            f"{config.washout}, max_delay={delays}")
+            f"{washout}, max_delay={delays}")
     groups, members = params.recurrent_scale.shape
-    steps = config.washout + config.train + config.test
+    steps = washout + config.train + config.test
     u = torch.stack([torch.rand(steps, generator=generator(s, "memory-inputs"),
                                 dtype=torch.float64) * 2 - 1 for s in seeds])  # (G, T)
     per_point = (config.train + config.test) * (state_size + 1) * 8
@@ -104,19 +111,20 @@ def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size:
 def _capacity(cell: Cell, params: CellParams, u: Tensor, input_size: int, state_size: int,
               config: MemoryConfig, delays: int) -> tuple[Tensor, Tensor, Tensor]:
     """memory_capacity for one chunk of points; u is (G, T) for this chunk's groups."""
+    washout = config.washout_steps(state_size)
     groups, members = params.recurrent_scale.shape
     steps = u.shape[-1]
     inputs = torch.zeros(groups, 1, steps, input_size, dtype=torch.float64)
     inputs[..., 0] = u[:, None]
     device, dtype = params.device, params.dtype
     x0 = torch.zeros(groups, members, 1, state_size, dtype=dtype, device=device)
-    states = rollout(cell, params, inputs.to(device), x0, keep_from=config.washout)[:, :, 0]
+    states = rollout(cell, params, inputs.to(device), x0, keep_from=washout)[:, :, 0]
     finite = torch.isfinite(states).all(-1).all(-1)
     states = torch.where(finite[..., None, None], states, torch.zeros_like(states)).double()
     ones = torch.ones(*states.shape[:-1], 1, dtype=torch.float64, device=device)
     design = torch.cat([states, ones], dim=-1)  # (G, M, T', D + 1)
 
-    times = torch.arange(config.washout, steps)
+    times = torch.arange(washout, steps)
     lags = times[:, None] - torch.arange(1, delays + 1)[None, :]
     targets = u[:, lags].to(device)[:, None]  # (G, 1, T', K)
 

@@ -103,3 +103,10 @@ def test_chunked_capacity_equals_one_batch():
     parts = memory_capacity(CELLS["lstm"], expanded, 1, 8, [0, 0, 1, 1], tiny)
     for a, b in zip(whole, parts, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_default_washout_covers_the_delays_of_large_states():
+    # Default K_max = 2 D; the default washout grows with it, so H = 256 works out of the box.
+    config = MemoryConfig()
+    assert config.washout_steps(512) == config.delays(512) == 1024
+    assert config.washout_steps(20) == 200
