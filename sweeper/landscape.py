@@ -1,0 +1,69 @@
+"""Roughness of a loss along 1-D slices V(alpha), batched over any leading dimensions.
+
+All functions take a grid ``alpha`` (P,) in increasing order and losses (..., P) and return
+(...,) float64; a slice with any non-finite loss gives NaN (divergence is data).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _finite_or_nan(loss: Tensor, value: Tensor) -> Tensor:
+    ok = torch.isfinite(loss).all(-1)
+    return torch.where(ok, value, torch.full_like(value, math.nan))
+
+
+def n_local_minima(loss: Tensor) -> Tensor:
+    """Interior local minima of each slice: places where the loss stops falling and starts
+    rising, flat stretches (equal neighbours) skipped. End points are not counted."""
+    loss = loss.double()
+    step = torch.sign(torch.diff(loss, dim=-1))  # (..., P-1) in {-1, 0, 1}
+    # Carry the last nonzero slope over flat stretches.
+    index = torch.arange(step.shape[-1], device=step.device).expand_as(step)
+    last = torch.cummax(torch.where(step != 0, index, torch.zeros_like(index)), dim=-1).values
+    carried = torch.gather(step, -1, last)
+    carried = torch.where((step == 0) & (last == 0) & (step[..., :1] == 0), 0.0, carried)
+    turns = (carried[..., :-1] < 0) & (step[..., 1:] > 0)
+    return _finite_or_nan(loss, turns.sum(-1).double())
+
+
+def roughness_tv(loss: Tensor) -> Tensor:
+    """Total variation over range: sum |dV| / (max V - min V). 1 for a monotone slice, 2 for
+    one valley, large for a rugged one; NaN for a constant slice."""
+    loss = loss.double()
+    tv = torch.diff(loss, dim=-1).abs().sum(-1)
+    span = loss.amax(-1) - loss.amin(-1)
+    value = torch.where(span > 0, tv / torch.where(span > 0, span, torch.ones_like(span)),
+                        torch.full_like(span, math.nan))
+    return _finite_or_nan(loss, value)
+
+
+def loss_lipschitz(alpha: Tensor, loss: Tensor) -> Tensor:
+    """max |dV / d alpha| by first differences on the grid."""
+    loss = loss.double()
+    slope = torch.diff(loss, dim=-1) / torch.diff(alpha.double().to(loss.device))
+    return _finite_or_nan(loss, slope.abs().amax(-1))
+
+
+def loss_curvature(alpha: Tensor, loss: Tensor) -> Tensor:
+    """max |d2V / d alpha2| by second divided differences (exact for quadratics on any grid)."""
+    loss = loss.double()
+    a = alpha.double().to(loss.device)
+    slope = torch.diff(loss, dim=-1) / torch.diff(a)
+    curvature = 2 * torch.diff(slope, dim=-1) / (a[2:] - a[:-2])
+    return _finite_or_nan(loss, curvature.abs().amax(-1))
+
+
+def slice_metrics(alpha: Tensor, loss: Tensor) -> dict[str, Tensor]:
+    """All slice metrics of SCIENCE.md section 4 that need only the loss values."""
+    return {
+        "n_local_minima": n_local_minima(loss),
+        "roughness_tv": roughness_tv(loss),
+        "loss_lipschitz": loss_lipschitz(alpha, loss),
+        "loss_curvature": loss_curvature(alpha, loss),
+    }

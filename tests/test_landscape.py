@@ -1,0 +1,67 @@
+"""Slice metrics on curves whose answers are known in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sweeper.landscape import (
+    loss_curvature,
+    loss_lipschitz,
+    n_local_minima,
+    roughness_tv,
+    slice_metrics,
+)
+
+F64 = torch.float64
+
+
+def test_quadratic_has_one_minimum_and_tv_two():
+    alpha = torch.linspace(-1, 1, 201, dtype=F64)
+    loss = (3 * alpha**2 + 1)[None]
+    assert n_local_minima(loss).item() == 1
+    assert roughness_tv(loss).item() == pytest.approx(2.0, rel=1e-12)
+    # Second divided differences are exact for a quadratic: V'' = 6.
+    assert loss_curvature(alpha, loss).item() == pytest.approx(6.0, rel=1e-9)
+    # |V'| = 6 |alpha| peaks at 6 on [-1, 1]; first differences see the chord slope of the
+    # last cell, 6 * (1 - h/2) with h = 0.01.
+    assert loss_lipschitz(alpha, loss).item() == pytest.approx(6 * (1 - 0.005), rel=1e-9)
+
+
+@pytest.mark.parametrize("periods", [1, 3, 7])
+def test_sinusoid_has_one_minimum_per_period(periods):
+    # V = -cos(2 pi k alpha) on (0, 1), shifted so no minimum falls on an end point.
+    alpha = torch.linspace(0.01, 1.01, 4001, dtype=F64)
+    loss = -torch.cos(2 * math.pi * periods * alpha)
+    assert n_local_minima(loss).item() == periods
+    # Derivatives: max |V'| = 2 pi k, max |V''| = (2 pi k)^2, within the O(h) / O(h^2) grid
+    # error of the differences (h = 2.5e-4): rel 1e-3.
+    assert loss_lipschitz(alpha, loss).item() == pytest.approx(2 * math.pi * periods, rel=1e-3)
+    assert loss_curvature(alpha, loss).item() == pytest.approx((2 * math.pi * periods) ** 2,
+                                                               rel=1e-3)
+
+
+def test_monotone_and_flat_stretches():
+    ramp = torch.tensor([[0.0, 1.0, 1.0, 1.0, 2.0, 3.0]], dtype=F64)
+    assert n_local_minima(ramp).item() == 0
+    assert roughness_tv(ramp).item() == pytest.approx(1.0)
+    # A flat-bottomed valley is one minimum, however wide.
+    valley = torch.tensor([[3.0, 1.0, 1.0, 1.0, 2.0, 3.0]], dtype=F64)
+    assert n_local_minima(valley).item() == 1
+    # A slice that starts flat and then rises has none.
+    start_flat = torch.tensor([[1.0, 1.0, 1.0, 2.0]], dtype=F64)
+    assert n_local_minima(start_flat).item() == 0
+
+
+def test_batched_slices_and_divergence():
+    alpha = torch.linspace(-1, 1, 101, dtype=F64)
+    loss = torch.stack([alpha**2, -torch.cos(2 * math.pi * 2 * alpha), alpha])
+    loss[2, 50] = math.inf
+    metrics = slice_metrics(alpha, loss)
+    # -cos(4 pi alpha) on [-1, 1] has minima at alpha = n / 2: three interior ones.
+    assert metrics["n_local_minima"][:2].tolist() == [1.0, 3.0]
+    for name, value in metrics.items():
+        assert math.isnan(value[2].item()), name
+        assert torch.isfinite(value[:2]).all(), name
