@@ -34,12 +34,12 @@ def n_local_minima(loss: Tensor) -> Tensor:
 
 def roughness_tv(loss: Tensor) -> Tensor:
     """Total variation over range: sum |dV| / (max V - min V). 1 for a monotone slice, 2 for
-    one valley, large for a rugged one; NaN for a constant slice."""
+    one valley, large for a rugged one; a constant slice counts as monotone (1)."""
     loss = loss.double()
     tv = torch.diff(loss, dim=-1).abs().sum(-1)
     span = loss.amax(-1) - loss.amin(-1)
     value = torch.where(span > 0, tv / torch.where(span > 0, span, torch.ones_like(span)),
-                        torch.full_like(span, math.nan))
+                        torch.ones_like(span))
     return _finite_or_nan(loss, value)
 
 

@@ -88,9 +88,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def build_params(cell: Cell, hidden_size: int, input_size: int, seeds: Sequence[int],
                  recurrent_scale: torch.Tensor, input_scale: torch.Tensor,
-                 dtype: torch.dtype, device: torch.device) -> CellParams:
-    """Base draws for ``seeds`` (float64 on the CPU, then moved), with (G, M) scalings."""
-    draws = [cell.init_weights(hidden_size, input_size, generator(s, "weights")) for s in seeds]
+                 dtype: torch.dtype, device: torch.device,
+                 anchor: dict[str, torch.Tensor] | None = None) -> CellParams:
+    """Base draws for ``seeds`` (float64 on the CPU, then moved), with (G, M) scalings.
+
+    With ``anchor`` (a task's theta*), every group uses those weights instead of a draw.
+    """
+    if anchor is not None:
+        draws = [anchor for _ in seeds]
+    else:
+        draws = [cell.init_weights(hidden_size, input_size, generator(s, "weights"))
+                 for s in seeds]
     weights = {k: torch.stack([d[k] for d in draws]).to(device=device, dtype=dtype)
                for k in draws[0]}
     return CellParams(weights, recurrent_scale.to(device=device, dtype=dtype),
@@ -151,7 +159,7 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
     scale_i = torch.tensor([[c[1] for c in combos]] * len(seeds), dtype=torch.float64)
     input_size = task_obj.input_size
     base = build_params(cell_obj, hidden_size, input_size, seeds, scale_r, scale_i,
-                        DTYPES[dtype], dev)
+                        DTYPES[dtype], dev, anchor=task_obj.anchor(cell_obj.name, hidden_size))
     params = cell_obj.prepare(base)
     group_seeds = _group_seeds(params, seeds)
     state_size = cell_obj.state_size(hidden_size)
@@ -165,7 +173,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
                               for s in group_seeds]).to(dev)
         need_dynamics = bool(set(families) & {"lipschitz", "lyapunov", "memory"})
         if need_dynamics:
-            x0 = _initial_states(group_seeds, members, dyn.n_trajectories, state_size, params)
+            x0 = _initial_states(group_seeds, members, dyn.n_trajectories, state_size, params,
+                                 task_obj.initial_state(state_size))
             result = run_dynamics(cell_obj, params, inputs, x0, seq_len, dyn, group_seeds)
             finite &= result.finite
         if "lipschitz" in families:
@@ -216,8 +225,10 @@ def _group_seeds(params: CellParams, seeds: list[int]) -> list[int]:
 
 
 def _initial_states(seeds: list[int], members: int, batch: int, size: int,
-                    params: CellParams) -> torch.Tensor:
-    """x_0 ~ U(-1, 1)^D per trajectory, shared by the points of a seed."""
+                    params: CellParams, fixed: torch.Tensor | None = None) -> torch.Tensor:
+    """x_0 ~ U(-1, 1)^D per trajectory, shared by the points of a seed (or the task's own)."""
+    if fixed is not None:
+        return fixed.to(params.device, params.dtype).expand(len(seeds), members, batch, size)
     draws = torch.stack([torch.rand(batch, size, generator=generator(s, "initial-state"),
                                     dtype=torch.float64) * 2 - 1 for s in seeds])
     return draws[:, None].expand(len(seeds), members, batch, size).to(params.device, params.dtype)

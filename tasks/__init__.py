@@ -9,11 +9,12 @@ from typing import Any
 from sweeper.errors import SweeperInputError, unknown_name
 
 from ._base import Task
+from .chaotic_lstm import ChaoticLSTM
 from .noise import Noise
 
-TASKS: dict[str, type[Task]] = {"noise": Noise}
+TASKS: dict[str, type[Task]] = {"noise": Noise, "chaotic_lstm": ChaoticLSTM}
 
-__all__ = ["TASKS", "Noise", "Task", "get_task"]
+__all__ = ["TASKS", "ChaoticLSTM", "Noise", "Task", "get_task"]
 
 
 def get_task(name: str | Task, params: dict[str, Any] | None = None) -> Task:

@@ -34,6 +34,16 @@ class Task(ABC):
     def inputs(self, seed: int, n_trajectories: int, steps: int) -> torch.Tensor:
         """Input sequences (B, T, I), float64 on the CPU, drawn from ``seed``."""
 
+    def anchor(self, cell: str, hidden_size: int) -> dict[str, torch.Tensor] | None:
+        """Fixed base parameters theta* (float64, PyTorch names) that replace the seeded draw,
+        so that recurrent_scale s gives theta(s) = s * theta*; None (default) for none.
+        Raise SweeperInputError when the task cannot serve this cell or size."""
+        return None
+
+    def initial_state(self, state_size: int) -> torch.Tensor | None:
+        """A fixed initial state (D,) for every trajectory; None (default) draws them."""
+        return None
+
     def constant_input(self) -> torch.Tensor:
         """The input held fixed while counting attractors (I,); zero unless a task says so."""
         return torch.zeros(self.input_size, dtype=torch.float64)

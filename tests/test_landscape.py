@@ -47,6 +47,7 @@ def test_monotone_and_flat_stretches():
     ramp = torch.tensor([[0.0, 1.0, 1.0, 1.0, 2.0, 3.0]], dtype=F64)
     assert n_local_minima(ramp).item() == 0
     assert roughness_tv(ramp).item() == pytest.approx(1.0)
+    assert roughness_tv(torch.ones(1, 5, dtype=F64)).item() == 1.0
     # A flat-bottomed valley is one minimum, however wide.
     valley = torch.tensor([[3.0, 1.0, 1.0, 1.0, 2.0, 3.0]], dtype=F64)
     assert n_local_minima(valley).item() == 1

@@ -1,0 +1,60 @@
+"""The paper's chaotic 2-unit LSTM (Ribeiro et al. 2019, companion code): no bias, zero input,
+h0 = c0 = 0.5, and fixed recurrent weights theta*. Along theta(s) = s * theta* the dynamics go
+from a stable fixed point through period doubling into chaos (s = 1 is chaotic)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from sweeper.errors import SweeperInputError
+
+from ._base import Task
+
+# Rows of weight_hh in PyTorch's gate order (i, f, g, o), two rows per gate.
+THETA_STAR = (
+    (-1.0, -4.0), (-3.0, -2.0),  # input gate
+    (-2.0, 6.0), (0.0, -6.0),  # forget gate
+    (-1.0, -6.0), (6.0, -9.0),  # cell candidate g
+    (4.0, 1.0), (-9.0, -7.0),  # output gate
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChaoticLSTM(Task):
+    """Zero input into the anchor LSTM theta*; only ``cell="lstm"`` with hidden_size 2.
+
+    Args:
+        initial: the value of every entry of (h0, c0) (default 0.5, as in the paper).
+    """
+
+    name = "chaotic_lstm"
+    initial: float = 0.5
+
+    def __post_init__(self):
+        if isinstance(self.initial, bool) or not isinstance(self.initial, (int, float)) \
+                or not math.isfinite(self.initial):
+            raise SweeperInputError(
+                f"chaotic_lstm requires a finite initial, got initial={self.initial!r}")
+
+    @property
+    def input_size(self) -> int:
+        return 1
+
+    def inputs(self, seed, n_trajectories, steps):
+        return torch.zeros(n_trajectories, steps, 1, dtype=torch.float64)
+
+    def anchor(self, cell, hidden_size):
+        if cell != "lstm" or hidden_size != 2:
+            raise SweeperInputError(
+                "task 'chaotic_lstm' defines theta* for cell='lstm' with hidden_size=2, got "
+                f"cell={cell!r}, hidden_size={hidden_size!r}")
+        zeros = torch.zeros(8, dtype=torch.float64)
+        return {"weight_hh": torch.tensor(THETA_STAR, dtype=torch.float64),
+                "weight_ih": torch.zeros(8, 1, dtype=torch.float64),
+                "bias_ih": zeros, "bias_hh": zeros.clone()}
+
+    def initial_state(self, state_size):
+        return torch.full((state_size,), float(self.initial), dtype=torch.float64)

@@ -1,0 +1,72 @@
+"""The paper's chaotic LSTM: the anchor task, its orbit diagram, the roughness claim, the figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sweeper import SweeperInputError, measure
+from sweeper.cli import main
+from sweeper.landscape import loss_lipschitz, roughness_tv
+from sweeper.paper import chaotic_lstm_line, line_loss
+from tasks import get_task
+
+
+def test_anchor_task_serves_only_the_two_unit_lstm():
+    task = get_task("chaotic_lstm")
+    assert task.anchor("lstm", 2)["weight_hh"].shape == (8, 2)
+    assert torch.equal(task.initial_state(4), torch.full((4,), 0.5, dtype=torch.float64))
+    assert torch.count_nonzero(task.inputs(0, 2, 10)) == 0
+    with pytest.raises(SweeperInputError, match="cell='lstm' with hidden_size=2"):
+        measure("gru", 2, task="chaotic_lstm")
+    with pytest.raises(SweeperInputError, match="hidden_size=3"):
+        measure("lstm", 3, task="chaotic_lstm")
+
+
+def test_theta_star_is_chaotic_and_half_of_it_is_not():
+    # The paper's anchor: lambda_1 > 0 at s = 1; at s = 0.5 the state settles on a fixed point.
+    frame = measure("lstm", 2, task="chaotic_lstm", recurrent_scale=[0.5, 1.0], seq_len=2000,
+                    metrics=["lyapunov"], dtype="float64")
+    low, anchor = frame.lyapunov_max.tolist()
+    assert low < -0.1 and anchor > 0.05
+
+
+def test_orbit_diagram_separates_fixed_point_periodic_and_chaotic():
+    line = chaotic_lstm_line([0.6, 0.8, 1.0], orbit_inits=3, orbit_keep=64,
+                             lyapunov_steps=1000)
+    orbit = line["orbit"].numpy()
+    distinct = [len(np.unique(np.round(row, 6))) for row in orbit]
+    assert distinct[0] == 1  # a fixed point: one value
+    assert 2 <= distinct[1] <= 8  # a short periodic orbit after the first period doublings
+    assert distinct[2] > 50  # chaos: (almost) every sample differs
+
+
+def test_roughness_grows_with_sequence_length_at_anchor_not_at_half():
+    # The paper's claim (cost over the first N steps, no burn-in): around s = 1 the loss slice
+    # turns from smooth to rugged as N grows; around s = 0.5 it stays monotone and its slope
+    # shrinks. Measured on 401 points over s +- 0.05: roughness_tv at s = 1 was 1.44, 1.59,
+    # 3.9, 21, 53 for N = 5, 10, 20, 40, 80; at s = 0.5 it was 1.0 for every N.
+    alpha = np.linspace(-0.05, 0.05, 401)
+    rough_anchor, rough_half, slope_half = [], [], []
+    for n in (5, 10, 20, 40, 80):
+        anchor = line_loss((1.0 + alpha).tolist(), seq_len=n, burn_in=0)[None]
+        half = line_loss((0.5 + alpha).tolist(), seq_len=n, burn_in=0)[None]
+        rough_anchor.append(roughness_tv(anchor).item())
+        rough_half.append(roughness_tv(half).item())
+        slope_half.append(loss_lipschitz(torch.as_tensor(alpha), half).item())
+    assert all(b > a for a, b in zip(rough_anchor, rough_anchor[1:], strict=False))
+    assert rough_anchor[-1] > 10 * rough_anchor[0]
+    assert max(rough_half) == pytest.approx(1.0, abs=1e-9)
+    assert slope_half[-1] < slope_half[0]
+
+
+def test_figure_command_writes_a_png(tmp_path, capsys):
+    import matplotlib.image
+
+    out = tmp_path / "fig" / "chaotic.png"
+    assert main(["figure", "chaotic-lstm", "--points", "40", "--out", str(out)]) == 0
+    image = matplotlib.image.imread(out)
+    assert image.shape[0] > 500 and image.shape[1] > 500
+    assert "40 scalings" in capsys.readouterr().out
+    assert main(["figure", "chaotic-lstm", "--points", "1", "--out", str(out)]) == 2
