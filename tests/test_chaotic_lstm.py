@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -55,7 +57,7 @@ def test_roughness_grows_with_sequence_length_at_anchor_not_at_half():
         rough_anchor.append(roughness_tv(anchor).item())
         rough_half.append(roughness_tv(half).item())
         slope_half.append(loss_lipschitz(torch.as_tensor(alpha), half).item())
-    assert all(b > a for a, b in zip(rough_anchor, rough_anchor[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(rough_anchor))
     assert rough_anchor[-1] > 10 * rough_anchor[0]
     assert max(rough_half) == pytest.approx(1.0, abs=1e-9)
     assert slope_half[-1] < slope_half[0]
