@@ -1,14 +1,18 @@
-"""Roughness of a loss along 1-D slices V(alpha), batched over any leading dimensions.
+"""Roughness of a loss: along 1-D slices V(alpha), and at a point (gradient norm, top Hessian
+eigenvalue).
 
-All functions take a grid ``alpha`` (P,) in increasing order and losses (..., P) and return
+Slice functions take a grid ``alpha`` (P,) in increasing order and losses (..., P) and return
 (...,) float64; a slice with any non-finite loss gives NaN (divergence is data).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+
+from .lipschitz import lanczos_ritz
 
 Tensor = torch.Tensor
 
@@ -67,3 +71,41 @@ def slice_metrics(alpha: Tensor, loss: Tensor) -> dict[str, Tensor]:
         "loss_lipschitz": loss_lipschitz(alpha, loss),
         "loss_curvature": loss_curvature(alpha, loss),
     }
+
+
+def grad_norm(loss_fn: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
+    """||grad V(theta)|| for K points at once, by backpropagation through time.
+
+    Args:
+        loss_fn: (K, n) -> (K,), where point k's loss depends on theta[k] alone.
+        theta: (K, n) parameters.
+    """
+    with torch.enable_grad():
+        point = theta.detach().requires_grad_(True)
+        loss = loss_fn(point)
+        (grad,) = torch.autograd.grad(loss.sum(), point)
+    return _finite_or_nan(loss[:, None], grad.double().norm(dim=-1))
+
+
+def hessian_top_eig(loss_fn: Callable[[Tensor], Tensor], theta: Tensor, steps: int = 20,
+                    seed: int = 0) -> Tensor:
+    """Largest eigenvalue of the Hessian of V at each of K points, (K,) float64.
+
+    Lanczos on Hessian-vector products (double backward through the project's own cells, which
+    cuDNN's RNNs would not allow). Because loss_fn's points are independent, the Hessian of
+    sum_k V_k is block-diagonal and one product serves all K points. With steps >= n the
+    value is exact up to rounding; with fewer it never exceeds the truth.
+    """
+    with torch.enable_grad():
+        point = theta.detach().requires_grad_(True)
+        loss = loss_fn(point)
+        (grad,) = torch.autograd.grad(loss.sum(), point, create_graph=True)
+
+        def hvp(v: Tensor) -> Tensor:
+            (out,) = torch.autograd.grad((grad * v).sum(), point, retain_graph=True)
+            return out.detach()
+
+        gen = torch.Generator().manual_seed(seed)
+        start = torch.randn(theta.shape, generator=gen, dtype=torch.float64).to(theta)
+        top = lanczos_ritz(hvp, start, steps)[..., -1]
+    return _finite_or_nan(loss.detach()[:, None], top)

@@ -11,29 +11,31 @@ import torch
 Tensor = torch.Tensor
 
 
-def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: int) -> Tensor:
-    """Largest singular value of J for a batch of operators, by Lanczos on J^T J.
+def lanczos_ritz(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int) -> Tensor:
+    """Ritz values (ascending) of a batch of symmetric operators, by Lanczos.
 
     Args:
-        jtj: v -> J^T J v for vectors (..., D), batched.
+        matvec: v -> A v for vectors (..., D), batched; A symmetric (may be indefinite).
         start: (..., D) starting vectors (any nonzero; normalised here).
-        steps: Krylov dimension m; with m >= D the result is exact up to rounding.
+        steps: Krylov dimension m; with m >= D the extreme values are exact up to rounding.
 
     Returns:
-        (...,) float64 estimates. Every Ritz value lies inside the spectrum, so the estimate
-        never exceeds the true ||J||_2; full re-orthogonalisation keeps it accurate. Batch
-        elements with non-finite entries give NaN without affecting the others.
+        (..., m) float64. Every Ritz value lies inside [lambda_min, lambda_max], so the largest
+        never exceeds the true largest eigenvalue; full re-orthogonalisation keeps it accurate.
+        Batch elements with non-finite entries give NaN without affecting the others.
     """
     size = start.shape[-1]
     steps = max(1, min(steps, size))
     q = start / start.norm(dim=-1, keepdim=True)
     basis = [q]
-    alphas, betas = [], []
+    alphas, betas, lives = [], [], []
     scale = None
+    alive = torch.ones(start.shape[:-1], dtype=torch.bool, device=start.device)
     for j in range(steps):
-        w = jtj(basis[j])
+        w = matvec(basis[j])
         alpha = (w * basis[j]).sum(-1)
         alphas.append(alpha)
+        lives.append(alive)
         # Size of the operator seen so far, for a relative breakdown test.
         scale = alpha.abs() if scale is None else torch.maximum(scale, alpha.abs())
         stacked = torch.stack(basis, dim=-1)  # (..., D, j+1)
@@ -42,23 +44,34 @@ def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: in
         if j == steps - 1:
             break
         beta = w.norm(dim=-1)
-        # A beta at rounding level means the Krylov space is exhausted (J^T J = c I gives
-        # that after one step); normalising the rounding noise would invent directions.
-        # A zero vector adds only zero Ritz values, which cannot change the largest one of a
-        # PSD operator.
-        alive = beta > 1e-8 * scale
+        # A beta at rounding level means the Krylov space is exhausted (A = c I gives that
+        # after one step); normalising the rounding noise would invent directions.
+        alive = alive & (beta > 1e-8 * scale)
         beta = torch.where(alive, beta, torch.zeros_like(beta))
         betas.append(beta)
         safe = torch.where(alive, beta, torch.ones_like(beta))
         basis.append(torch.where(alive[..., None], w / safe[..., None], torch.zeros_like(w)))
-    tri = torch.diag_embed(torch.stack(alphas, -1).double())
+    diag = torch.stack(alphas, -1).double()
+    # Steps after a breakdown get the first Rayleigh quotient, a value inside the spectrum's
+    # range: the tridiagonal splits there, so they cannot move the extreme Ritz values.
+    diag = torch.where(torch.stack(lives, -1), diag, diag[..., :1].expand_as(diag))
+    tri = torch.diag_embed(diag)
     if betas:
         off = torch.stack(betas, -1).double()
         tri = tri + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
     bad = ~torch.isfinite(tri).all(-1).all(-1)
     tri = torch.where(bad[..., None, None], torch.zeros_like(tri), tri)
-    top = torch.linalg.eigvalsh(tri)[..., -1].clamp(min=0).sqrt()
-    return torch.where(bad, torch.full_like(top, math.nan), top)
+    ritz = torch.linalg.eigvalsh(tri)
+    return torch.where(bad[..., None], torch.full_like(ritz, math.nan), ritz)
+
+
+def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: int) -> Tensor:
+    """Largest singular value of J for a batch of operators: Lanczos on J^T J.
+
+    ``jtj`` maps v (..., D) to J^T J v. Returns (...,) float64, never above the true ||J||_2
+    (see :func:`lanczos_ritz`); NaN for batch elements with non-finite entries.
+    """
+    return lanczos_ritz(jtj, start, steps)[..., -1].clamp(min=0).sqrt()
 
 
 def cost_growth_log10(lipschitz: Tensor, seq_len: int) -> Tensor:

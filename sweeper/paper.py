@@ -12,6 +12,7 @@ from .cells import CELLS
 from .dynamics import DynamicsConfig, rollout, run_dynamics
 from .errors import require
 from .orbits import orbit_diagram
+from .params import CellParams
 from .seeding import generator
 
 Tensor = torch.Tensor
@@ -45,6 +46,35 @@ def line_loss(scales: Sequence[float], seq_len: int = 200, burn_in: int = 100,
     states = rollout(cell, params, inputs, x0.expand(1, members, 1, 4), keep_from=burn_in)
     hidden = states[0, :, 0, :, :2].double()  # (P + 1, N, 2): the output is h
     return ((hidden[:-1] - hidden[-1]) ** 2).mean(dim=(-1, -2))
+
+
+def anchor_loss(seq_len: int = 200, burn_in: int = 100, reference: float = 1.0,
+                dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"):
+    """V(theta) for the chaotic LSTM as a function of its recurrent weights.
+
+    Returns a function mapping (K, 16) flattened weight_hh (8 x 2) to (K,) losses: the MSE of h
+    over ``seq_len`` steps after ``burn_in``, against the output at ``reference`` * theta*.
+    Points are independent, as :func:`sweeper.landscape.hessian_top_eig` requires.
+    """
+    device = torch.device(device)
+    cell, params, x0 = _setup([reference], dtype, device)
+    inputs = torch.zeros(1, 1, burn_in + seq_len, 1, dtype=dtype, device=device)
+    target = rollout(cell, params, inputs, x0.expand(1, 1, 1, 4), keep_from=burn_in)
+    target = target[0, 0, 0, :, :2]  # (N, 2)
+    base = params.weights
+
+    def loss(theta: Tensor) -> Tensor:
+        points = theta.shape[0]
+        weights = {k: v.expand(points, *v.shape[1:]) for k, v in base.items()}
+        weights["weight_hh"] = theta.reshape(points, 8, 2)
+        ones = torch.ones(points, 1, dtype=theta.dtype, device=theta.device)
+        batch = CellParams(weights, ones, ones, {})
+        drive = torch.zeros(points, 1, burn_in + seq_len, 1, dtype=theta.dtype,
+                            device=theta.device)
+        states = rollout(cell, batch, drive, x0.expand(points, 1, 1, 4), keep_from=burn_in)
+        return ((states[:, 0, 0, :, :2] - target) ** 2).mean(dim=(-1, -2))
+
+    return loss
 
 
 def chaotic_lstm_line(scales: Sequence[float], seq_len: int = 200, burn_in: int = 100,

@@ -66,3 +66,26 @@ def test_batched_slices_and_divergence():
     for name, value in metrics.items():
         assert math.isnan(value[2].item()), name
         assert torch.isfinite(value[:2]).all(), name
+
+
+def test_hessian_top_eig_equals_exact_hessian_on_the_chaotic_lstm():
+    # 16 parameters (weight_hh of the 2-unit LSTM), N = 12, float64. Lanczos with 16 steps
+    # spans the whole space, so the top eigenvalue matches the dense Hessian to rounding.
+    from sweeper.landscape import grad_norm, hessian_top_eig
+    from sweeper.paper import anchor_loss
+    from tasks.chaotic_lstm import THETA_STAR
+
+    loss = anchor_loss(seq_len=12, burn_in=0)
+    theta_star = torch.tensor(THETA_STAR, dtype=F64).reshape(-1)
+    points = torch.stack([0.9 * theta_star, 1.1 * theta_star, 0.5 * theta_star])
+    tops = hessian_top_eig(loss, points, steps=16)
+    norms = grad_norm(loss, points)
+    for k in range(3):
+        single = lambda t: loss(t[None])[0]  # noqa: E731
+        dense = torch.autograd.functional.hessian(single, points[k])
+        exact = torch.linalg.eigvalsh(dense)[-1]
+        assert tops[k].item() == pytest.approx(exact.item(), rel=1e-9, abs=1e-12)
+        grad = torch.autograd.functional.jacobian(single, points[k])
+        assert norms[k].item() == pytest.approx(grad.norm().item(), rel=1e-12)
+    # At the reference itself the loss is 0 and the gradient vanishes.
+    assert grad_norm(loss, theta_star[None]).item() == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,88 @@
+"""Loss-slice throughput: P slice points evaluated as one batch vs one point at a time.
+
+The slice is the paper's: the chaotic 2-unit LSTM along theta(s) = s * theta*, s in [0.5, 2],
+loss = MSE of h over N = 200 steps after a burn-in of 100 against the s = 1 output.
+
+  (a) batched: ``sweeper.paper.line_loss(scales)``, all P points in one rollout;
+  (b) per point with the same code: ``line_loss([s])`` for each s;
+  (c) per point with torch.nn.LSTM (weights copied in for every point), the naive design.
+
+Run:  .venv/bin/python benchmarks/bench_landscape.py [--points 1000] [--repeats 5]
+Prints medians (this machine is noisy) and the speed-up ratios; (b) and (c) time a subset of
+points and are extrapolated, as labelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from sweeper.paper import line_loss
+from tasks.chaotic_lstm import THETA_STAR
+
+SEQ_LEN, BURN_IN = 200, 100
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def naive(scales, reference: float = 1.0) -> list[float]:
+    lstm = torch.nn.LSTM(1, 2, bias=False).double()
+    theta = torch.tensor(THETA_STAR, dtype=torch.float64)
+    zeros = torch.zeros(BURN_IN + SEQ_LEN, 1, 1, dtype=torch.float64)
+    state = (torch.full((1, 1, 2), 0.5, dtype=torch.float64),) * 2
+
+    def output(s: float) -> torch.Tensor:
+        with torch.no_grad():
+            lstm.weight_hh_l0.copy_(s * theta)
+            lstm.weight_ih_l0.zero_()
+            out, _ = lstm(zeros, state)
+        return out[BURN_IN:, 0, :]
+
+    target = output(reference)
+    return [((output(s) - target) ** 2).mean().item() for s in scales]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--subset", type=int, default=50, help="points timed for (b) and (c)")
+    args = parser.parse_args()
+    scales = np.linspace(0.5, 2.0, args.points).tolist()
+    subset = scales[:: max(1, args.points // args.subset)][: args.subset]
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, P = {args.points}, "
+          f"N = {SEQ_LEN}, burn-in {BURN_IN}, float64, median of {args.repeats}")
+    with torch.no_grad():
+        t_a = median_time(lambda: line_loss(scales, SEQ_LEN, BURN_IN), args.repeats)
+        t_b = median_time(lambda: [line_loss([s], SEQ_LEN, BURN_IN) for s in subset],
+                          args.repeats) * args.points / len(subset)
+        t_c = median_time(lambda: naive(subset), args.repeats) * args.points / len(subset)
+        # Same numbers where the dynamics settle (s < 0.7, reference 0.6). With the chaotic
+        # s = 1 reference the two implementations' rounding differences grow like e^(lambda t).
+        calm = [s for s in subset if s < 0.7]
+        check = np.max(np.abs(line_loss(calm, SEQ_LEN, BURN_IN, reference=0.6).numpy()
+                              - np.array(naive(calm, reference=0.6))))
+    rate = lambda t: args.points / t  # noqa: E731
+    print(f"  (a) batched line_loss           {t_a:8.3f} s  {rate(t_a):10.0f} points/s")
+    print(f"  (b) per point, same code        {t_b:8.3f} s  {rate(t_b):10.0f} points/s "
+          f"(extrapolated from {len(subset)} points)")
+    print(f"  (c) per point, torch.nn.LSTM    {t_c:8.3f} s  {rate(t_c):10.0f} points/s "
+          f"(extrapolated from {len(subset)} points)")
+    print(f"  ratios: (a) vs (b) {t_b / t_a:6.1f}x   (a) vs (c) {t_c / t_a:6.1f}x")
+    print(f"  check: max |loss_a - loss_c| for s < 0.7 against s = 0.6 = {check:.1e}")
+
+
+if __name__ == "__main__":
+    main()
