@@ -7,7 +7,8 @@ import torch
 
 # Purposes are listed, not hashed, so streams never change between Python versions.
 PURPOSES = ("weights", "task-inputs", "initial-state", "memory-inputs", "attractor-states",
-            "tangents", "lanczos")
+            "tangents", "lanczos", "task-train", "task-val", "readout", "directions",
+            "training")
 
 
 def generator(seed: int, purpose: str) -> torch.Generator:

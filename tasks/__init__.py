@@ -8,13 +8,21 @@ from typing import Any
 
 from sweeper.errors import SweeperInputError, unknown_name
 
-from ._base import Task
+from ._base import Task, TaskBatch
 from .chaotic_lstm import ChaoticLSTM
 from .noise import Noise
+from .sine_generator import SineGenerator
+from .teacher import Teacher
 
-TASKS: dict[str, type[Task]] = {"noise": Noise, "chaotic_lstm": ChaoticLSTM}
+TASKS: dict[str, type[Task]] = {
+    "noise": Noise,
+    "chaotic_lstm": ChaoticLSTM,
+    "teacher": Teacher,
+    "sine_generator": SineGenerator,
+}
 
-__all__ = ["TASKS", "ChaoticLSTM", "Noise", "Task", "get_task"]
+__all__ = ["TASKS", "ChaoticLSTM", "Noise", "SineGenerator", "Task", "TaskBatch", "Teacher",
+           "get_task"]
 
 
 def get_task(name: str | Task, params: dict[str, Any] | None = None) -> Task:

@@ -1,4 +1,4 @@
-"""The task contract: seeded input sequences (and, for later tasks, targets and a loss)."""
+"""The task contract: seeded input sequences and, for supervised tasks, targets and a loss."""
 
 from __future__ import annotations
 
@@ -9,6 +9,26 @@ from typing import Any, ClassVar
 import torch
 
 from sweeper.errors import SweeperInputError
+
+LOSS_KINDS = ("mse", "cross_entropy")
+SPLITS = ("train", "val")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskBatch:
+    """One batch of a supervised task (float64 / int64, on the CPU).
+
+    Attributes:
+        inputs: (B, T, I).
+        targets: (B, T, O) float for ``mse``; (B, T) int64 class indices for
+            ``cross_entropy``; None when the targets are the output of the same network at
+            the task's ``reference_scale`` (teacher-style tasks).
+        mask: (B, T) bool, the steps whose outputs enter the loss.
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor | None
+    mask: torch.Tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,11 +44,41 @@ class Task(ABC):
     """
 
     name: ClassVar[str]
+    #: "mse" or "cross_entropy"; only meaningful when ``output_size`` > 0.
+    loss_kind: ClassVar[str] = "mse"
+    #: Sequence length used when the caller gives none.
+    default_seq_len: ClassVar[int] = 200
+    #: "linear": y = W_out h + b_out (trainable); "identity": y = the first O entries of h.
+    readout: ClassVar[str] = "linear"
 
     @property
     @abstractmethod
     def input_size(self) -> int:
         """Number of input channels I."""
+
+    @property
+    def output_size(self) -> int:
+        """Number of outputs O (classes for cross_entropy); 0 for tasks without a loss."""
+        return 0
+
+    @property
+    def reference_scale(self) -> float | None:
+        """For teacher-style tasks: the recurrent scale whose outputs are the targets."""
+        return None
+
+    def batch(self, seed: int, split: str, batch_size: int, seq_len: int) -> TaskBatch:
+        """A deterministic batch of ``split`` ("train" or "val", independent streams).
+        Supervised tasks override it; the default serves ``inputs`` with no loss."""
+        raise SweeperInputError(f"task {self.name!r} has no targets; it only drives the "
+                                "network (use a supervised task for landscape or training)")
+
+    def check_seq_len(self, seq_len: int) -> None:
+        """Raise SweeperInputError when ``seq_len`` is too short for this task."""
+        return None
+
+    def chance(self) -> float | None:
+        """Accuracy of guessing (cross_entropy tasks), for reference; None otherwise."""
+        return 1.0 / self.output_size if self.loss_kind == "cross_entropy" else None
 
     @abstractmethod
     def inputs(self, seed: int, n_trajectories: int, steps: int) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 
 from sweeper.errors import SweeperInputError
 
-from ._base import Task
+from ._base import Task, TaskBatch
+from ._checks import positive_int, split_purpose
 
 # Rows of weight_hh in PyTorch's gate order (i, f, g, o), two rows per gate.
 THETA_STAR = (
@@ -25,26 +26,46 @@ THETA_STAR = (
 @dataclasses.dataclass(frozen=True)
 class ChaoticLSTM(Task):
     """Zero input into the anchor LSTM theta*; only ``cell="lstm"`` with hidden_size 2.
+    Supervised: the target is h itself at s = 1 (identity readout), MSE after ``burn_in``.
 
     Args:
         initial: the value of every entry of (h0, c0) (default 0.5, as in the paper).
+        burn_in: steps before the loss counts (default 100, as in the paper).
     """
 
     name = "chaotic_lstm"
+    readout = "identity"
     initial: float = 0.5
+    burn_in: int = 100
 
     def __post_init__(self):
         if isinstance(self.initial, bool) or not isinstance(self.initial, (int, float)) \
                 or not math.isfinite(self.initial):
             raise SweeperInputError(
                 f"chaotic_lstm requires a finite initial, got initial={self.initial!r}")
+        positive_int(self.name, "burn_in", self.burn_in, minimum=0)
 
     @property
     def input_size(self) -> int:
         return 1
 
+    @property
+    def output_size(self) -> int:
+        return 2
+
+    @property
+    def reference_scale(self) -> float:
+        return 1.0
+
     def inputs(self, seed, n_trajectories, steps):
         return torch.zeros(n_trajectories, steps, 1, dtype=torch.float64)
+
+    def batch(self, seed, split, batch_size, seq_len):
+        split_purpose(split)
+        steps = self.burn_in + seq_len
+        mask = torch.zeros(batch_size, steps, dtype=torch.bool)
+        mask[:, self.burn_in:] = True
+        return TaskBatch(torch.zeros(batch_size, steps, 1, dtype=torch.float64), None, mask)
 
     def anchor(self, cell, hidden_size):
         if cell != "lstm" or hidden_size != 2:
