@@ -109,3 +109,51 @@ def hessian_top_eig(loss_fn: Callable[[Tensor], Tensor], theta: Tensor, steps: i
         start = torch.randn(theta.shape, generator=gen, dtype=torch.float64).to(theta)
         top = lanczos_ritz(hvp, start, steps)[..., -1]
     return _finite_or_nan(loss.detach()[:, None], top)
+
+
+def slice_losses(loss_fn: Callable[[Tensor], Tensor], theta: Tensor, direction: Tensor,
+                 alphas: Tensor) -> Tensor:
+    """V(theta_k + alpha_p d_k) for K points x P offsets, evaluated as one batch of K * P.
+
+    ``loss_fn`` receives the K * P rows point-major (row k * P + p); objectives with per-point
+    targets provide that layout through ``Objective.repeat_rows(P)``. Returns (K, P).
+    """
+    points, offsets = theta.shape[0], alphas.shape[0]
+    grid = theta[:, None, :] + alphas.to(theta)[None, :, None] * direction[:, None, :]
+    return loss_fn(grid.reshape(points * offsets, -1)).reshape(points, offsets)
+
+
+def plane_losses(loss_fn: Callable[[Tensor], Tensor], theta: Tensor, first: Tensor,
+                 second: Tensor, alphas: Tensor, betas: Tensor) -> Tensor:
+    """V(theta + a d1 + b d2) on the grid alphas x betas, (K, P1, P2)."""
+    combos = torch.cartesian_prod(alphas.to(theta), betas.to(theta))  # (P1 * P2, 2)
+    grid = (theta[:, None, :] + combos[None, :, :1] * first[:, None, :]
+            + combos[None, :, 1:] * second[:, None, :])
+    losses = loss_fn(grid.reshape(-1, theta.shape[1]))
+    return losses.reshape(theta.shape[0], alphas.shape[0], betas.shape[0])
+
+
+def segment_losses(loss_fn: Callable[[Tensor], Tensor], start: Tensor, end: Tensor,
+                   alphas: Tensor) -> Tensor:
+    """V((1 - a) start + a end) for a in ``alphas`` (0 = start, 1 = end), (K, P)."""
+    return slice_losses(loss_fn, start, end - start, alphas)
+
+
+def filter_normalised_direction(shapes: dict[str, tuple[int, ...]], theta: Tensor,
+                                generator: torch.Generator) -> Tensor:
+    """A random direction with each filter (row of each weight matrix) rescaled to the norm of
+    the same row of theta (Li et al. 2018), biases left at zero. (K, n), one draw per point."""
+    direction = torch.randn(theta.shape, generator=generator, dtype=torch.float64).to(theta)
+    start = 0
+    for shape in shapes.values():
+        size = math.prod(shape)
+        block = slice(start, start + size)
+        if len(shape) < 2:  # biases
+            direction[:, block] = 0
+        else:
+            rows = direction[:, block].reshape(theta.shape[0], shape[0], -1)
+            ref = theta[:, block].reshape(theta.shape[0], shape[0], -1)
+            scale = ref.norm(dim=-1, keepdim=True) / rows.norm(dim=-1, keepdim=True)
+            direction[:, block] = (rows * scale).reshape(theta.shape[0], -1)
+        start += size
+    return direction

@@ -15,17 +15,24 @@ import torch
 from .cells import BoundContext, Cell, get_cell
 from .dynamics import DynamicsConfig, drive_bound, input_projection, run_dynamics
 from .errors import SweeperInputError, require
+from .landscape_metrics import LandscapeConfig, landscape_metrics
 from .lipschitz import cost_growth_log10
 from .memory import MemoryConfig, attractor_count, memory_capacity
+from .model import init_readout
 from .params import CellParams
 from .seeding import generator
+from .training import TrainingConfig, train
 
-METRIC_FAMILIES = ("lipschitz", "lyapunov", "memory")
+METRIC_FAMILIES = ("lipschitz", "lyapunov", "memory", "landscape", "training")
 
 METRIC_COLUMNS = {
     "lipschitz": ["lipschitz_bound", "lipschitz_local_max", "lipschitz_local_mean",
                   "cost_growth_log10", "cost_growth_log10_local"],
     "lyapunov": ["lyapunov_max"],
+    "landscape": ["loss", "grad_norm", "hessian_top_eig", "n_local_minima", "roughness_tv",
+                  "loss_lipschitz", "loss_curvature", "n_local_minima_random",
+                  "roughness_tv_random", "loss_lipschitz_random", "loss_curvature_random"],
+    "training": ["train_loss", "val_loss", "val_accuracy", "diverged", "steps_to_threshold"],
     "memory": ["memory_capacity", "memory_horizon", "memory_horizon_capped", "attractor_count",
                "memory_curve"],
 }
@@ -110,7 +117,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
             input_scale: Sequence[float] = (1.0,), seed: Sequence[int] = (0,),
             seq_len: int = 200, metrics: Sequence[str] = ("lipschitz", "lyapunov", "memory"),
             device: str | torch.device | None = None, dtype: str = "float32",
-            dynamics: DynamicsConfig | None = None, memory: MemoryConfig | None = None
+            dynamics: DynamicsConfig | None = None, memory: MemoryConfig | None = None,
+            landscape: LandscapeConfig | None = None, training: TrainingConfig | None = None
             ) -> pd.DataFrame:
     """Measure every point of the product seed x recurrent_scale x input_scale.
 
@@ -123,9 +131,11 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         recurrent_scale, input_scale: non-negative factors on the recurrent / input weights.
         seed: base draws (non-negative integers).
         seq_len: N > 0, the sequence length (the trajectory runs burn_in + N steps).
-        metrics: families among "lipschitz", "lyapunov", "memory".
+        metrics: families among "lipschitz", "lyapunov", "memory", "landscape", "training"
+            (the last two need a supervised task: teacher, sine_generator, ...).
         device: "cpu", "cuda", ... (None: CUDA when available). dtype: "float32" or "float64".
-        dynamics, memory: protocol settings (see DynamicsConfig and MemoryConfig).
+        dynamics, memory, landscape, training: protocol settings (DynamicsConfig,
+            MemoryConfig, LandscapeConfig, TrainingConfig).
 
     Returns:
         One row per point: cell, hidden_size, task, seed, recurrent_scale, input_scale,
@@ -153,6 +163,11 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
     dev = resolve_device(device)
     dyn = dynamics or DynamicsConfig()
     mem = memory or MemoryConfig()
+    supervised = [f for f in families if f in ("landscape", "training")]
+    require(not supervised or task_obj.output_size > 0,
+            f"metrics {supervised} need a supervised task; task {task_obj.name!r} has no loss "
+            "(try task='teacher')")
+    task_obj.check_seq_len(seq_len)
 
     combos = list(itertools.product(rs, ins))
     scale_r = torch.tensor([[c[0] for c in combos]] * len(seeds), dtype=torch.float64)
@@ -205,6 +220,19 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
             columns["memory_horizon_capped"] = result.memory_horizon_capped
             columns["attractor_count"] = count
 
+    if supervised:
+        readout = init_readout(task_obj.readout, task_obj.output_size, hidden_size, seeds,
+                               DTYPES[dtype], dev)
+        if "landscape" in families:
+            found = landscape_metrics(cell_obj, task_obj, base, readout, hidden_size, seq_len,
+                                      landscape or LandscapeConfig())
+            columns.update({k: v.reshape(finite.shape) for k, v in found.items()})
+        if "training" in families:
+            result_t = train(cell_obj, task_obj, base, readout, hidden_size, seq_len,
+                             training or TrainingConfig())
+            for name in METRIC_COLUMNS["training"]:
+                columns[name] = getattr(result_t, name).reshape(finite.shape)
+
     # A point whose state became non-finite in any run gets NaN for every measured metric;
     # only the analytic bound (and the growth factor computed from it) stays.
     for name, value in columns.items():
@@ -255,7 +283,7 @@ def _frame(cell: Cell, hidden_size: int, task, seeds, combos, seq_len, finite, c
                     rows[name] = [list(map(float, c)) for c in curve]
                 else:
                     rows[name] = [None] * n_points
-            elif name == "memory_horizon_capped":
+            elif name in ("memory_horizon_capped", "diverged"):
                 value = columns.get(name)
                 rows[name] = (value.reshape(-1).cpu().numpy().astype(bool) if value is not None
                               else np.full(n_points, None))

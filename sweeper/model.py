@@ -81,3 +81,58 @@ def task_loss(loss_kind: str, predicted: Tensor, targets: Tensor, mask: Tensor
     accuracy = (hits * weights).sum(dim=(-1, -2)) / count
     bad = ~torch.isfinite(predicted).all(-1).all(-1).all(-1)
     return loss, torch.where(bad, torch.full_like(accuracy, math.nan), accuracy)
+
+
+@dataclass(frozen=True)
+class PointModel:
+    """K independent models (cell weights + readout) as one flat parameter matrix (K, n).
+
+    Flat vectors make directions, slices, gradients and Hessian-vector products uniform over
+    cells. Each point's loss depends on its own row only.
+    """
+
+    cell: Cell
+    hidden_size: int
+    shapes: dict[str, tuple[int, ...]]  # per point, cell weights then "readout_weight/bias"
+    readout_kind: str
+    output_size: int
+
+    @classmethod
+    def from_params(cls, cell: Cell, hidden_size: int, params: CellParams,
+                    readout: Readout) -> tuple[PointModel, Tensor]:
+        """Flatten (G, M) points into (K = G * M, n), scalings folded into the weights."""
+        flat = params.expand()
+        members = params.members
+        parts = dict(flat.weights)
+        if readout.weight is not None:
+            parts["readout_weight"] = readout.weight.repeat_interleave(members, dim=0)
+            parts["readout_bias"] = readout.bias.repeat_interleave(members, dim=0)
+        shapes = {k: tuple(v.shape[1:]) for k, v in parts.items()}
+        theta = torch.cat([v.reshape(v.shape[0], -1) for v in parts.values()], dim=1)
+        model = cls(cell, hidden_size, shapes, "identity" if readout.weight is None
+                    else "linear", readout.size)
+        return model, theta
+
+    def split(self, theta: Tensor) -> dict[str, Tensor]:
+        """(K, n) -> named views (K, *shape)."""
+        out, start = {}, 0
+        for name, shape in self.shapes.items():
+            size = math.prod(shape)
+            out[name] = theta[:, start:start + size].reshape(theta.shape[0], *shape)
+            start += size
+        return out
+
+    def unflatten(self, theta: Tensor) -> tuple[CellParams, Readout]:
+        parts = self.split(theta)
+        ones = torch.ones(theta.shape[0], 1, dtype=theta.dtype, device=theta.device)
+        weights = {k: v for k, v in parts.items() if not k.startswith("readout_")}
+        params = CellParams(weights, ones, ones.clone(), {})
+        if self.readout_kind == "identity":
+            return params, Readout(None, None, self.output_size)
+        return params, Readout(parts["readout_weight"], parts["readout_bias"], self.output_size)
+
+    def forward(self, theta: Tensor, inputs: Tensor, x0: Tensor) -> Tensor:
+        """Outputs (K, 1, B, T, O) of every point; the cell's constraints (prepare) applied."""
+        params, readout = self.unflatten(theta)
+        params = self.cell.prepare(params)
+        return outputs(self.cell, params, readout, inputs, x0, self.hidden_size)

@@ -1,0 +1,99 @@
+"""The ``landscape`` metric family for K points: loss, gradient norm, top Hessian eigenvalue,
+and slice roughness along the scaling direction and a filter-normalised random direction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import require
+from .landscape import (
+    filter_normalised_direction,
+    grad_norm,
+    hessian_top_eig,
+    slice_losses,
+    slice_metrics,
+)
+from .model import PointModel, Readout
+from .objective import build_objective
+from .params import RECURRENT, CellParams
+from .seeding import generator
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class LandscapeConfig:
+    """Protocol of the landscape family.
+
+    Attributes:
+        points: P slice points per direction (odd keeps alpha = 0 on the grid).
+        radius: half-width of the slice along recurrent_scale (absolute, s - r .. s + r).
+        random_radius: half-width along the filter-normalised direction (in units of the
+            weights' own row norms).
+        batch_size: sequences in the fixed data batch of the loss.
+        hessian_steps: Lanczos steps for hessian_top_eig (0 skips it).
+        data_seed: seed of the data batch and of the random directions.
+    """
+
+    points: int = 41
+    radius: float = 0.1
+    random_radius: float = 0.5
+    batch_size: int = 16
+    hessian_steps: int = 20
+    data_seed: int = 0
+
+    def __post_init__(self):
+        require(isinstance(self.points, int) and self.points >= 3,
+                f"LandscapeConfig requires points >= 3, got points={self.points!r}")
+        require(self.radius > 0 and self.random_radius > 0,
+                f"LandscapeConfig requires positive radii, got radius={self.radius!r}, "
+                f"random_radius={self.random_radius!r}")
+        require(isinstance(self.batch_size, int) and self.batch_size >= 1,
+                f"LandscapeConfig requires batch_size >= 1, got {self.batch_size!r}")
+        require(isinstance(self.hessian_steps, int) and self.hessian_steps >= 0,
+                f"LandscapeConfig requires hessian_steps >= 0, got {self.hessian_steps!r}")
+
+
+def scaling_direction(model: PointModel, cell, params: CellParams, readout: Readout
+                      ) -> Tensor:
+    """d theta / d s: each point's unscaled recurrent weights, zero elsewhere, (K, n)."""
+    unit = CellParams(params.weights, torch.ones_like(params.recurrent_scale),
+                      params.input_scale, dict(params.meta))
+    _, theta_unit = PointModel.from_params(cell, model.hidden_size, unit, readout)
+    direction = torch.zeros_like(theta_unit)
+    start = 0
+    for name, shape in model.shapes.items():
+        size = int(torch.tensor(shape).prod())
+        if name == RECURRENT:
+            direction[:, start:start + size] = theta_unit[:, start:start + size]
+        start += size
+    return direction
+
+
+def landscape_metrics(cell, task, params: CellParams, readout: Readout, hidden_size: int,
+                      seq_len: int, config: LandscapeConfig) -> dict[str, Tensor]:
+    """Every landscape column for the (G, M) points of ``params``, each (K,) float64."""
+    objective, theta = build_objective(cell, task, params, readout, hidden_size, seq_len,
+                                       batch_size=config.batch_size, data_seed=config.data_seed)
+    with torch.no_grad():
+        loss = objective(theta).double()
+    out = {"loss": loss, "grad_norm": grad_norm(objective, theta)}
+    if config.hessian_steps:
+        out["hessian_top_eig"] = hessian_top_eig(objective, theta, config.hessian_steps,
+                                                 seed=config.data_seed)
+    along = objective.repeat_rows(config.points)
+    with torch.no_grad():
+        alphas = torch.linspace(-config.radius, config.radius, config.points,
+                                dtype=torch.float64)
+        scaled = slice_losses(along, theta, scaling_direction(objective.model, cell, params,
+                                                              readout), alphas)
+        out.update({k: v for k, v in slice_metrics(alphas, scaled).items()})
+        gen = generator(config.data_seed, "directions")
+        random_dir = filter_normalised_direction(objective.model.shapes, theta, gen)
+        alphas = torch.linspace(-config.random_radius, config.random_radius, config.points,
+                                dtype=torch.float64)
+        rand = slice_losses(along, theta, random_dir, alphas)
+        out.update({f"{k}_random": v for k, v in slice_metrics(alphas, rand).items()})
+    return out
