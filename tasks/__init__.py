@@ -9,20 +9,28 @@ from typing import Any
 from sweeper.errors import SweeperInputError, unknown_name
 
 from ._base import Task, TaskBatch
+from .adding import Adding
 from .chaotic_lstm import ChaoticLSTM
+from .char_lm import CharLM
+from .copy_memory import CopyMemory
 from .noise import Noise
 from .sine_generator import SineGenerator
 from .teacher import Teacher
+from .temporal_order import TemporalOrder
 
 TASKS: dict[str, type[Task]] = {
     "noise": Noise,
     "chaotic_lstm": ChaoticLSTM,
     "teacher": Teacher,
     "sine_generator": SineGenerator,
+    "temporal_order": TemporalOrder,
+    "copy_memory": CopyMemory,
+    "adding": Adding,
+    "char_lm": CharLM,
 }
 
-__all__ = ["TASKS", "ChaoticLSTM", "Noise", "SineGenerator", "Task", "TaskBatch", "Teacher",
-           "get_task"]
+__all__ = ["TASKS", "Adding", "ChaoticLSTM", "CharLM", "CopyMemory", "Noise", "SineGenerator",
+           "Task", "TaskBatch", "Teacher", "TemporalOrder", "get_task"]
 
 
 def get_task(name: str | Task, params: dict[str, Any] | None = None) -> Task:

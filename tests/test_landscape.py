@@ -89,3 +89,64 @@ def test_hessian_top_eig_equals_exact_hessian_on_the_chaotic_lstm():
         assert norms[k].item() == pytest.approx(grad.norm().item(), rel=1e-12)
     # At the reference itself the loss is 0 and the gradient vanishes.
     assert grad_norm(loss, theta_star[None]).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def _quadratic(theta):
+    return (theta**2).sum(-1)
+
+
+def test_slices_planes_and_segments_of_a_quadratic_are_exact():
+    from sweeper.landscape import plane_losses, segment_losses, slice_losses
+
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 5, generator=gen, dtype=F64)
+    d1 = torch.randn(3, 5, generator=gen, dtype=F64)
+    d2 = torch.randn(3, 5, generator=gen, dtype=F64)
+    alphas = torch.linspace(-1, 1, 7, dtype=F64)
+    # |theta + a d|^2 = |theta|^2 + 2 a theta.d + a^2 |d|^2
+    expected = ((theta**2).sum(-1)[:, None] + 2 * alphas * (theta * d1).sum(-1)[:, None]
+                + alphas**2 * (d1**2).sum(-1)[:, None])
+    torch.testing.assert_close(slice_losses(_quadratic, theta, d1, alphas), expected)
+    plane = plane_losses(_quadratic, theta, d1, d2, alphas, alphas[:3])
+    assert plane.shape == (3, 7, 3)
+    torch.testing.assert_close(plane[1, 4, 2], _quadratic(theta[1] + alphas[4] * d1[1]
+                                                          + alphas[2] * d2[1]))
+    seg = segment_losses(_quadratic, theta, d1, torch.tensor([0.0, 1.0], dtype=F64))
+    torch.testing.assert_close(seg, torch.stack([_quadratic(theta), _quadratic(d1)], dim=1))
+
+
+def test_filter_normalised_direction_matches_row_norms_and_skips_biases():
+    from sweeper.landscape import filter_normalised_direction
+
+    shapes = {"weight": (4, 3), "bias": (4,)}
+    gen = torch.Generator().manual_seed(1)
+    theta = torch.randn(2, 16, generator=gen, dtype=F64)
+    direction = filter_normalised_direction(shapes, theta, torch.Generator().manual_seed(2))
+    rows_d = direction[:, :12].reshape(2, 4, 3).norm(dim=-1)
+    rows_t = theta[:, :12].reshape(2, 4, 3).norm(dim=-1)
+    torch.testing.assert_close(rows_d, rows_t)
+    assert torch.count_nonzero(direction[:, 12:]) == 0
+
+
+def test_landscape_family_at_the_teacher_scale_is_a_zero_loss_minimum():
+    # The teacher's targets are the network's own outputs at s = 0.8, so at s = 0.8 the loss
+    # and its gradient vanish and the Hessian is positive semi-definite (Gauss-Newton).
+    from sweeper import measure
+    from sweeper.landscape_metrics import LandscapeConfig
+
+    frame = measure("gru", 6, task="teacher", task_params={"reference": 0.8},
+                    recurrent_scale=[0.8, 1.6], seq_len=30, metrics=["landscape"],
+                    dtype="float64", landscape=LandscapeConfig(points=21, hessian_steps=12))
+    at, away = frame.iloc[0], frame.iloc[1]
+    assert at.loss == 0 and at.grad_norm == 0
+    assert at.hessian_top_eig >= 0
+    # Along s the slice through the minimum is one valley: a single interior minimum.
+    assert at.n_local_minima == 1
+    assert away.loss > 0 and away.grad_norm > 0
+
+
+def test_landscape_needs_a_supervised_task():
+    from sweeper import SweeperInputError, measure
+
+    with pytest.raises(SweeperInputError, match="need a supervised task"):
+        measure("rnn_tanh", 4, metrics=["landscape"])
