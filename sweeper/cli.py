@@ -44,15 +44,25 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     m.add_argument("--curve", action="store_true",
                    help="include the memory curve r^2_k in the output")
-    f = commands.add_parser("figure", help="reproduce a figure of the paper",
+    f = commands.add_parser("figure", help="draw an orbit diagram or the paper's figure",
                             description="chaotic-lstm: orbit diagram, loss and largest "
-                                        "Lyapunov exponent along theta(s) = s * theta*.")
-    f.add_argument("name", choices=["chaotic-lstm"])
+                                        "Lyapunov exponent along theta(s) = s * theta* (the "
+                                        "paper's figure). orbits: the orbit (bifurcation) "
+                                        "diagram of any cell along recurrent_scale under the "
+                                        "task's constant input.")
+    f.add_argument("name", choices=["chaotic-lstm", "orbits"])
     f.add_argument("--points", type=int, default=1000, help="number of scalings s")
     f.add_argument("--smin", type=float, default=0.5)
     f.add_argument("--smax", type=float, default=2.0)
-    f.add_argument("--seq-len", type=int, default=200)
-    f.add_argument("--out", default="results/figures/chaotic_lstm.png")
+    f.add_argument("--seq-len", type=int, default=200, help="chaotic-lstm: loss length N")
+    f.add_argument("--cell", default="rnn_tanh", help="orbits: cell name")
+    f.add_argument("--hidden-size", type=int, default=32, help="orbits: hidden size")
+    f.add_argument("--task", default="noise", help="orbits: task (its constant input)")
+    f.add_argument("--task-param", type=_task_param, action="append", default=[],
+                   metavar="KEY=VALUE")
+    f.add_argument("--seed", type=int, default=0, help="orbits: base draw")
+    f.add_argument("--out", default=None,
+                   help="PNG path (default results/figures/<name>.png)")
     f.add_argument("--device", default=None)
     return parser
 
@@ -74,8 +84,27 @@ def _figure(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     start = time.perf_counter()
     scales = np.linspace(args.smin, args.smax, args.points).tolist()
+    out = args.out or f"results/figures/{args.name.replace('-', '_')}.png"
+    if args.name == "orbits":
+        from tasks import get_task
+
+        from .cells import get_cell
+        from .figures import plot_orbits
+        from .orbits import orbits_for
+
+        cell = get_cell(args.cell)
+        task = get_task(args.task, dict(args.task_param))
+        require(args.hidden_size >= 1, f"--hidden-size must be >= 1, got {args.hidden_size}")
+        found = orbits_for(cell.name, args.hidden_size, task, scales, seed=args.seed,
+                           device=device)
+        path = plot_orbits(found["scale"], found["orbit"], out,
+                           f"{cell.name}, H = {args.hidden_size}, task {task.name}, "
+                           f"seed {args.seed}: orbit diagram")
+        print(f"{args.points} scalings on {device} in {time.perf_counter() - start:.1f} s; "
+              f"wrote {path}")
+        return 0
     line = chaotic_lstm_line(scales, seq_len=args.seq_len, device=device)
-    path = plot_chaotic_lstm(line, args.out, seq_len=args.seq_len)
+    path = plot_chaotic_lstm(line, out, seq_len=args.seq_len)
     chaotic = int((line["lyapunov_max"] > 0).sum())
     print(f"{args.points} scalings on {device} in {time.perf_counter() - start:.1f} s; "
           f"{chaotic} chaotic (lyapunov_max > 0); wrote {path}")

@@ -36,6 +36,30 @@ def plot_chaotic_lstm(line: dict, path: str | Path, seq_len: int = 200) -> Path:
     axes[2].set_ylabel("λ₁ (nats / step)")
     axes[2].set_xlabel("recurrent scale s")
     axes[2].legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_orbits(scale, orbit, path: str | Path, title: str,
+                xlabel: str = "recurrent scale s") -> Path:
+    """Orbit (bifurcation) diagram: the long-run values of the first output against s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale, orbit = np.asarray(scale), np.asarray(orbit)
+    fig, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    ax.plot(np.repeat(scale, orbit.shape[1]), orbit.reshape(-1), ",", color="black", alpha=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("long-run first state entry")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG through a temporary file and a rename (never half-written)."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)

@@ -27,3 +27,37 @@ def orbit_diagram(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, ke
     states = rollout(cell, params, inputs, x0, keep_from=steps - keep)
     values = states[..., output_index]  # (G, M, B, keep)
     return values.reshape(*values.shape[:2], -1)
+
+
+def orbits_for(cell: str, hidden_size: int, task, scales, *, seed: int = 0,
+               steps: int = 1000, keep: int = 60, inits: int = 6,
+               dtype: torch.dtype = torch.float64,
+               device: torch.device | str = "cpu") -> dict[str, Tensor]:
+    """Orbit diagram along recurrent_scale for one base draw, under the task's constant input.
+
+    Initial states: the task's own (if it has one) then random ones in [-1, 1]^D, ``inits`` in
+    all. Returns ``scale`` (P,) and ``orbit`` (P, inits * keep), float64 on the CPU.
+    """
+    from .cells import get_cell
+    from .measure import build_params
+    from .seeding import generator
+
+    cell_obj = get_cell(cell)
+    device = torch.device(device)
+    rs = torch.as_tensor(list(scales), dtype=torch.float64)[None]
+    params = build_params(cell_obj, hidden_size, task.input_size, [seed], rs,
+                          torch.ones_like(rs), dtype, device,
+                          anchor=task.anchor(cell_obj.name, hidden_size))
+    params = cell_obj.prepare(params)
+    size = cell_obj.state_size(hidden_size)
+    starts = torch.rand(inits, size, generator=generator(seed, "attractor-states"),
+                        dtype=torch.float64) * 2 - 1
+    fixed = task.initial_state(size)
+    if fixed is not None:
+        starts[0] = fixed
+    groups, members = params.recurrent_scale.shape
+    x0 = starts.to(device, dtype).expand(groups, members, inits, size)
+    constant = task.constant_input().to(device, dtype)
+    inputs = constant.reshape(1, 1, 1, -1).expand(1, inits, steps, -1)
+    orbit = orbit_diagram(cell_obj, params, inputs, x0, keep)
+    return {"scale": rs[0], "orbit": orbit.reshape(-1, orbit.shape[-1]).double().cpu()}

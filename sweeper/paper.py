@@ -11,9 +11,8 @@ import torch
 from .cells import CELLS
 from .dynamics import DynamicsConfig, rollout, run_dynamics
 from .errors import require
-from .orbits import orbit_diagram
+from .orbits import orbits_for
 from .params import CellParams
-from .seeding import generator
 
 Tensor = torch.Tensor
 
@@ -97,11 +96,9 @@ def chaotic_lstm_line(scales: Sequence[float], seq_len: int = 200, burn_in: int 
     config = DynamicsConfig(burn_in=burn_in, lipschitz_samples=0)
     dyn = run_dynamics(cell, params, inputs, x0.expand(1, members, 1, 4), lyapunov_steps,
                        config, [0])
-    starts = torch.rand(orbit_inits - 1, 4, generator=generator(0, "attractor-states"),
-                        dtype=torch.float64) * 2 - 1
-    starts = torch.cat([x0.double().cpu()[None], starts]).to(device, dtype)
-    orbit_inputs = torch.zeros(1, orbit_inits, orbit_steps, 1, dtype=dtype, device=device)
-    orbit = orbit_diagram(cell, params, orbit_inputs,
-                          starts.expand(1, members, orbit_inits, 4), orbit_keep)
+    from tasks import ChaoticLSTM
+
+    orbit = orbits_for("lstm", 2, ChaoticLSTM(), scales, steps=orbit_steps, keep=orbit_keep,
+                       inits=orbit_inits, dtype=dtype, device=device)["orbit"]
     return {"scale": torch.as_tensor(list(scales), dtype=torch.float64), "loss": loss.cpu(),
-            "lyapunov_max": dyn.lyapunov[0, :, 0].cpu(), "orbit": orbit[0].double().cpu()}
+            "lyapunov_max": dyn.lyapunov[0, :, 0].cpu(), "orbit": orbit}

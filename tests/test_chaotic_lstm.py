@@ -72,3 +72,20 @@ def test_figure_command_writes_a_png(tmp_path, capsys):
     assert image.shape[0] > 500 and image.shape[1] > 500
     assert "40 scalings" in capsys.readouterr().out
     assert main(["figure", "chaotic-lstm", "--points", "1", "--out", str(out)]) == 2
+
+
+def test_orbit_command_for_any_cell(tmp_path):
+    # The zero-input tanh network: the origin is the only attractor for small gain, so the
+    # orbit diagram there is a single value (0), and it spreads once s passes the transition.
+    from sweeper.orbits import orbits_for
+    from tasks import get_task
+
+    found = orbits_for("rnn_tanh", 8, get_task("noise", {"input_std": 0.0}), [0.5, 3.0],
+                       seed=3, steps=600, keep=20, inits=4)
+    low, high = found["orbit"].numpy()
+    assert np.abs(low).max() < 1e-6
+    assert np.ptp(high) > 0.5
+    out = tmp_path / "orbits.png"
+    assert main(["figure", "orbits", "--cell", "gru", "--hidden-size", "4", "--points", "30",
+                 "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000

@@ -186,3 +186,36 @@ def test_too_short_seq_len_is_rejected(name, params, short, match):
 def test_unknown_split_is_rejected():
     with pytest.raises(SweeperInputError, match="split='test'"):
         get_task("adding").batch(0, "test", 2, 10)
+
+
+SUPERVISED = sorted(name for name, cls in __import__("tasks").TASKS.items()
+                    if name != "noise")
+
+
+@pytest.mark.parametrize("name", SUPERVISED)
+def test_every_supervised_task_gives_a_finite_loss_through_the_objective(name):
+    # The path measure(metrics=["landscape" / "training"]) takes: build_objective on a fresh
+    # seeded network at the default scale; finite losses for every point, deterministic.
+    from sweeper import CELLS
+    from sweeper.measure import build_params
+    from sweeper.model import init_readout
+    from sweeper.objective import build_objective
+    from tasks import get_task
+
+    task = get_task(name)
+    cell, hidden = ("lstm", 2) if name == "chaotic_lstm" else ("gru", 8)
+    seq_len = min(task.default_seq_len, 60)
+    if name == "copy_memory":
+        seq_len = task.default_seq_len
+    rs = torch.tensor([[0.5, 1.0]], dtype=torch.float64)
+    params = build_params(CELLS[cell], hidden, task.input_size, [0], rs, torch.ones_like(rs),
+                          torch.float64, torch.device("cpu"), anchor=task.anchor(cell, hidden))
+    readout = init_readout(task.readout, task.output_size, hidden, [0], torch.float64,
+                           torch.device("cpu"))
+    objective, theta = build_objective(CELLS[cell], task, params, readout, hidden, seq_len,
+                                       batch_size=4)
+    again, _ = build_objective(CELLS[cell], task, params, readout, hidden, seq_len,
+                               batch_size=4)
+    loss = objective(theta)
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    torch.testing.assert_close(loss, again(theta), rtol=0, atol=0)
