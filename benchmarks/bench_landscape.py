@@ -1,11 +1,14 @@
-"""Loss-slice throughput: P slice points evaluated as one batch vs one point at a time.
+"""Loss-slice throughput: slice points evaluated as one batch vs one point at a time.
 
-The slice is the paper's: the chaotic 2-unit LSTM along theta(s) = s * theta*, s in [0.5, 2],
-loss = MSE of h over N = 200 steps after a burn-in of 100 against the s = 1 output.
-
-  (a) batched: ``sweeper.paper.line_loss(scales)``, all P points in one rollout;
-  (b) per point with the same code: ``line_loss([s])`` for each s;
-  (c) per point with torch.nn.LSTM (weights copied in for every point), the naive design.
+1. The paper's slice: the chaotic 2-unit LSTM along theta(s) = s * theta*, s in [0.5, 2],
+   loss = MSE of h over N = 200 steps after a burn-in of 100 against the s = 1 output.
+   (a) batched: ``sweeper.paper.line_loss(scales)``, all P points in one rollout;
+   (b) per point with the same code: ``line_loss([s])`` for each s;
+   (c) per point with torch.nn.LSTM (weights copied in for every point), the naive design.
+2. The landscape family's slice: rnn_tanh, H = 64, task teacher, K = 8 points x 41 offsets
+   along a filter-normalised direction, a batch of 16 sequences of 50 steps, float32:
+   (d) ``slice_losses`` on all K x 41 parameter sets at once; (e) one parameter set at a time
+   through the same objective.
 
 Run:  .venv/bin/python benchmarks/bench_landscape.py [--points 1000] [--repeats 5]
 Prints medians (this machine is noisy) and the speed-up ratios; (b) and (c) time a subset of
@@ -82,6 +85,43 @@ def main() -> None:
           f"(extrapolated from {len(subset)} points)")
     print(f"  ratios: (a) vs (b) {t_b / t_a:6.1f}x   (a) vs (c) {t_c / t_a:6.1f}x")
     print(f"  check: max |loss_a - loss_c| for s < 0.7 against s = 0.6 = {check:.1e}")
+    generic(args.repeats)
+
+
+def generic(repeats: int) -> None:
+    from sweeper import CELLS
+    from sweeper.landscape import filter_normalised_direction, slice_losses
+    from sweeper.measure import build_params
+    from sweeper.model import init_readout
+    from sweeper.objective import build_objective
+    from tasks import get_task
+
+    cell, task, hidden, offsets = CELLS["rnn_tanh"], get_task("teacher"), 64, 41
+    rs = torch.linspace(0.5, 2.0, 8, dtype=torch.float64)[None]
+    cpu = torch.device("cpu")
+    params = build_params(cell, hidden, 1, [0], rs, torch.ones_like(rs), torch.float32, cpu)
+    readout = init_readout("linear", 1, hidden, [0], torch.float32, cpu)
+    objective, theta = build_objective(cell, task, params, readout, hidden, 50, batch_size=16)
+    direction = filter_normalised_direction(objective.model.shapes, theta,
+                                            torch.Generator().manual_seed(0))
+    alphas = torch.linspace(-0.5, 0.5, offsets, dtype=torch.float64)
+    along = objective.repeat_rows(offsets)
+    total = theta.shape[0] * offsets
+    with torch.no_grad():
+        t_d = median_time(lambda: slice_losses(along, theta, direction, alphas), repeats)
+
+        def one_by_one():
+            for k in range(theta.shape[0]):
+                single = objective.subset(slice(k, k + 1))
+                for a in alphas:
+                    single(theta[k:k + 1] + a.item() * direction[k:k + 1])
+
+        t_e = median_time(one_by_one, max(1, repeats // 2))
+    print(f"\nlandscape slice, rnn_tanh H = {hidden}, K = {theta.shape[0]} x {offsets} offsets, "
+          f"teacher, batch 16 x 50 steps, float32")
+    print(f"  (d) batched slice_losses        {t_d:8.3f} s  {total / t_d:10.0f} points/s")
+    print(f"  (e) one parameter set at a time {t_e:8.3f} s  {total / t_e:10.0f} points/s")
+    print(f"  ratio: (d) vs (e) {t_e / t_d:6.1f}x")
 
 
 if __name__ == "__main__":
