@@ -51,3 +51,33 @@ def test_user_task_by_dotted_path_runs_like_a_builtin():
 
 def test_registry_holds_noise():
     assert TASKS["noise"] is Noise
+
+
+@pytest.mark.parametrize(("name", "params", "match"), [
+    ("teacher", {"reference": 0.0}, "reference=0.0"),
+    ("teacher", {"output_size": 0}, "output_size=0"),
+    ("teacher", {"washout": -1}, "washout=-1"),
+    ("sine_generator", {"omega_min": -0.1}, "omega_min=-0.1"),
+    ("sine_generator", {"omega_min": 0.5, "omega_max": 0.2}, "omega_min <= omega_max"),
+    ("chaotic_lstm", {"initial": float("inf")}, "initial=inf"),
+    ("chaotic_lstm", {"burn_in": -5}, "burn_in=-5"),
+])
+def test_supervised_task_params_are_validated(name, params, match):
+    with pytest.raises(SweeperInputError, match=match):
+        get_task(name, params)
+
+
+def test_sine_and_teacher_batches_have_documented_shapes_and_truth():
+    sine = get_task("sine_generator").batch(0, "train", 3, 40)
+    omega = sine.inputs[:, 0, 0]
+    assert sine.inputs.shape == (3, 40, 1) and sine.targets.shape == (3, 40, 1)
+    assert torch.all((omega >= torch.pi / 16) & (omega <= torch.pi / 8))
+    expected = torch.sin(omega[:, None] * torch.arange(1, 41, dtype=torch.float64))
+    torch.testing.assert_close(sine.targets[..., 0], expected, rtol=0, atol=0)
+    teacher = get_task("teacher", {"washout": 5, "input_size": 2})
+    batch = teacher.batch(1, "val", 4, 20)
+    assert batch.targets is None and batch.inputs.shape == (4, 20, 2)
+    assert batch.mask[:, :5].sum() == 0 and batch.mask[:, 5:].all()
+    assert not torch.equal(batch.inputs, teacher.batch(1, "train", 4, 20).inputs)
+    with pytest.raises(SweeperInputError, match="seq_len > washout"):
+        teacher.check_seq_len(5)
