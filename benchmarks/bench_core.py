@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 import torch
+from _timing import median_time, sync
 
 from sweeper import CELLS
 from sweeper.dynamics import DynamicsConfig, drive_function, input_projection, run_dynamics
@@ -39,24 +39,6 @@ from sweeper.measure import build_params
 
 K, T, SIZES = 256, 200, (64, 256)
 NAIVE_BUDGET_S = 2.0  # time one naive repeat may take before we switch to a subset of points
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_time(fn, repeats: int, device: torch.device) -> float:
-    """Median wall time of fn() over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def setup(hidden: int, device: torch.device):

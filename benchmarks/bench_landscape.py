@@ -18,26 +18,15 @@ points and are extrapolated, as labelled.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+from _timing import median_time
 
 from sweeper.paper import line_loss
 from tasks.chaotic_lstm import THETA_STAR
 
 SEQ_LEN, BURN_IN = 200, 100
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def naive(scales, reference: float = 1.0) -> list[float]:

@@ -11,12 +11,11 @@ Run on a machine with a GPU:  python benchmarks/check_device.py [--device cuda]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
+from _timing import median_time
 
 from sweeper import CELLS, METRIC_COLUMNS, DynamicsConfig, MemoryConfig, measure
 
@@ -53,13 +52,7 @@ def timing(device: str, repeats: int = 3) -> float:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(run, repeats, device)
 
 
 def main() -> int:
