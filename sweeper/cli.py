@@ -64,7 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default=None,
                    help="PNG path (default results/figures/<name>.png)")
     f.add_argument("--device", default=None)
+    v = commands.add_parser("validate", help="check a search-space file; starts nothing",
+                            description="Validate a search-space file (YAML); report every "
+                                        "problem with its key path, exit 2 if any.")
+    v.add_argument("file")
     return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .adapters.space_file import load_space
+
+    space = load_space(args.file)
+    trials = space.trials()
+    axes = ", ".join(f"{k}[{len(v)}]" for k, v in space.axes.items())
+    print(f"{args.file}: valid. sweep {space.name!r}: {space.cell} on {space.task}; axes {axes};"
+          f" {len(trials)} trials x {trials[0].n_points} points = {space.n_points} points; "
+          f"vectorized {list(space.vectorize)}; metrics {list(space.metrics)}")
+    return 0
 
 
 def _figure(args: argparse.Namespace) -> int:
@@ -136,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             return _measure(args)
         if args.command == "figure":
             return _figure(args)
+        if args.command == "validate":
+            return _validate(args)
     except SweeperInputError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)
         return 2
