@@ -64,11 +64,52 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default=None,
                    help="PNG path (default results/figures/<name>.png)")
     f.add_argument("--device", default=None)
+    r = commands.add_parser("run", help="run a sweep (Ray Tune + MLflow + Parquet)",
+                            description="Run every trial of a search-space file; results go "
+                                        "to <out>/points/*.parquet, runs to MLflow.")
+    r.add_argument("file")
+    r.add_argument("--out", default=None, help="results directory (default results/<name>)")
+    r.add_argument("--address", default=None, help="Ray cluster address (default: embedded)")
+    r.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    r.add_argument("--resume", action="store_true", help="finish a sweep, skipping done trials")
+    r.add_argument("--max-failures", type=int, default=0, help="retries per failed trial")
+    r.add_argument("--executor", choices=["ray", "local"], default="ray",
+                   help="ray (default) or local (in-process, no Ray)")
+    r.add_argument("--device", default=None)
     v = commands.add_parser("validate", help="check a search-space file; starts nothing",
                             description="Validate a search-space file (YAML); report every "
                                         "problem with its key path, exit 2 if any.")
     v.add_argument("file")
     return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .adapters.mlflow_tracker import MlflowTracker
+    from .adapters.parquet_sink import ParquetSink
+    from .adapters.space_file import load_space
+    from .errors import require
+    from .sweep import LocalExecutor, run_sweep
+
+    space = load_space(args.file)  # exits 2 before anything starts when invalid
+    require(args.max_failures >= 0, f"--max-failures must be >= 0, got {args.max_failures}")
+    out = Path(args.out or Path("results") / space.name)
+    tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
+    sink = ParquetSink(out)
+    if args.executor == "local":
+        executor = LocalExecutor(args.device)
+    else:
+        from .adapters.ray_executor import RayTuneExecutor
+
+        executor = RayTuneExecutor(args.address, out / "ray_results", space.resources,
+                                   args.device)
+    counts = run_sweep(space, sink, tracker, executor, resume=args.resume,
+                       max_failures=args.max_failures)
+    print(f"sweep {space.name!r}: {counts['done']} trials run, {counts['skipped']} already "
+          f"done, {counts['failed']} failed, of {counts['trials']}; points in "
+          f"{out / 'points'}; runs in {args.tracking_uri} (experiment {space.name!r})")
+    return 0 if counts["failed"] == 0 else 1
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -154,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             return _figure(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "run":
+            return _run(args)
     except SweeperInputError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,144 @@
+"""MLflow tracking: one parent run per sweep, one nested child run per trial.
+
+Only the driver writes (sqlite takes one writer at a time). Runs are found again by tags, so
+a retried or resumed trial reuses its run and a resumed sweep its parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import SweeperInputError
+from ..space import SearchSpace, Trial, stable_hash
+from ..sweep import Tracker
+
+ROLE, SWEEP, TRIAL = "sweeper.role", "sweeper.sweep_hash", "sweeper.trial_id"
+PARENT = "mlflow.parentRunId"
+SKIP = {"sweep", "trial_id", "point_id", "mlflow_run_id", "cell", "task", "status",
+        "memory_curve", "hidden_size", "seq_len", "seed", "recurrent_scale", "input_scale"}
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
+    """Fail fast (SweeperInputError) when an HTTP tracking server does not answer."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout_s)
+    except (urllib.error.URLError, OSError) as exc:
+        raise SweeperInputError(f"MLflow tracking server {tracking_uri} is unreachable "
+                                f"({exc}); start it or pass another --tracking-uri") from None
+
+
+class MlflowTracker(Tracker):
+    def __init__(self, tracking_uri: str, artifact_root: str | Path, sweep_key: str = ""):
+        """``sweep_key`` (e.g. the results directory) tells apart two sweeps of one file."""
+        from mlflow.tracking import MlflowClient
+
+        check_reachable(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self.artifact_root = Path(artifact_root).resolve()
+        self.parent: str | None = None
+        self.runs: dict[str, str] = {}
+        self.experiment_id: str | None = None
+        self.sweep_hash: str | None = None
+        self.sweep_key = sweep_key
+
+    def _find(self, filters: str) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=filters,
+                                       max_results=10)
+
+    def start_sweep(self, space: SearchSpace) -> str:
+        experiment = self.client.get_experiment_by_name(space.name)
+        if experiment is None:
+            self.experiment_id = self.client.create_experiment(
+                space.name, artifact_location=self.artifact_root.as_uri())
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.sweep_hash = stable_hash({"space": space.raw, "key": self.sweep_key})
+        found = self._find(f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{self.sweep_hash}'")
+        if found:
+            self.parent = found[0].info.run_id
+            self.client.update_run(self.parent, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=space.name, tags={
+                ROLE: "sweep", SWEEP: self.sweep_hash, "task": space.task, "cell": space.cell})
+            self.parent = run.info.run_id
+            from mlflow.entities import Param
+
+            params = [Param(k, json.dumps(v) if not isinstance(v, str) else v)
+                      for k, v in {"task": space.task, "cell": space.cell,
+                                   "task_params": space.task_params,
+                                   "metrics": list(space.metrics),
+                                   "vectorize": list(space.vectorize),
+                                   "n_points": space.n_points}.items()]
+            self.client.log_batch(self.parent, params=params)
+        return self.parent
+
+    def trial_started(self, trial: Trial) -> str:
+        found = self._find(f"tags.`{TRIAL}` = '{trial.trial_id}' and "
+                           f"tags.`{SWEEP}` = '{self.sweep_hash}'")
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            from mlflow.entities import Param
+
+            run = self.client.create_run(self.experiment_id, run_name=trial.trial_id, tags={
+                PARENT: self.parent, ROLE: "trial", SWEEP: self.sweep_hash,
+                TRIAL: trial.trial_id, "trial_id": trial.trial_id,
+                "task": trial.config["task"], "cell": trial.config["cell"],
+                "n_points": str(trial.n_points)})
+            run_id = run.info.run_id
+            params = {k: v for k, v in trial.config.items() if k not in ("name",)}
+            for axis, values in trial.vectorized.items():
+                params[f"vectorized.{axis}"] = (f"{len(values)} values from {min(values)} "
+                                                f"to {max(values)}")
+            self.client.log_batch(run_id, params=[
+                Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in params.items()])
+        self.runs[trial.trial_id] = run_id
+        return run_id
+
+    def trial_finished(self, trial: Trial, frame: pd.DataFrame, location: str) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self.runs[trial.trial_id]
+        axes = list(trial.vectorized)
+        first = axes[0] if axes else None
+        # The run's own start time, not the clock: a retried or resumed trial logs identical
+        # (key, value, timestamp, step) entries, which MLflow stores once.
+        now = self.client.get_run(run_id).info.start_time or 0
+        metrics = []
+        numeric = [c for c in frame.columns if c not in SKIP
+                   and pd.api.types.is_numeric_dtype(frame[c])]
+        for _, row in frame.iterrows():
+            step = trial.vectorized[first].index(row[first]) if first else 0
+            suffix = "".join(f"/{a}_{row[a]}" for a in axes[1:])
+            for column in numeric:
+                value = float(row[column])
+                if math.isfinite(value):
+                    metrics.append(Metric(f"{column}{suffix}", value, now, step))
+        for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+            self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        self.client.log_artifact(run_id, location)
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def trial_failed(self, trial: Trial, error: str) -> None:
+        run_id = self.runs[trial.trial_id]
+        self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def end_sweep(self, status: str) -> None:
+        if self.parent is None:
+            return
+        leftover = "KILLED" if status == "KILLED" else "FAILED"
+        for run_id in self.runs.values():
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, status=leftover)
+        self.client.set_terminated(self.parent, status=status)

@@ -1,0 +1,49 @@
+"""Trial results as Parquet parts: ``<out>/points/part-<trial_id>.parquet``, one per trial,
+written to a hidden temporary name and renamed, so a reader never sees half a part and
+``pandas.read_parquet(<out>/points)`` (which skips dot-files) reads exactly the finished ones."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ..sweep import ResultSink
+
+PREFIX, SUFFIX = "part-", ".parquet"
+
+
+class ParquetSink(ResultSink):
+    """A directory of Parquet parts (a shared directory on a multi-node cluster)."""
+
+    def __init__(self, out: str | Path):
+        self.points = Path(out) / "points"
+
+    def completed(self) -> set[str]:
+        if not self.points.is_dir():
+            return set()
+        return {p.name[len(PREFIX):-len(SUFFIX)] for p in self.points.iterdir()
+                if p.name.startswith(PREFIX) and p.name.endswith(SUFFIX)}
+
+    def write(self, trial_id: str, frame: pd.DataFrame) -> str:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.points.mkdir(parents=True, exist_ok=True)
+        final = self.points / f"{PREFIX}{trial_id}{SUFFIX}"
+        fd, tmp = tempfile.mkstemp(prefix=f".{trial_id}.", suffix=".tmp", dir=self.points)
+        os.close(fd)
+        try:
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)  # atomic on POSIX: the part appears complete or not at all
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return str(final)
+
+    def read(self, location: str) -> pd.DataFrame:
+        return pd.read_parquet(location)

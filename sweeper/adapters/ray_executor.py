@@ -1,0 +1,72 @@
+"""Trials on Ray Tune: one Tune trial per sweep trial, on an embedded local Ray by default or
+on a cluster (``address``). Workers write their Parquet part themselves (results storage must
+be a path every node sees); the driver's callback hands each finished part to the tracker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..space import SearchSpace, Trial
+from ..sweep import Executor, ResultSink, compute_part
+
+
+class RayTuneExecutor(Executor):
+    def __init__(self, address: str | None = None, storage_path: str | Path | None = None,
+                 resources: dict[str, float] | None = None, device: str | None = None):
+        self.address = address
+        self.storage_path = None if storage_path is None else str(Path(storage_path).resolve())
+        self.resources = resources or {"cpu": 1.0, "gpu": 0.0}
+        self.device = device
+
+    def run(self, space: SearchSpace, trials: list[Trial], run_ids, sink: ResultSink,
+            on_done, on_error, max_failures: int) -> None:
+        if not trials:
+            return
+        import ray
+        from ray import tune
+
+        started = False
+        if not ray.is_initialized():
+            ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
+                     log_to_driver=False, configure_logging=False)
+            started = True
+        by_id = {t.trial_id: t for t in trials}
+        device = self.device
+
+        def trainable(config):
+            trial = by_id[config["trial"]["trial_id"]]
+            location = compute_part(space, trial, config["trial"]["run_id"], sink, device)
+            tune.report({"location": location, "n_points": trial.n_points})
+
+        class Handoff(tune.Callback):
+            """Driver side: the single place where finished trials reach the tracker."""
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                ours = by_id[trial.config["trial"]["trial_id"]]
+                on_done(ours, trial.last_result["location"])
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                ours = by_id[trial.config["trial"]["trial_id"]]
+                on_error(ours, f"Ray Tune trial failed after {max_failures} retries; "
+                               f"see {trial.error_file}")
+
+        grid = [{"trial_id": t.trial_id, "run_id": run_ids[t.trial_id]} for t in trials]
+        resources = {"cpu": self.resources.get("cpu", 1.0),
+                     "gpu": self.resources.get("gpu", 0.0)}
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            param_space={"trial": tune.grid_search(grid)},
+            tune_config=tune.TuneConfig(
+                reuse_actors=True,
+                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"]),
+            run_config=tune.RunConfig(
+                name=space.name, storage_path=self.storage_path, verbose=0,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                callbacks=[Handoff()]),
+        )
+        try:
+            tuner.fit()
+        finally:
+            if started:
+                ray.shutdown()

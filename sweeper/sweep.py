@@ -1,0 +1,204 @@
+"""Running a sweep: trials in, one Parquet part and one tracked run per trial out.
+
+Pure orchestration against three small contracts (results sink, tracker, executor), so the
+logic runs the same in-process and on Ray; the adapters in :mod:`sweeper.adapters` implement
+them for Parquet, MLflow and Ray Tune.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import pandas as pd
+
+from .errors import SweeperInputError
+from .measure import measure
+from .space import SearchSpace, Trial, point_id
+
+CONFIG_COLUMNS = ("sweep", "trial_id", "point_id")
+
+
+def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> pd.DataFrame:
+    """Measure every point of one trial (its vectorised axes as one batch).
+
+    Returns the measure() rows plus ``sweep``, ``trial_id`` and ``point_id`` columns.
+    """
+    config = trial.config
+
+    def values(axis: str) -> list:
+        return list(trial.vectorized[axis]) if axis in trial.vectorized else [config[axis]]
+
+    frame = measure(space.cell, config["hidden_size"], task=space.task,
+                    task_params=space.task_params, recurrent_scale=values("recurrent_scale"),
+                    input_scale=values("input_scale"), seed=values("seed"),
+                    seq_len=config["seq_len"], metrics=space.metrics, device=device)
+    ids = [point_id(trial, {"recurrent_scale": r, "input_scale": a, "seed": s,
+                            "seq_len": config["seq_len"], "hidden_size": config["hidden_size"]})
+           for r, a, s in zip(frame.recurrent_scale, frame.input_scale, frame.seed,
+                              strict=True)]
+    frame.insert(0, "point_id", ids)
+    frame.insert(0, "trial_id", trial.trial_id)
+    frame.insert(0, "sweep", space.name)
+    return frame
+
+
+def compute_part(space: SearchSpace, trial: Trial, run_id: str, sink: ResultSink,
+                 device: str | None = None) -> str:
+    """The unit of work an executor runs (in-process or on a Ray worker): measure the trial,
+    stamp its rows with the tracking run id, write its part; returns the part's location."""
+    frame = trial_frame(space, trial, device)
+    frame.insert(3, "mlflow_run_id", run_id)
+    return sink.write(trial.trial_id, frame)
+
+
+class ResultSink(ABC):
+    """Where trial results land; picklable, so workers can write to it directly.
+
+    Invariants: ``write`` is atomic (a part is complete or absent, never half-written);
+    writing a trial again replaces its part, so retries never duplicate a point;
+    ``completed`` lists only trials whose part is durably written.
+    """
+
+    @abstractmethod
+    def completed(self) -> set[str]:
+        """Trial ids with a finished part."""
+
+    @abstractmethod
+    def write(self, trial_id: str, frame: pd.DataFrame) -> str:
+        """Store one trial's rows; returns where they are."""
+
+    @abstractmethod
+    def read(self, location: str) -> pd.DataFrame:
+        """The rows stored at ``location``."""
+
+
+class Tracker(ABC):
+    """Experiment tracking, called from the driver only (one writer, as sqlite needs).
+
+    Invariants: a retried or resumed trial reuses its run; after ``end_sweep`` no run of the
+    sweep is left RUNNING.
+    """
+
+    @abstractmethod
+    def start_sweep(self, space: SearchSpace) -> str:
+        """Open (or reopen, on resume) the sweep's parent run; returns its id."""
+
+    @abstractmethod
+    def trial_started(self, trial: Trial) -> str:
+        """Open (or reopen) the trial's child run; returns its id."""
+
+    @abstractmethod
+    def trial_finished(self, trial: Trial, frame: pd.DataFrame, location: str) -> None:
+        """Log the trial's metrics and artifact, and close its run as FINISHED."""
+
+    @abstractmethod
+    def trial_failed(self, trial: Trial, error: str) -> None:
+        """Close the trial's run as FAILED."""
+
+    @abstractmethod
+    def end_sweep(self, status: str) -> None:
+        """Close the parent run (FINISHED, FAILED or KILLED) and any run still open."""
+
+
+class Executor(ABC):
+    """Runs ``compute_part`` for each trial and calls, in the driver, ``on_done(trial,
+    location)`` or ``on_error(trial, message)``; a failing trial is retried up to
+    ``max_failures`` times before it counts as failed."""
+
+    @abstractmethod
+    def run(self, space: SearchSpace, trials: list[Trial], run_ids: dict[str, str],
+            sink: ResultSink, on_done: Callable[[Trial, str], None],
+            on_error: Callable[[Trial, str], None], max_failures: int) -> None: ...
+
+
+class LocalExecutor(Executor):
+    """In-process, one trial after another: the reference the Ray executor must match."""
+
+    def __init__(self, device: str | None = None):
+        self.device = device
+
+    def run(self, space, trials, run_ids, sink, on_done, on_error, max_failures):
+        for trial in trials:
+            for attempt in range(max_failures + 1):
+                try:
+                    location = compute_part(space, trial, run_ids[trial.trial_id], sink,
+                                            self.device)
+                except SweeperInputError:
+                    raise
+                except Exception as exc:  # a failed trial is recorded, the sweep goes on
+                    if attempt == max_failures:
+                        on_error(trial, f"{type(exc).__name__}: {exc}")
+                    continue
+                on_done(trial, location)
+                break
+
+
+class Progress:
+    """One live line: points done / total, failures, elapsed and ETA (stderr)."""
+
+    def __init__(self, total_points: int, stream=None):
+        self.total, self.done, self.failed = total_points, 0, 0
+        self.start = time.monotonic()
+        self.stream = stream or sys.stderr
+
+    def update(self, points: int = 0, failed: int = 0) -> None:
+        self.done += points
+        self.failed += failed
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else math.inf
+        eta_text = "?" if math.isinf(eta) else f"{eta:.0f}s"
+        self.stream.write(f"\r{self.done}/{self.total} points, {self.failed} failed trials, "
+                          f"{elapsed:.0f}s elapsed, ETA {eta_text}   ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: Executor,
+              *, resume: bool = False, max_failures: int = 0,
+              progress: Progress | None = None) -> dict[str, int]:
+    """Run every trial not yet completed; returns counts (trials, skipped, done, failed).
+
+    Without ``resume`` an output that already holds parts is refused, so two sweeps never mix.
+    """
+    trials = space.trials()
+    done_before = sink.completed() & {t.trial_id for t in trials}
+    if done_before and not resume:
+        raise SweeperInputError(f"the output already holds {len(done_before)} finished trials "
+                                "of this sweep; pass --resume to finish it, or choose --out")
+    pending = [t for t in trials if t.trial_id not in done_before]
+    progress = progress or Progress(space.n_points)
+    progress.update(points=sum(t.n_points for t in trials if t.trial_id in done_before))
+    counts = {"trials": len(trials), "skipped": len(done_before), "done": 0, "failed": 0}
+    status = "FAILED"
+    tracker.start_sweep(space)
+    try:
+        run_ids = {t.trial_id: tracker.trial_started(t) for t in pending}
+
+        def on_done(trial: Trial, location: str) -> None:
+            frame = sink.read(location)
+            tracker.trial_finished(trial, frame, location)
+            counts["done"] += 1
+            progress.update(points=len(frame))
+
+        def on_error(trial: Trial, message: str) -> None:
+            tracker.trial_failed(trial, message)
+            counts["failed"] += 1
+            progress.update(failed=1)
+
+        executor.run(space, pending, run_ids, sink, on_done, on_error, max_failures)
+        status = "FINISHED" if counts["failed"] == 0 else "FAILED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end_sweep(status)
+        progress.close()
+    return counts
