@@ -167,7 +167,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
     require(not supervised or task_obj.output_size > 0,
             f"metrics {supervised} need a supervised task; task {task_obj.name!r} has no loss "
             "(try task='teacher')")
-    task_obj.check_seq_len(seq_len)
+    if supervised:  # the dynamics metrics only drive the network; any length will do there
+        task_obj.check_seq_len(seq_len)
 
     combos = list(itertools.product(rs, ins))
     scale_r = torch.tensor([[c[0] for c in combos]] * len(seeds), dtype=torch.float64)
