@@ -75,6 +75,10 @@ class ResultSink(ABC):
     def read(self, location: str) -> pd.DataFrame:
         """The rows stored at ``location``."""
 
+    @abstractmethod
+    def location(self, trial_id: str) -> str:
+        """Where a completed trial's rows are."""
+
 
 class Tracker(ABC):
     """Experiment tracking, called from the driver only (one writer, as sqlite needs).
@@ -94,6 +98,10 @@ class Tracker(ABC):
     @abstractmethod
     def trial_finished(self, trial: Trial, frame: pd.DataFrame, location: str) -> None:
         """Log the trial's metrics and artifact, and close its run as FINISHED."""
+
+    @abstractmethod
+    def is_finished(self, trial: Trial) -> bool:
+        """Whether the trial's run exists and is FINISHED (after ``start_sweep``)."""
 
     @abstractmethod
     def trial_failed(self, trial: Trial, error: str) -> None:
@@ -180,6 +188,13 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
     status = "FAILED"
     tracker.start_sweep(space)
     try:
+        # A driver killed between a worker's write and its own logging leaves a finished part
+        # whose run is not FINISHED: log it now from the part, without recomputing.
+        for trial in trials:
+            if trial.trial_id in done_before and not tracker.is_finished(trial):
+                tracker.trial_started(trial)
+                location = sink.location(trial.trial_id)
+                tracker.trial_finished(trial, sink.read(location), location)
         run_ids = {t.trial_id: tracker.trial_started(t) for t in pending}
 
         def on_done(trial: Trial, location: str) -> None:

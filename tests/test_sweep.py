@@ -147,3 +147,49 @@ def test_invalid_file_exits_2_and_starts_nothing(tmp_path, bad):
     result = _cli(["run", str(path), "--out", str(tmp_path / "out")], cwd=tmp_path)
     assert result.returncode == 2 and key in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_driver_killed_mid_sweep_then_resume_finishes_without_recomputing(tmp_path):
+    import signal
+    import time
+
+    space = dict(SMOKE, hidden_size=24, seq_len=150, metrics=["lyapunov", "memory"],
+                 axes={"recurrent_scale": [0.5, 1.5], "input_scale": [0.2, 0.4, 0.6, 0.8, 1.0,
+                                                                      1.2, 1.4, 1.6]},
+                 vectorize=["recurrent_scale"])
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "sweeper.cli", "run", str(path), "--out", str(out),
+            "--executor", "local"]
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list((out / "points").glob("part-*.parquet"))) < 2:
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("part-*.parquet")}
+    assert 2 <= len(finished) < 8
+    resumed = _cli(["run", str(path), "--out", str(out), "--executor", "local", "--resume"],
+                   cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{len(finished)} already done" in resumed.stdout
+    for name, mtime in finished.items():  # finished trials were not recomputed
+        assert (out / "points" / name).stat().st_mtime_ns == mtime
+    _check_results_no_history(out, tmp_path / "mlflow.db", space["name"], 8, 16)
+
+
+def _check_results_no_history(out, db, name, n_trials, n_points):
+    frame = pd.read_parquet(out / "points")
+    assert len(frame) == n_points and frame.point_id.is_unique
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    children = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
+    assert len(children) == n_trials
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    assert set(frame.mlflow_run_id) == {r.info.run_id for r in children}

@@ -105,6 +105,11 @@ class MlflowTracker(Tracker):
         self.runs[trial.trial_id] = run_id
         return run_id
 
+    def is_finished(self, trial: Trial) -> bool:
+        found = self._find(f"tags.`{TRIAL}` = '{trial.trial_id}' and "
+                           f"tags.`{SWEEP}` = '{self.sweep_hash}'")
+        return bool(found) and found[0].info.status == "FINISHED"
+
     def trial_finished(self, trial: Trial, frame: pd.DataFrame, location: str) -> None:
         from mlflow.entities import Metric
 

@@ -47,3 +47,6 @@ class ParquetSink(ResultSink):
 
     def read(self, location: str) -> pd.DataFrame:
         return pd.read_parquet(location)
+
+    def location(self, trial_id: str) -> str:
+        return str(self.points / f"{PREFIX}{trial_id}{SUFFIX}")
