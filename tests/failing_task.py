@@ -16,3 +16,22 @@ class FailOnSeed(Noise):
         if seed == self.bad_seed:
             raise RuntimeError(f"planted failure for seed {seed}")
         return super().inputs(seed, n_trajectories, steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class KillWorkerOnce(Noise):
+    """SIGKILLs the process that draws the inputs, once per seed: the first attempt of a
+    trial dies like a crashed worker. Markers live in $SWEEPER_TEST_MARKERS. Ray only."""
+
+    name = "kill_worker_once"
+
+    def inputs(self, seed, n_trajectories, steps):
+        import os
+        import signal
+        from pathlib import Path
+
+        marker = Path(os.environ["SWEEPER_TEST_MARKERS"]) / f"seed-{seed}"
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().inputs(seed, n_trajectories, steps)

@@ -193,3 +193,22 @@ def _check_results_no_history(out, db, name, n_trials, n_points):
     assert len(children) == n_trials
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in children}
+
+
+def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):
+    # Each trial's first worker dies by SIGKILL inside measure(); --max-failures 1 lets Ray
+    # Tune start it again. The sweep completes with every point exactly once.
+    space = dict(SMOKE, task="failing_task:KillWorkerOnce",
+                 axes={"recurrent_scale": [0.5, 1.5], "seed": [0, 1]},
+                 vectorize=["recurrent_scale"])
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(TESTS), SWEEPER_TEST_MARKERS=str(markers))
+    result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
+                             str(tmp_path / "out"), "--max-failures", "1"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in markers.iterdir()) == ["seed-0", "seed-1"]  # both died once
+    _check_results_no_history(tmp_path / "out", tmp_path / "mlflow.db", "smoke", 2, 4)
