@@ -128,7 +128,14 @@ def test_generated_invalid_spaces_exit_2_naming_the_key(tmp_path, capsys, data, 
     err = capsys.readouterr().err
     assert key.split()[0] in err if key != "unknown key" else "unknown key" in err
     assert "Traceback" not in err
-    assert "ray" not in sys.modules  # validation never starts (or imports) Ray
+    # `sweeper run` refuses the same file before starting anything.
+    db = tmp_path / "mlflow.db"
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--tracking-uri",
+                 f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err
+    assert key.split()[0] in err if key != "unknown key" else "unknown key" in err
+    assert not (tmp_path / "out").exists() and not db.exists()
+    assert "ray" not in sys.modules  # neither command starts (or imports) Ray
 
 
 def test_unreadable_and_non_yaml_files(tmp_path, capsys):
