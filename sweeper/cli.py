@@ -76,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=["ray", "local"], default="ray",
                    help="ray (default) or local (in-process, no Ray)")
     r.add_argument("--device", default=None)
+    s = commands.add_parser("submit", help="send a sweep to a Ray cluster (Jobs API)",
+                            description="Submit `sweeper run` to a Ray cluster through the "
+                                        "Jobs API, stream its logs, exit with its status.")
+    s.add_argument("file")
+    s.add_argument("--address", required=True, help="dashboard address, http://HEAD:8265")
+    s.add_argument("--tracking-uri", required=True,
+                   help="MLflow server the cluster reaches (or an absolute sqlite path)")
+    s.add_argument("--out", required=True, help="absolute results path every node sees")
+    s.add_argument("--max-failures", type=int, default=0)
+    s.add_argument("--resume", action="store_true")
     v = commands.add_parser("validate", help="check a search-space file; starts nothing",
                             description="Validate a search-space file (YAML); report every "
                                         "problem with its key path, exit 2 if any.")
@@ -197,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "submit":
+            from .adapters.ray_jobs import submit
+
+            return submit(args.file, args.address, args.tracking_uri, args.out,
+                          max_failures=args.max_failures, resume=args.resume)
     except SweeperInputError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ be a path every node sees); the driver's callback hands each finished part to th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..space import SearchSpace, Trial
@@ -65,8 +66,22 @@ class RayTuneExecutor(Executor):
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 callbacks=[Handoff()]),
         )
+        # Tune resolves paths against the working directory at the end of fit(); a Ray job's
+        # unpacked working_dir can be gone by then, so run from the (absolute) storage path.
+        try:
+            here = os.getcwd()
+        except OSError:
+            here = None
+        if self.storage_path is not None:
+            os.makedirs(self.storage_path, exist_ok=True)
+            os.chdir(self.storage_path)
         try:
             tuner.fit()
         finally:
+            if here is not None:
+                try:
+                    os.chdir(here)
+                except OSError:
+                    pass
             if started:
                 ray.shutdown()
