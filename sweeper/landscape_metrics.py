@@ -3,6 +3,7 @@ and slice roughness along the scaling direction and a filter-normalised random d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +66,7 @@ def scaling_direction(model: PointModel, cell, params: CellParams, readout: Read
     direction = torch.zeros_like(theta_unit)
     start = 0
     for name, shape in model.shapes.items():
-        size = int(torch.tensor(shape).prod())
+        size = math.prod(shape)
         if name == RECURRENT:
             direction[:, start:start + size] = theta_unit[:, start:start + size]
         start += size

@@ -243,8 +243,7 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         fill = torch.zeros_like(value) if value.dtype == torch.bool else torch.full_like(
             value, math.nan)
         columns[name] = torch.where(bad, fill, value)
-    return _frame(cell_obj, hidden_size, task_obj, seeds, combos, seq_len, finite, columns,
-                  base.members)
+    return _frame(cell_obj, hidden_size, task_obj, seeds, combos, seq_len, finite, columns)
 
 
 def _group_seeds(params: CellParams, seeds: list[int]) -> list[int]:
@@ -263,8 +262,8 @@ def _initial_states(seeds: list[int], members: int, batch: int, size: int,
     return draws[:, None].expand(len(seeds), members, batch, size).to(params.device, params.dtype)
 
 
-def _frame(cell: Cell, hidden_size: int, task, seeds, combos, seq_len, finite, columns,
-           members) -> pd.DataFrame:
+def _frame(cell: Cell, hidden_size: int, task, seeds, combos, seq_len, finite, columns
+           ) -> pd.DataFrame:
     n_points = len(seeds) * len(combos)
     rows: dict[str, Any] = {
         "cell": [cell.name] * n_points,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -34,12 +33,8 @@ class Objective:
         """(loss, accuracy), each (K,); accuracy NaN for mse tasks."""
         x0 = self.x0.expand(theta.shape[0], *self.x0.shape[1:])
         predicted = self.model.forward(theta, self.inputs, x0)
-        targets = self.targets
-        if self.loss_kind == "mse" and targets.shape[0] not in (1, theta.shape[0]):
-            raise ValueError("targets do not match the number of points")
-        if self.loss_kind == "mse" and targets.shape[0] != theta.shape[0]:
-            targets = targets.expand(theta.shape[0], *targets.shape[1:])
-        loss, accuracy = task_loss(self.loss_kind, predicted, targets, self.mask)
+        # mse targets are (1 or K, 1, B, T, O) and broadcast against (K, 1, B, T, O).
+        loss, accuracy = task_loss(self.loss_kind, predicted, self.targets, self.mask)
         return loss[:, 0], accuracy[:, 0]
 
     def __call__(self, theta: Tensor) -> Tensor:
@@ -98,6 +93,4 @@ def build_objective(cell: Cell, task, params: CellParams, readout: Readout, hidd
         targets = batch.targets.to(device=device, dtype=dtype)[None, None]
     else:
         targets = batch.targets.to(device)
-    if not math.isfinite(float(seq_len)):
-        raise SweeperInputError(f"seq_len must be finite, got {seq_len}")
     return Objective(model, task.loss_kind, inputs, targets, mask, x0), theta

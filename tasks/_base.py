@@ -108,6 +108,3 @@ class Task(ABC):
             raise SweeperInputError(
                 f"task {cls.name!r} got unknown task_params {unknown}; known: {known}")
         return cls(**params)
-
-    def describe(self) -> dict[str, Any]:
-        return {"task": self.name, **dataclasses.asdict(self)}

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from ..params import INPUT, RECURRENT, CellParams
+from ..params import RECURRENT, CellParams
 
 Tensor = torch.Tensor
 Cache = dict[str, Tensor]
@@ -139,10 +139,3 @@ class Cell(ABC):
     def lipschitz_bound(self, params: CellParams, context: BoundContext) -> Tensor:
         """(G, M) upper bound of sup ||d f / d x||_2 over the reachable set, float64."""
 
-    def describe(self) -> dict[str, Any]:
-        return {"cell": self.name}
-
-
-def input_weight_rows(params: CellParams) -> Tensor:
-    """The (G, F, I) input weights (convenience for bounds)."""
-    return params.weights[INPUT]
