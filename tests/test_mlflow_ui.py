@@ -1,0 +1,166 @@
+"""The MLflow UI over a real sweep: `sweeper run` writes a sqlite store, the adapter starts
+`mlflow server` over it, headless Chromium (Debian's, driven by Playwright) opens the
+experiment page and must show the sweep's parent run and, once expanded, its trial runs.
+The screenshot is kept in test-artifacts/. The test stops exactly what it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeper.adapters.mlflow_ui import experiment_url, resolve_store_uri, start_ui, stop_ui
+from sweeper.errors import SweeperInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Playwright cannot download its own browser here; Debian's chromium needs these to run
+# headless as root in a container, and must not reach out to the network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def _require_chromium() -> None:
+    if Path(CHROMIUM).is_file():
+        return
+    message = (f"Chromium not found at {CHROMIUM}: install Debian's package "
+               f"(apt-get install -y --no-install-recommends chromium; .ci/run does)")
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _ours(marker: str) -> list[int]:
+    """Pids of the processes whose command line names ``marker`` (a path of this test)."""
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split() if int(p) != os.getpid()]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_relative_sqlite_uri_is_resolved_against_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "mlflow.db").touch()
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path.resolve() / "mlflow.db"
+    assert resolve_store_uri("sqlite:///mlflow.db") == f"sqlite:///{database}"
+    assert resolve_store_uri(f"sqlite:///{database}?timeout=5") == (
+        f"sqlite:///{database}?timeout=5")
+    assert resolve_store_uri("postgresql://u@db/mlflow") == "postgresql://u@db/mlflow"
+
+
+@pytest.mark.parametrize(("uri", "says"), [("sqlite:///missing.db", "no MLflow store"),
+                                           ("sqlite://", "in-memory"),
+                                           ("http://127.0.0.1:5000", "already an MLflow server")])
+def test_stores_a_ui_cannot_open_are_refused_before_anything_starts(tmp_path, monkeypatch, uri,
+                                                                    says):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SweeperInputError, match=says):
+        start_ui(uri)
+
+
+def test_experiment_page_lists_the_sweep_and_its_trial_runs(tmp_path, monkeypatch):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sweeper.cli", "run", str(ROOT / "search_spaces" / "smoke.yaml"),
+         "--executor", "local", "--out", str(tmp_path / "out"), "--tracking-uri",
+         f"sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    monkeypatch.chdir(tmp_path)  # the UI gets the relative URI a user would type here
+    server, url = start_ui("sqlite:///mlflow.db")
+    profile = tmp_path / "chromium-profile"  # a new, empty user-data-dir
+    try:
+        client = MlflowClient(url)  # over HTTP: the server opened the sweep's store
+        experiment = client.get_experiment_by_name("smoke")
+        assert experiment is not None
+        runs = client.search_runs([experiment.experiment_id])
+        (parent,) = [r for r in runs if r.data.tags.get("sweeper.role") == "sweep"]
+        trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
+        assert len(trials) == 2
+        # The Parquet part of a trial is browsable though the server proxies no artifacts.
+        with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/artifacts/list?run_id="
+                                    f"{trials[0].info.run_id}", timeout=30) as response:
+            listed = json.load(response)["files"]
+        assert any(f["path"].endswith(".parquet") for f in listed), listed
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch_persistent_context(
+                str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+                viewport={"width": 1600, "height": 900})
+            try:
+                page = browser.new_page()
+                page.goto(experiment_url(url, experiment.experiment_id))
+                shots = [tmp_path / "mlflow_ui_experiment.png",
+                         ARTIFACTS / "mlflow_ui_experiment.png"]
+                try:
+                    _check_runs_table(page, parent, trials)
+                finally:  # the screenshot also shows what went wrong when a check fails
+                    page.screenshot(path=shots[0], full_page=True)
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    shutil.copyfile(shots[0], shots[1])
+            finally:
+                browser.close()
+    finally:
+        stop_ui(server)
+    assert not _group_alive(server.pid), "mlflow server workers outlived stop_ui"
+    assert not _ours(str(tmp_path)), "a process started by this test is still running"
+
+
+def _check_runs_table(page, parent, trials) -> None:
+    """The parent run's row renders; its trial runs appear by name once it is expanded."""
+    link = 'a[href$="/runs/{}"]'
+    page.locator(link.format(parent.info.run_id)).wait_for(timeout=90_000)
+    assert page.locator(link.format(parent.info.run_id)).inner_text() == "smoke"
+    children = [page.locator(link.format(t.info.run_id)) for t in trials]
+    # MLflow 3 nests child runs under a collapsed parent row: press its expand button.
+    if not any(child.count() for child in children):
+        page.locator(f'div[role="gridcell"]:has({link.format(parent.info.run_id)}) button'
+                     ).first.click()
+    for child, trial in zip(children, trials, strict=True):
+        child.wait_for(timeout=30_000)
+        assert child.inner_text() == trial.data.tags["trial_id"] == trial.info.run_name
+    page.wait_for_timeout(500)  # let the expanded rows finish painting before the screenshot
+
+
+def test_a_server_that_cannot_start_reports_its_log_and_leaves_nothing(tmp_path, monkeypatch):
+    (tmp_path / "mlflow.db").write_text("not a database")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises((RuntimeError, TimeoutError), match="log") as failed:
+        start_ui("sqlite:///mlflow.db", timeout_s=60)
+    assert not _ours(str(tmp_path)), failed.value
+
+
+def test_stop_ui_ends_the_whole_process_group(tmp_path):
+    # A stand-in server that spawns a worker of its own, as uvicorn does.
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', "
+         f"'{tmp_path}']); time.sleep(600)"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_ours(str(tmp_path))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_ours(str(tmp_path))) == 2, "the stand-in worker did not start"
+    finally:
+        stop_ui(server, grace_s=5)
+    assert not _group_alive(server.pid) and not _ours(str(tmp_path))
+    stop_ui(server)  # a second call signals nothing
