@@ -86,6 +86,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="absolute results path every node sees")
     s.add_argument("--max-failures", type=int, default=0)
     s.add_argument("--resume", action="store_true")
+    a = commands.add_parser("aggregate", help="classify points, write the region map and plots",
+                            description="Classify every point of a results directory into "
+                                        "forgetful / memory / chaotic, write "
+                                        "OUT/region_map.parquet and OUT/plots/*.png, and "
+                                        "attach them to the sweep's MLflow parent run. "
+                                        "Idempotent; `sweeper run` ends with it.")
+    a.add_argument("out", help="results directory of a sweep")
+    a.add_argument("--no-plots", action="store_true", help="only the Parquet region map")
+    q = commands.add_parser("query", help="SQL over a sweep's points and region map (DuckDB)",
+                            description="Run one SQL statement in DuckDB over the tables "
+                                        "`points` (every point) and `region_map`.")
+    q.add_argument("sql")
+    q.add_argument("--results", required=True, help="results directory of a sweep")
+    fmt = q.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="print CSV")
+    fmt.add_argument("--json", action="store_true", help="print JSON records")
+    sh = commands.add_parser("show", help="print the region map in the terminal",
+                             description="Print the region map, one character per cell "
+                                         "(F forgetful, M memory, C chaotic).")
+    sh.add_argument("out", help="results directory of a sweep")
+    sh.add_argument("--colour", "--color", choices=["auto", "always", "never"], default="auto")
+    u = commands.add_parser("ui", help="start the MLflow UI for a sweep's runs",
+                            description="Start the MLflow UI on 127.0.0.1 for a tracking "
+                                        "store (a sweep's own, with --results) and wait "
+                                        "until Ctrl-C.")
+    u.add_argument("--results", help="results directory: use the sweep's tracking URI")
+    u.add_argument("--tracking-uri", help="default: the sweep's, else sqlite:///mlflow.db")
+    u.add_argument("--port", type=int, default=5000)
     v = commands.add_parser("validate", help="check a search-space file; starts nothing",
                             description="Validate a search-space file (YAML); report every "
                                         "problem with its key path, exit 2 if any.")
@@ -98,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from .adapters.mlflow_tracker import MlflowTracker
     from .adapters.parquet_sink import ParquetSink
+    from .adapters.results import write_record
     from .adapters.space_file import load_space
     from .errors import require
     from .sweep import LocalExecutor, run_sweep
@@ -107,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / space.name)
     tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
     sink = ParquetSink(out)
+    write_record(out, space, args.tracking_uri)
     if args.executor == "local":
         executor = LocalExecutor(args.device)
     else:
@@ -116,10 +146,113 @@ def _run(args: argparse.Namespace) -> int:
                                    args.device)
     counts = run_sweep(space, sink, tracker, executor, resume=args.resume,
                        max_failures=args.max_failures)
+    write_record(out, space, args.tracking_uri, tracker.parent)
     print(f"sweep {space.name!r}: {counts['done']} trials run, {counts['skipped']} already "
           f"done, {counts['failed']} failed, of {counts['trials']}; points in "
           f"{out / 'points'}; runs in {args.tracking_uri} (experiment {space.name!r})")
+    if counts["done"] + counts["skipped"] > 0:
+        _aggregate_and_report(out, plots=True)
     return 0 if counts["failed"] == 0 else 1
+
+
+def _aggregate_and_report(out, plots: bool) -> None:
+    from .adapters.mlflow_tracker import log_sweep_artifacts
+    from .adapters.results import aggregate, read_record
+    from .terminal import render_map
+
+    result = aggregate(out, plots=plots)
+    record = read_record(out)
+    if record.get("parent_run_id"):
+        log_sweep_artifacts(record["tracking_uri"], record["parent_run_id"],
+                            [result.map_path, *result.plots], "summary")
+    x, y = result.space.map
+    print(render_map(result.region_map, x, y, colour=sys.stdout.isatty()))
+    if result.relabelled_parts:
+        print(f"relabelled {result.relabelled_parts} parts with the current region rules")
+    print(f"region map: {result.map_path}")
+    for path in result.plots:
+        print(f"plot: {path}")
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    _aggregate_and_report(args.out, plots=not args.no_plots)
+    return 0
+
+
+def _json_records(frame) -> str:
+    """Rows as JSON with every float exact (repr round-trips) and NaN as null."""
+    import math
+
+    def plain(value):
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    records = [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return json.dumps(records, indent=1, default=str)
+
+
+def _query(args: argparse.Namespace) -> int:
+    from .adapters.results import query
+
+    frame = query(args.results, args.sql)
+    if args.csv:
+        print(frame.to_csv(index=False), end="")
+    elif args.json:
+        print(_json_records(frame))
+    else:
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .adapters.results import read_region_map
+    from .terminal import render_map
+
+    frame, meta = read_region_map(args.out)
+    colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+    name = meta.get("sweep", {}).get("name", args.out)
+    print(f"sweep {name!r}: {len(frame)} cells, {int(frame['n'].sum())} points")
+    print(render_map(frame, meta["map"]["x"], meta["map"]["y"], colour=colour))
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import time
+
+    from .adapters.mlflow_ui import experiment_url, start_ui, stop_ui
+    from .adapters.results import absolute_tracking_uri, read_record
+    from .errors import require
+
+    require(1 <= args.port <= 65535, f"--port must be in 1..65535, got {args.port}")
+    experiment = None
+    uri = args.tracking_uri
+    if args.results:
+        record = read_record(args.results)
+        uri = uri or record["tracking_uri"]
+        experiment = record["experiment"]
+    uri = absolute_tracking_uri(uri or "sqlite:///mlflow.db")
+    process, url = start_ui(uri, port=args.port)
+    try:
+        print(f"MLflow UI for {uri}: {url}", flush=True)
+        if experiment is not None:
+            from .adapters.mlflow_tracker import experiment_id
+
+            found = experiment_id(uri, experiment)
+            if found is not None:
+                print(f"experiment {experiment!r}: {experiment_url(url, found)}", flush=True)
+        print("Ctrl-C stops it.", flush=True)
+        while process.poll() is None:
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_ui(process)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -207,6 +340,14 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "aggregate":
+            return _aggregate(args)
+        if args.command == "query":
+            return _query(args)
+        if args.command == "show":
+            return _show(args)
+        if args.command == "ui":
+            return _ui(args)
         if args.command == "submit":
             from .adapters.ray_jobs import submit
 

@@ -56,6 +56,128 @@ def plot_orbits(scale, orbit, path: str | Path, title: str,
     return _save(fig, path)
 
 
+REGION_COLOURS = {"forgetful": "#4c72b0", "memory": "#55a868", "chaotic": "#c44e52",
+                  "unclassified": "#bbbbbb"}
+AXIS_LABELS = {"recurrent_scale": "recurrent scale (x initial recurrent weights)",
+               "input_scale": "input scale (x initial input weights)",
+               "seq_len": "sequence length N (steps)", "hidden_size": "hidden size H (units)",
+               "seed": "seed"}
+METRIC_LABELS = {"lyapunov_max": "λ₁ (nats / step)",
+                 "lipschitz_local_max": "local Lipschitz max ‖J‖₂",
+                 "lipschitz_bound": "Lipschitz bound",
+                 "memory_capacity": "memory capacity (Σ r²_k)",
+                 "memory_horizon": "memory horizon (steps)",
+                 "attractor_count": "attractors (count)",
+                 "roughness_tv": "roughness (total variation / range)",
+                 "n_local_minima": "local minima on the slice (count)",
+                 "loss": "loss at the point", "val_loss": "validation loss after training",
+                 "val_accuracy": "validation accuracy after training"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path:
+    """Heatmap of the majority region per (x, y) cell (shaded by its share), the
+    lyapunov_max = 0 contour of the seed mean, and the interpolated zero crossings."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    plt = _plt()
+    names = list(REGION_COLOURS)
+    xs = np.sort(frame[x].unique())
+    ys = np.sort(frame[y].unique())
+    codes = np.full((len(ys), len(xs)), np.nan)
+    share = np.ones_like(codes)
+    lyap = np.full_like(codes, np.nan)
+    xi = {v: i for i, v in enumerate(xs)}
+    yi = {v: i for i, v in enumerate(ys)}
+    for row in frame.itertuples(index=False):
+        r, c = yi[getattr(row, y)], xi[getattr(row, x)]
+        codes[r, c] = names.index(row.region)
+        share[r, c] = row.region_share
+        if "lyapunov_max_mean" in frame:
+            lyap[r, c] = row.lyapunov_max_mean
+    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    # Cell edges halfway between values, so unevenly spaced axes draw true to scale.
+    def edges(v):
+        if len(v) == 1:
+            return np.array([v[0] - 0.5, v[0] + 0.5], dtype=float)
+        mid = (v[1:] + v[:-1]) / 2
+        return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]]).astype(float)
+
+    cmap = ListedColormap([REGION_COLOURS[n] for n in names])
+    ax.pcolormesh(edges(xs.astype(float)), edges(ys.astype(float)), codes, cmap=cmap,
+                  vmin=-0.5, vmax=len(names) - 0.5, shading="flat")
+    # A split vote lightens the cell: a white veil whose opacity grows as the share falls.
+    veil = ax.pcolormesh(edges(xs.astype(float)), edges(ys.astype(float)),
+                         np.zeros_like(share), cmap=ListedColormap(["white"]), shading="flat")
+    veil.set_alpha(np.clip((1 - share) * 0.8, 0, 1).ravel())
+    finite = np.isfinite(lyap)
+    if len(xs) > 1 and len(ys) > 1 and finite.any() and np.nanmin(lyap) < 0 < np.nanmax(lyap):
+        contour = ax.contour(xs.astype(float), ys.astype(float),
+                             np.where(finite, lyap, np.nanmax(lyap[finite])), levels=[0.0],
+                             colors="black", linewidths=1.2)
+        ax.clabel(contour, fmt={0.0: "λ₁ = 0"}, fontsize=8)
+    if "lyapunov_zero_crossing" in frame:
+        cross = frame.groupby(y)["lyapunov_zero_crossing"].first().dropna()
+        if len(cross):
+            ax.plot(cross.to_numpy(float), cross.index.to_numpy(float), "k^", ms=5,
+                    label="λ₁ = 0 (interpolated)")
+    ax.set_xlabel(AXIS_LABELS.get(x, x))
+    ax.set_ylabel(AXIS_LABELS.get(y, y))
+    if len(ys) > 1 and np.all(ys > 0) and ys.max() / ys.min() > 20:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    present = [n for n in names if (frame["region"] == n).any()]
+    handles = [Patch(color=REGION_COLOURS[n], label=n) for n in present]
+    if ax.get_legend_handles_labels()[0]:
+        handles += ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
+              title="majority region", title_fontsize=8)
+    return _save(fig, path)
+
+
+def plot_metrics(points, x: str, group: str, path: str | Path, title: str) -> Path:
+    """Each measured metric against ``x``: one line per value of ``group`` (seed mean), with a
+    band from the lowest to the highest seed."""
+    plt = _plt()
+    metrics = [m for m in METRIC_LABELS if m in points and points[m].notna().any()]
+    if not metrics:
+        metrics = ["lipschitz_bound"] if "lipschitz_bound" in points else []
+    cols = 2 if len(metrics) > 1 else 1
+    rows = max(1, -(-len(metrics) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows), squeeze=False,
+                             sharex=True, constrained_layout=True)
+    groups = sorted(points[group].unique()) if group in points else [None]
+    for ax, metric in zip(axes.ravel(), metrics, strict=False):
+        for value in groups:
+            part = points if value is None else points[points[group] == value]
+            values = part[[x, metric]].astype(float).replace([np.inf, -np.inf], np.nan)
+            stats = values.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
+            label = None if value is None else f"{group} = {value:g}"
+            line, = ax.plot(stats.index, stats["mean"], lw=1.2, label=label)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(),
+                            alpha=0.2, lw=0)
+        if metric == "lyapunov_max":
+            ax.axhline(0.0, color="grey", lw=0.7, ls="--")
+        ax.set_ylabel(METRIC_LABELS[metric])
+        ax.set_xlabel(AXIS_LABELS.get(x, x))
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_visible(False)
+    if len(groups) > 1:
+        axes.ravel()[0].legend(fontsize=7, title="line: seed mean; band: seed min-max",
+                               title_fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     """Write ``fig`` as PNG through a temporary file and a rename (never half-written)."""
     import matplotlib.pyplot as plt

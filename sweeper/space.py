@@ -21,13 +21,16 @@ import numpy as np
 from .cells import CELLS
 from .errors import SweeperInputError
 from .measure import METRIC_FAMILIES
+from .regions import RegionRules
 
 AXES = ("recurrent_scale", "input_scale", "seed", "seq_len", "hidden_size")
 VECTORIZABLE = ("recurrent_scale", "input_scale", "seed")
 INTEGER_AXES = ("seed", "seq_len", "hidden_size")
 GENERATORS = ("linspace", "logspace", "uniform")
 TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "axes",
-            "vectorize", "metrics", "resources")
+            "vectorize", "metrics", "resources", "regions", "map")
+#: Keys that change how results are read, not what is measured: left out of the hashes.
+PRESENTATION_KEYS = ("regions", "map")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -58,6 +61,13 @@ class SearchSpace:
     metrics: tuple[str, ...]
     resources: dict[str, float]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    rules: RegionRules = field(default_factory=RegionRules)
+    map: tuple[str, str] = ("recurrent_scale", "input_scale")
+
+    @property
+    def measured(self) -> dict[str, Any]:
+        """The file's content without the presentation keys (what identifies the sweep)."""
+        return {k: v for k, v in self.raw.items() if k not in PRESENTATION_KEYS}
 
     @property
     def n_points(self) -> int:
@@ -256,8 +266,29 @@ def validate_space(raw: Any) -> SearchSpace:
                            "cpu must be > 0, gpu >= 0 (fractions allowed)")
             else:
                 clean_resources[key] = float(value)
+    rules = RegionRules()
+    regions_raw = raw.get("regions") or {}
+    if not isinstance(regions_raw, Mapping):
+        errors.add("regions", regions_raw, "expected {epsilon, min_attractors, "
+                   "horizon_fraction}")
+    else:
+        try:
+            rules = RegionRules.from_mapping(regions_raw)
+        except (SweeperInputError, TypeError) as exc:
+            errors.add("regions", dict(regions_raw), str(exc))
+    ordered = {a: axes[a] for a in AXES if a in axes}
+    map_raw = raw.get("map") or {}
+    chosen = ("recurrent_scale", "input_scale")
+    if not (isinstance(map_raw, Mapping) and set(map_raw) <= {"x", "y"}):
+        errors.add("map", map_raw, "expected {x: axis, y: axis}")
+    else:
+        from .aggregate import map_axes
+
+        try:
+            chosen = map_axes(ordered, map_raw)
+        except SweeperInputError as exc:
+            errors.add("map", dict(map_raw), str(exc))
     if errors.items:
         raise SweeperInputError("invalid search space:\n  " + "\n  ".join(errors.items))
-    ordered = {a: axes[a] for a in AXES if a in axes}
     return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
-                       tuple(metrics), clean_resources, dict(raw))
+                       tuple(metrics), clean_resources, dict(raw), rules, chosen)

@@ -12,11 +12,13 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
 from .errors import SweeperInputError
 from .measure import measure
+from .regions import classify
 from .space import SearchSpace, Trial, point_id
 
 CONFIG_COLUMNS = ("sweep", "trial_id", "point_id")
@@ -25,7 +27,8 @@ CONFIG_COLUMNS = ("sweep", "trial_id", "point_id")
 def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> pd.DataFrame:
     """Measure every point of one trial (its vectorised axes as one batch).
 
-    Returns the measure() rows plus ``sweep``, ``trial_id`` and ``point_id`` columns.
+    Returns the measure() rows plus ``sweep``, ``trial_id``, ``point_id`` and ``region``
+    (classified with the space's rules) columns.
     """
     config = trial.config
 
@@ -43,6 +46,7 @@ def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> 
     frame.insert(0, "point_id", ids)
     frame.insert(0, "trial_id", trial.trial_id)
     frame.insert(0, "sweep", space.name)
+    frame.insert(frame.columns.get_loc("status") + 1, "region", classify(frame, space.rules))
     return frame
 
 
@@ -115,7 +119,15 @@ class Tracker(ABC):
 class Executor(ABC):
     """Runs ``compute_part`` for each trial and calls, in the driver, ``on_done(trial,
     location)`` or ``on_error(trial, message)``; a failing trial is retried up to
-    ``max_failures`` times before it counts as failed."""
+    ``max_failures`` times before it counts as failed.
+
+    ``start`` brings up workers ahead of ``run``; the driver calls it in its main thread while
+    the tracker opens its runs in another, so the two fixed costs overlap. ``run`` must work
+    whether or not ``start`` was called.
+    """
+
+    def start(self) -> None:  # noqa: B027  (an optional hook: most executors need none)
+        """Bring up workers (optional; the in-process executor has none)."""
 
     @abstractmethod
     def run(self, space: SearchSpace, trials: list[Trial], run_ids: dict[str, str],
@@ -186,8 +198,9 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
     progress.update(points=sum(t.n_points for t in trials if t.trial_id in done_before))
     counts = {"trials": len(trials), "skipped": len(done_before), "done": 0, "failed": 0}
     status = "FAILED"
-    tracker.start_sweep(space)
-    try:
+
+    def open_runs() -> dict[str, str]:
+        tracker.start_sweep(space)
         # A driver killed between a worker's write and its own logging leaves a finished part
         # whose run is not FINISHED: log it now from the part, without recomputing.
         for trial in trials:
@@ -195,7 +208,16 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
                 tracker.trial_started(trial)
                 location = sink.location(trial.trial_id)
                 tracker.trial_finished(trial, sink.read(location), location)
-        run_ids = {t.trial_id: tracker.trial_started(t) for t in pending}
+        return {t.trial_id: tracker.trial_started(t) for t in pending}
+
+    try:
+        # Tracking set-up (imports, schema, runs) overlaps the executor's start-up; the
+        # tracker is used from one thread at a time, so its single-writer rule holds.
+        with ThreadPoolExecutor(1, thread_name_prefix="tracker") as pool:
+            opened = pool.submit(open_runs)
+            if pending:
+                executor.start()
+            run_ids = opened.result()
 
         def on_done(trial: Trial, location: str) -> None:
             frame = sink.read(location)

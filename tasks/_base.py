@@ -46,6 +46,9 @@ class Task(ABC):
     name: ClassVar[str]
     #: "mse" or "cross_entropy"; only meaningful when ``output_size`` > 0.
     loss_kind: ClassVar[str] = "mse"
+    #: Whether `sweeper aggregate` draws an orbit (bifurcation) diagram for this task: its
+    #: constant input and initial state make one trajectory per scaling meaningful.
+    orbit_diagram: ClassVar[bool] = False
     #: Sequence length used when the caller gives none.
     default_seq_len: ClassVar[int] = 200
     #: "linear": y = W_out h + b_out (trainable); "identity": y = the first O entries of h.

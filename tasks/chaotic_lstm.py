@@ -34,6 +34,7 @@ class ChaoticLSTM(Task):
     """
 
     name = "chaotic_lstm"
+    orbit_diagram = True
     readout = "identity"
     initial: float = 0.5
     burn_in: int = 100

@@ -38,17 +38,27 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
 
 class MlflowTracker(Tracker):
     def __init__(self, tracking_uri: str, artifact_root: str | Path, sweep_key: str = ""):
-        """``sweep_key`` (e.g. the results directory) tells apart two sweeps of one file."""
-        from mlflow.tracking import MlflowClient
+        """``sweep_key`` (e.g. the results directory) tells apart two sweeps of one file.
 
+        Only the reachability check runs here; the client (MLflow's import and, for a new
+        sqlite file, its schema) is built on first use, off the driver's critical path."""
         check_reachable(tracking_uri)
-        self.client = MlflowClient(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self._client = None
         self.artifact_root = Path(artifact_root).resolve()
         self.parent: str | None = None
         self.runs: dict[str, str] = {}
         self.experiment_id: str | None = None
         self.sweep_hash: str | None = None
         self.sweep_key = sweep_key
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
 
     def _find(self, filters: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=filters,
@@ -61,7 +71,7 @@ class MlflowTracker(Tracker):
                 space.name, artifact_location=self.artifact_root.as_uri())
         else:
             self.experiment_id = experiment.experiment_id
-        self.sweep_hash = stable_hash({"space": space.raw, "key": self.sweep_key})
+        self.sweep_hash = stable_hash({"space": space.measured, "key": self.sweep_key})
         found = self._find(f"tags.`{ROLE}` = 'sweep' and tags.`{SWEEP}` = '{self.sweep_hash}'")
         if found:
             self.parent = found[0].info.run_id
@@ -147,3 +157,20 @@ class MlflowTracker(Tracker):
             if self.client.get_run(run_id).info.status == "RUNNING":
                 self.client.set_terminated(run_id, status=leftover)
         self.client.set_terminated(self.parent, status=status)
+
+
+def log_sweep_artifacts(tracking_uri: str, run_id: str, paths, artifact_path: str) -> None:
+    """Attach files (plots, the region map) to the sweep's parent run, from the driver."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def experiment_id(tracking_uri: str, name: str) -> str | None:
+    """The id of the experiment called ``name``, or None."""
+    from mlflow.tracking import MlflowClient
+
+    found = MlflowClient(tracking_uri).get_experiment_by_name(name)
+    return None if found is None else found.experiment_id

@@ -15,6 +15,25 @@ from ..sweep import ResultSink
 PREFIX, SUFFIX = "part-", ".parquet"
 
 
+#: Columns that hold booleans or lists; all others that arrive empty are numbers.
+BOOLEAN_COLUMNS = ("memory_horizon_capped", "diverged")
+LIST_COLUMNS = ("memory_curve",)
+
+
+def stable_types(table):
+    """Give columns that are all-None in this trial (metrics it did not measure) the type
+    they have when measured, so every part, and every reader, sees one schema."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            kind = (pa.bool_() if field.name in BOOLEAN_COLUMNS else
+                    pa.list_(pa.float64()) if field.name in LIST_COLUMNS else pa.float64())
+            table = table.set_column(index, pa.field(field.name, kind),
+                                     table.column(index).cast(kind))
+    return table
+
+
 class ParquetSink(ResultSink):
     """A directory of Parquet parts (a shared directory on a multi-node cluster)."""
 
@@ -36,7 +55,7 @@ class ParquetSink(ResultSink):
         fd, tmp = tempfile.mkstemp(prefix=f".{trial_id}.", suffix=".tmp", dir=self.points)
         os.close(fd)
         try:
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+            pq.write_table(stable_types(pa.Table.from_pandas(frame, preserve_index=False)), tmp)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, final)  # atomic on POSIX: the part appears complete or not at all

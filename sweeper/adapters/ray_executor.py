@@ -11,6 +11,10 @@ from ..space import SearchSpace, Trial
 from ..sweep import Executor, ResultSink, compute_part
 
 
+def _import_core() -> None:
+    import sweeper.measure  # noqa: F401  (torch and the cells: the expensive imports)
+
+
 class RayTuneExecutor(Executor):
     def __init__(self, address: str | None = None, storage_path: str | Path | None = None,
                  resources: dict[str, float] | None = None, device: str | None = None):
@@ -18,6 +22,23 @@ class RayTuneExecutor(Executor):
         self.storage_path = None if storage_path is None else str(Path(storage_path).resolve())
         self.resources = resources or {"cpu": 1.0, "gpu": 0.0}
         self.device = device
+        self._started = False
+
+    def start(self) -> None:
+        """Start (or join) Ray and have one worker per CPU import torch and the core now, so
+        that the first trials do not pay for it."""
+        import ray
+
+        if ray.is_initialized():
+            return
+        ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False, configure_logging=False)
+        self._started = True
+        warm = ray.remote(_import_core)
+        cpus = int(ray.available_resources().get("CPU", 1))
+        per = max(self.resources.get("cpu", 1.0), 0.01)
+        for _ in range(max(1, min(32, int(cpus // per)))):
+            warm.options(num_cpus=per).remote()  # fire and forget
 
     def run(self, space: SearchSpace, trials: list[Trial], run_ids, sink: ResultSink,
             on_done, on_error, max_failures: int) -> None:
@@ -26,11 +47,8 @@ class RayTuneExecutor(Executor):
         import ray
         from ray import tune
 
-        started = False
-        if not ray.is_initialized():
-            ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
-                     log_to_driver=False, configure_logging=False)
-            started = True
+        self.start()
+        started = self._started
         by_id = {t.trial_id: t for t in trials}
         device = self.device
 
@@ -85,3 +103,4 @@ class RayTuneExecutor(Executor):
                     pass
             if started:
                 ray.shutdown()
+                self._started = False

@@ -1,0 +1,227 @@
+"""A sweep's results directory, read and written: the points parts, the region map, the sweep
+record, plots, and SQL over them (DuckDB).
+
+Layout of ``<out>``::
+
+    sweep.json            the search space, tracking URI and parent run (written by `run`)
+    points/part-*.parquet one part per trial (see parquet_sink)
+    region_map.parquet    one row per map cell (written by `aggregate`)
+    plots/*.png           region map, metrics against the scaling, orbit diagram
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..aggregate import SCHEMA_VERSION, region_map
+from ..errors import SweeperInputError
+from ..regions import classify
+from ..space import SearchSpace, validate_space
+from .parquet_sink import PREFIX, SUFFIX, ParquetSink
+
+RECORD, REGION_MAP, PLOTS = "sweep.json", "region_map.parquet", "plots"
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """A relative ``sqlite:///file.db`` made absolute, so later commands find the same file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_record(out: str | Path, space: SearchSpace, tracking_uri: str,
+                 parent_run_id: str | None = None) -> Path:
+    """Store what `aggregate`, `show`, `query` and `ui` need to know about the sweep."""
+    record = {"space": space.raw, "tracking_uri": absolute_tracking_uri(tracking_uri),
+              "experiment": space.name, "parent_run_id": parent_run_id}
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(record, indent=1, default=str))
+
+    return _atomic_write(Path(out) / RECORD, write)
+
+
+def read_record(out: str | Path) -> dict[str, Any]:
+    path = Path(out) / RECORD
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SweeperInputError(f"{out} is not a sweep's results directory: {path} is "
+                                "missing (run `sweeper run FILE --out DIR` first)") from None
+
+
+def read_points(out: str | Path) -> pd.DataFrame:
+    """Every finished part under ``<out>/points`` as one frame (sorted by point_id)."""
+    parts = sorted((Path(out) / "points").glob(f"{PREFIX}*{SUFFIX}"))
+    if not parts:
+        raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
+                                "not finished any trial")
+    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    return frame.sort_values("point_id", kind="stable").reset_index(drop=True)
+
+
+def reclassify(out: str | Path, space: SearchSpace) -> int:
+    """Relabel every part with the space's current region rules; rewrite (atomically) only
+    the parts whose labels change. Returns the number of parts rewritten."""
+    sink = ParquetSink(out)
+    changed = 0
+    for trial_id in sorted(sink.completed()):
+        location = sink.location(trial_id)
+        frame = pd.read_parquet(location)
+        region = classify(frame, space.rules)
+        if "region" in frame and frame["region"].astype(str).equals(region.astype(str)):
+            continue
+        if "region" in frame:
+            frame["region"] = region
+        else:
+            frame.insert(frame.columns.get_loc("status") + 1, "region", region)
+        sink.write(trial_id, frame)
+        changed += 1
+    return changed
+
+
+def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -> Path:
+    """``<out>/region_map.parquet`` with the schema version, the sweep's config, the rules and
+    the map axes in the file's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    x, y = space.map
+    metadata = {**(table.schema.metadata or {}),
+                b"sweeper.schema_version": SCHEMA_VERSION.encode(),
+                b"sweeper.sweep": json.dumps(space.raw, sort_keys=True, default=str).encode(),
+                b"sweeper.rules": json.dumps(vars(space.rules), sort_keys=True).encode(),
+                b"sweeper.map": json.dumps({"x": x, "y": y}).encode()}
+    table = table.replace_schema_metadata(metadata)
+    return _atomic_write(Path(out) / REGION_MAP, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_region_map(out: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The region map and its sweeper metadata (decoded)."""
+    import pyarrow.parquet as pq
+
+    path = Path(out) / REGION_MAP
+    if not path.exists():
+        raise SweeperInputError(f"no region map at {path}; run `sweeper aggregate {out}`")
+    table = pq.read_table(path)
+    meta = {k.decode()[len("sweeper."):]: v.decode() for k, v in
+            (table.schema.metadata or {}).items() if k.startswith(b"sweeper.")}
+    for key in ("sweep", "rules", "map"):
+        if key in meta:
+            meta[key] = json.loads(meta[key])
+    return table.to_pandas(), meta
+
+
+@dataclass
+class Aggregated:
+    """What `aggregate` produced."""
+
+    space: SearchSpace
+    region_map: pd.DataFrame
+    map_path: Path
+    plots: list[Path] = field(default_factory=list)
+    relabelled_parts: int = 0
+
+
+def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu") -> Aggregated:
+    """Classify, build and write the region map, draw the plots; idempotent.
+
+    Raises:
+        SweeperInputError: ``out`` holds no sweep record or no points.
+    """
+    out = Path(out)
+    space = validate_space(read_record(out)["space"])
+    relabelled = reclassify(out, space)
+    points = read_points(out)
+    x, y = space.map
+    frame = region_map(points, x, y, space.rules)
+    map_path = write_region_map(out, frame, space)
+    drawn: list[Path] = []
+    if plots:
+        from ..figures import plot_metrics, plot_region_map
+
+        drawn.append(plot_region_map(frame, x, y, out / PLOTS / "region_map.png",
+                                     f"{space.name}: regions ({space.cell}, task {space.task})"))
+        metric_axis = "recurrent_scale" if len(space.axes["recurrent_scale"]) > 1 else x
+        drawn.append(plot_metrics(points, metric_axis, y if y != metric_axis else x,
+                                  out / PLOTS / f"metrics_vs_{metric_axis}.png",
+                                  f"{space.name}: metrics against {metric_axis} "
+                                  f"({space.cell}, task {space.task})"))
+        orbit = _orbit_plot(space, out / PLOTS / "orbits.png", device)
+        if orbit is not None:
+            drawn.append(orbit)
+    return Aggregated(space, frame, map_path, drawn, relabelled)
+
+
+def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
+    """The orbit (bifurcation) diagram along recurrent_scale, for tasks that define one."""
+    from tasks import get_task
+
+    task = get_task(space.task, dict(space.task_params))
+    scales = space.axes["recurrent_scale"]
+    if not getattr(task, "orbit_diagram", False) or len(scales) < 2:
+        return None
+    from ..figures import plot_orbits
+    from ..orbits import orbits_for
+
+    seed, hidden = space.axes["seed"][0], space.axes["hidden_size"][0]
+    found = orbits_for(space.cell, hidden, task, scales, seed=seed, device=device)
+    return plot_orbits(found["scale"], found["orbit"], path,
+                       f"{space.name}: orbit diagram ({space.cell}, H = {hidden}, "
+                       f"task {space.task}, seed {seed})")
+
+
+def query(out: str | Path, sql: str) -> pd.DataFrame:
+    """Run ``sql`` in DuckDB over the views ``points`` and (once aggregated) ``region_map``.
+
+    Raises:
+        SweeperInputError: no points yet, or DuckDB rejected the query (its message kept).
+    """
+    import duckdb
+
+    out = Path(out)
+    parts = out / "points"
+    if not any(parts.glob(f"{PREFIX}*{SUFFIX}")):
+        raise SweeperInputError(f"no points under {parts}; nothing to query")
+    con = duckdb.connect()
+    try:
+        glob = str(parts / f"{PREFIX}*{SUFFIX}").replace("'", "''")
+        con.execute(f"CREATE VIEW points AS SELECT * FROM read_parquet('{glob}', "
+                    "union_by_name = true)")
+        if (out / REGION_MAP).exists():
+            path = str(out / REGION_MAP).replace("'", "''")
+            con.execute(f"CREATE VIEW region_map AS SELECT * FROM read_parquet('{path}')")
+        try:
+            return con.execute(sql).df()
+        except duckdb.Error as exc:
+            raise SweeperInputError(f"query failed: {exc}") from None
+    finally:
+        con.close()

@@ -1,0 +1,122 @@
+"""From points to the region map: one row per cell of two map axes, aggregated over seeds and
+every other axis. Pure pandas; reading and writing Parquet is the adapters' job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import SweeperInputError
+from .measure import METRIC_COLUMNS
+from .regions import REGIONS, UNCLASSIFIED, RegionRules, classify
+
+SCHEMA_VERSION = "1"
+MAP_AXES = ("recurrent_scale", "input_scale", "seq_len", "hidden_size", "seed")
+#: Metric columns averaged in the map (memory_curve is a list per point, not a number).
+MAP_METRICS = tuple(c for family in METRIC_COLUMNS.values() for c in family
+                    if c != "memory_curve")
+#: Tie-break of the majority vote: the more cautious label wins.
+_PRIORITY = ("chaotic", "memory", "forgetful", UNCLASSIFIED)
+
+
+def map_axes(axes: Mapping[str, list], requested: Mapping[str, Any] | None = None
+             ) -> tuple[str, str]:
+    """The (x, y) axes of the map: the file's ``map`` if given, else the first two non-seed
+    axes, preferring those the sweep actually varies.
+
+    Raises:
+        SweeperInputError: an unknown axis, or x == y.
+    """
+    requested = dict(requested or {})
+    allowed = [a for a in MAP_AXES if a in axes]
+    for key in ("x", "y"):
+        if key in requested and requested[key] not in allowed:
+            raise SweeperInputError(f"map.{key}: got {requested[key]!r}; allowed: {allowed}")
+    varied = [a for a in allowed if a != "seed" and len(axes[a]) > 1]
+    fixed = [a for a in allowed if a != "seed" and len(axes[a]) == 1]
+    order = [a for a in varied + fixed + ["seed"] if a in allowed]
+    x = requested.get("x") or next(a for a in order if a != requested.get("y"))
+    y = requested.get("y") or next(a for a in order if a != x)
+    if x == y:
+        raise SweeperInputError(f"map: x and y are both {x!r}; choose two different axes")
+    return x, y
+
+
+def zero_crossing(x: np.ndarray, mean_lyapunov: np.ndarray) -> float:
+    """The first x where ``mean_lyapunov`` goes from <= 0 to > 0, linearly interpolated.
+
+    Args:
+        x: (P,) increasing axis values; mean_lyapunov: (P,) values (NaN entries skipped).
+
+    Returns:
+        The crossing, or NaN if the curve never crosses upward.
+    """
+    keep = ~np.isnan(mean_lyapunov)
+    x, m = np.asarray(x, float)[keep], np.asarray(mean_lyapunov, float)[keep]
+    for i in range(len(x) - 1):
+        if m[i] <= 0 < m[i + 1]:
+            if not np.isfinite(m[i + 1]):
+                return float(x[i + 1])
+            return float(x[i] + (0.0 - m[i]) * (x[i + 1] - x[i]) / (m[i + 1] - m[i]))
+    return float("nan")
+
+
+def region_map(points: pd.DataFrame, x: str, y: str,
+               rules: RegionRules | None = None) -> pd.DataFrame:
+    """Aggregate classified points per (x, y) cell.
+
+    Args:
+        points: sweep rows (config columns and metrics); a ``region`` column is computed
+            with ``rules`` when absent.
+
+    Returns:
+        One row per cell, sorted by (y, x): ``x``/``y`` values under their axis names,
+        ``n``, ``region`` (majority; ties go to chaotic, then memory), ``region_share``,
+        ``n_<region>`` counts, ``n_not_ok`` (points whose status is not ``ok``),
+        ``<metric>_mean`` and ``<metric>_std`` (sample std, NaN for one point) for every
+        metric column present, and ``lyapunov_zero_crossing`` (see :func:`zero_crossing`;
+        per y row, NaN unless x is recurrent_scale).
+    """
+    for axis in (x, y):
+        if axis not in points:
+            raise SweeperInputError(f"map axis {axis!r} is not a column of the points; "
+                                    f"columns: {sorted(points.columns)}")
+    if points.empty:
+        raise SweeperInputError("no points to aggregate: the sweep wrote no rows yet")
+    if "region" not in points:
+        points = points.assign(region=classify(points, rules or RegionRules()))
+    metrics = [c for c in MAP_METRICS if c in points]
+    values = points[metrics].apply(pd.to_numeric, errors="coerce").astype(float)
+    frame = pd.concat([points[[x, y, "region"]], values], axis=1)
+    if "status" in points:
+        frame["not_ok"] = (points["status"] != "ok").astype(int)
+    else:
+        frame["not_ok"] = 0
+    rows = []
+    labels = [*REGIONS, UNCLASSIFIED]
+    for (y_value, x_value), cell in frame.groupby([y, x], sort=True):
+        counts = cell["region"].value_counts()
+        best = max(_PRIORITY, key=lambda r: (counts.get(r, 0), -_PRIORITY.index(r)))
+        row: dict[str, Any] = {x: x_value, y: y_value, "n": len(cell), "region": best,
+                               "region_share": counts.get(best, 0) / len(cell)}
+        row.update({f"n_{r}": int(counts.get(r, 0)) for r in labels})
+        row["n_not_ok"] = int(cell["not_ok"].sum())
+        for metric in metrics:
+            column = cell[metric]
+            with np.errstate(invalid="ignore"):
+                row[f"{metric}_mean"] = float(column.mean())
+                row[f"{metric}_std"] = float(column.std(ddof=1)) if len(column) > 1 else (
+                    float("nan"))
+        rows.append(row)
+    result = pd.DataFrame(rows)
+    crossing = pd.Series(np.nan, index=result.index)
+    if x == "recurrent_scale" and "lyapunov_max_mean" in result:
+        for _, row_index in result.groupby(y, sort=False).groups.items():
+            line = result.loc[row_index].sort_values(x)
+            crossing[row_index] = zero_crossing(line[x].to_numpy(),
+                                                line["lyapunov_max_mean"].to_numpy())
+    result["lyapunov_zero_crossing"] = crossing.to_numpy()
+    return result.reset_index(drop=True)

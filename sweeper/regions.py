@@ -1,0 +1,98 @@
+"""The three regions of the paper, decided per point from its measured metrics.
+
+- ``chaotic``: lyapunov_max > epsilon (positive largest exponent: rough cost, many minima);
+- ``memory``: not chaotic, and the dynamics keep information: at least ``min_attractors``
+  attractors, or lyapunov_max >= -epsilon (at the edge of chaos), or a memory horizon of at
+  least ``horizon_fraction`` x seq_len;
+- ``forgetful``: everything else (contracting, smooth, short memory).
+
+A point whose lyapunov_max was not measured (or is NaN) is ``unclassified``: without the
+exponent the chaotic test cannot be made. A point that diverged to +inf is chaotic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import SweeperInputError
+
+REGIONS = ("forgetful", "memory", "chaotic")
+UNCLASSIFIED = "unclassified"
+
+
+@dataclass(frozen=True)
+class RegionRules:
+    """Thresholds of the classification (search-space key ``regions``).
+
+    Attributes:
+        epsilon: margin around lambda_1 = 0, in nats per step (> 0).
+        min_attractors: attractor count that marks multistability as memory (>= 2).
+        horizon_fraction: memory horizon, as a fraction of seq_len, that counts as long
+            memory (in (0, 1]).
+    """
+
+    epsilon: float = 0.01
+    min_attractors: int = 2
+    horizon_fraction: float = 0.5
+
+    def __post_init__(self):
+        problems = []
+        if not (_finite(self.epsilon) and self.epsilon > 0):
+            problems.append(f"regions.epsilon: got {self.epsilon!r}; a number > 0")
+        if not (isinstance(self.min_attractors, int) and not isinstance(self.min_attractors,
+                                                                          bool)
+                and self.min_attractors >= 2):
+            problems.append(f"regions.min_attractors: got {self.min_attractors!r}; "
+                            "an integer >= 2")
+        if not (_finite(self.horizon_fraction) and 0 < self.horizon_fraction <= 1):
+            problems.append(f"regions.horizon_fraction: got {self.horizon_fraction!r}; "
+                            "a number in (0, 1]")
+        if problems:
+            raise SweeperInputError("; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> RegionRules:
+        """Build from the file's ``regions`` mapping; unknown keys are an error."""
+        raw = dict(raw or {})
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(known), key=str)
+        if unknown:
+            raise SweeperInputError(f"regions: unknown keys {unknown}; allowed: {known}")
+        return cls(**raw)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
+        value)
+
+
+def _column(points: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in points:
+        return np.full(len(points), np.nan)
+    return pd.to_numeric(points[name], errors="coerce").to_numpy(dtype=float)
+
+
+def classify(points: pd.DataFrame, rules: RegionRules | None = None) -> pd.Series:
+    """The region of every row of ``points`` (a measure() or sweep frame).
+
+    Uses lyapunov_max, attractor_count, memory_horizon and seq_len; a missing column counts
+    as not measured. Returns a string Series aligned with ``points``.
+    """
+    rules = rules or RegionRules()
+    lyap = _column(points, "lyapunov_max")
+    attractors = _column(points, "attractor_count")
+    horizon = _column(points, "memory_horizon")
+    seq_len = _column(points, "seq_len")
+    with np.errstate(invalid="ignore"):
+        chaotic = lyap > rules.epsilon
+        memory = ~chaotic & ((attractors >= rules.min_attractors) | (lyap >= -rules.epsilon)
+                             | (horizon >= rules.horizon_fraction * seq_len))
+    region = np.where(chaotic, "chaotic", np.where(memory, "memory", "forgetful"))
+    region = np.where(np.isnan(lyap), UNCLASSIFIED, region)
+    return pd.Series(region, index=points.index, name="region", dtype=object)

@@ -1,0 +1,277 @@
+"""Regions, the region map, its Parquet file and the commands that read it.
+
+Hand-built points check the classification and aggregation against values worked out by
+hand; one real sweep (search_spaces/smoke.yaml, in-process, sqlite MLflow) checks the files,
+the readers and the commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from sweeper.aggregate import map_axes, region_map, zero_crossing
+from sweeper.errors import SweeperInputError
+from sweeper.regions import RegionRules, classify
+
+ROOT = Path(__file__).resolve().parents[1]
+NAN = math.nan
+
+
+def _points(rows):
+    columns = ["recurrent_scale", "input_scale", "seed", "lyapunov_max", "attractor_count",
+               "memory_horizon"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["seq_len"] = 100
+    frame["status"] = "ok"
+    return frame
+
+
+def test_classify_follows_each_rule():
+    frame = _points([
+        (1, 1, 0, 0.5, 1, 0),        # lambda > eps: chaotic
+        (1, 1, 0, 0.011, 5, 100),    # just above eps: chaotic, whatever the memory says
+        (1, 1, 0, 0.0, 1, 0),        # |lambda| <= eps: memory (edge of chaos)
+        (1, 1, 0, -0.01, 1, 0),      # lambda = -eps: memory (inclusive)
+        (1, 1, 0, -0.5, 2, 0),       # two attractors: memory
+        (1, 1, 0, -0.5, 1, 50),      # horizon >= N/2: memory
+        (1, 1, 0, -0.5, 1, 49),      # horizon below N/2, one attractor: forgetful
+        (1, 1, 0, NAN, 3, 100),      # lambda not measured: unclassified
+        (1, 1, 0, math.inf, NAN, NAN),  # diverged to +inf: chaotic
+        (1, 1, 0, -0.5, NAN, NAN),   # memory not measured, contracting: forgetful
+    ])
+    assert classify(frame).tolist() == [
+        "chaotic", "chaotic", "memory", "memory", "memory", "memory", "forgetful",
+        "unclassified", "chaotic", "forgetful"]
+
+
+def test_classify_uses_the_configured_thresholds():
+    frame = _points([(1, 1, 0, 0.05, 1, 0), (1, 1, 0, -0.5, 3, 0), (1, 1, 0, -0.5, 1, 80)])
+    rules = RegionRules(epsilon=0.1, min_attractors=4, horizon_fraction=0.9)
+    assert classify(frame, rules).tolist() == ["memory", "forgetful", "forgetful"]
+
+
+@pytest.mark.parametrize("raw, key", [({"epsilon": 0}, "regions.epsilon"),
+                                      ({"min_attractors": 1}, "regions.min_attractors"),
+                                      ({"horizon_fraction": 1.5}, "regions.horizon_fraction"),
+                                      ({"eps": 0.1}, "eps")])
+def test_bad_region_rules_name_the_key(raw, key):
+    with pytest.raises(SweeperInputError, match=re.escape(key)):
+        RegionRules.from_mapping(raw)
+
+
+def test_region_map_majority_share_counts_and_moments():
+    rows = []
+    # x = recurrent_scale 1.0: 3 forgetful seeds; 2.0: 2 chaotic + 1 memory; 3.0: a 1-1 tie
+    # between memory and chaotic (2 seeds), which goes to chaotic.
+    for seed, lyap in enumerate([-0.5, -0.4, -0.3]):
+        rows.append((1.0, 0.5, seed, lyap, 1, 0))
+    for seed, lyap in enumerate([0.2, 0.4, 0.0]):
+        rows.append((2.0, 0.5, seed, lyap, 1, 0))
+    rows += [(3.0, 0.5, 0, 0.0, 1, 0), (3.0, 0.5, 1, 0.3, 1, 0)]
+    frame = region_map(_points(rows), "recurrent_scale", "input_scale")
+    assert frame.recurrent_scale.tolist() == [1.0, 2.0, 3.0]
+    assert frame.region.tolist() == ["forgetful", "chaotic", "chaotic"]
+    assert frame.n.tolist() == [3, 3, 2]
+    np.testing.assert_allclose(frame.region_share, [1.0, 2 / 3, 0.5], rtol=1e-12)
+    assert frame.n_memory.tolist() == [0, 1, 1]
+    np.testing.assert_allclose(frame.lyapunov_max_mean, [-0.4, 0.2, 0.15], rtol=1e-12)
+    np.testing.assert_allclose(frame.lyapunov_max_std, [0.1, 0.2, np.std([0, .3], ddof=1)],
+                               rtol=1e-12)
+
+
+def test_zero_crossing_is_interpolated_per_row():
+    rows = []
+    # input 0.5: seed means -0.2 at 1.0 and +0.3 at 2.0 -> crossing at 1.0 + 0.2/0.5 = 1.4.
+    rows += [(1.0, 0.5, 0, -0.1, 1, 0), (1.0, 0.5, 1, -0.3, 1, 0)]
+    rows += [(2.0, 0.5, 0, 0.2, 1, 0), (2.0, 0.5, 1, 0.4, 1, 0)]
+    # input 1.0: negative everywhere -> no crossing.
+    rows += [(1.0, 1.0, 0, -0.5, 1, 0), (2.0, 1.0, 0, -0.1, 1, 0)]
+    frame = region_map(_points(rows), "recurrent_scale", "input_scale")
+    crossing = frame.groupby("input_scale").lyapunov_zero_crossing.unique()
+    np.testing.assert_allclose(crossing[0.5], [1.4], rtol=1e-12)
+    assert np.isnan(crossing[1.0]).all()
+    # Along another x axis the crossing is not defined.
+    other = region_map(_points(rows), "input_scale", "recurrent_scale")
+    assert other.lyapunov_zero_crossing.isna().all()
+
+
+def test_zero_crossing_edge_cases():
+    assert zero_crossing(np.array([0., 1., 2.]), np.array([-1., 0., 1.])) == 1.0
+    assert zero_crossing(np.array([0., 1.]), np.array([-1., math.inf])) == 1.0
+    assert zero_crossing(np.array([0., 1., 2.]), np.array([-1., NAN, 1.])) == 1.0
+    assert math.isnan(zero_crossing(np.array([0., 1.]), np.array([1., -1.])))
+
+
+def test_map_axes_defaults_and_errors():
+    axes = {"recurrent_scale": [1, 2], "input_scale": [1], "seed": [0, 1], "seq_len": [10, 20],
+            "hidden_size": [8]}
+    assert map_axes(axes) == ("recurrent_scale", "seq_len")
+    assert map_axes(axes, {"x": "seq_len"}) == ("seq_len", "recurrent_scale")
+    with pytest.raises(SweeperInputError, match=r"map\.x"):
+        map_axes(axes, {"x": "gain"})
+    with pytest.raises(SweeperInputError, match="both"):
+        map_axes(axes, {"x": "seq_len", "y": "seq_len"})
+
+
+# --- one real sweep, read back by every reader and the commands -------------------------
+
+def _cli(*args, cwd=ROOT, check=False):
+    result = subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    base = tmp_path_factory.mktemp("smoke")
+    out = base / "out"
+    _cli("run", str(ROOT / "search_spaces" / "smoke.yaml"), "--executor", "local", "--out",
+         str(out), "--tracking-uri", f"sqlite:///{base / 'mlflow.db'}", check=True)
+    return out
+
+
+def test_run_ends_with_the_region_map_and_plots(sweep):
+    assert (sweep / "region_map.parquet").exists()
+    for name in ("region_map.png", "metrics_vs_recurrent_scale.png"):
+        data = (sweep / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    points = pd.read_parquet(sweep / "points")
+    assert set(points.region) <= {"forgetful", "memory", "chaotic"}
+    assert points.region.tolist() == classify(points).tolist()
+
+
+def test_readers_agree_on_points_and_region_map(sweep):
+    for name, path, glob in (("points", sweep / "points", f"{sweep}/points/part-*.parquet"),
+                             ("region_map", sweep / "region_map.parquet",
+                              str(sweep / "region_map.parquet"))):
+        table = pq.read_table(path)
+        frame = pd.read_parquet(path)
+        relation = duckdb.sql(f"select * from read_parquet('{glob}')")
+        assert table.num_rows == len(frame) == len(relation.fetchall()), name
+        assert table.column_names == list(frame.columns) == relation.columns, name
+        # The same logical types: arrow's, as pandas and DuckDB see them.
+        for column, dtype in zip(relation.columns, relation.dtypes, strict=True):
+            arrow = str(table.schema.field(column).type)
+            duck = str(dtype)
+            assert _compatible(arrow, duck), (name, column, arrow, duck)
+    region = pd.read_parquet(sweep / "region_map.parquet")
+    assert len(region) == 6 and region.n.sum() == 12  # 3 gains x 2 input scales, 2 seeds each
+
+
+def _compatible(arrow: str, duck: str) -> bool:
+    pairs = {"double": "DOUBLE", "int64": "BIGINT", "string": "VARCHAR", "large_string":
+             "VARCHAR", "bool": "BOOLEAN", "list<element: double>": "DOUBLE[]",
+             "large_list<element: double>": "DOUBLE[]", "float": "FLOAT", "int32": "INTEGER"}
+    return pairs.get(arrow) == duck
+
+
+def test_region_map_metadata_holds_schema_version_and_config(sweep):
+    meta = pq.read_schema(sweep / "region_map.parquet").metadata
+    assert meta[b"sweeper.schema_version"] == b"1"
+    config = json.loads(meta[b"sweeper.sweep"])
+    assert config["name"] == "smoke" and config["cell"] == "rnn_tanh"
+    assert json.loads(meta[b"sweeper.map"]) == {"x": "recurrent_scale", "y": "input_scale"}
+    assert json.loads(meta[b"sweeper.rules"])["epsilon"] == 0.01
+
+
+KILL_MID_WRITE = """
+import os, sys, time
+import pyarrow.parquet as pq
+real = pq.write_table
+def slow(table, where, *a, **k):
+    real(table, where, *a, **k)
+    if str(where).endswith('.tmp') and '.region_map' in str(where):
+        with open(where, 'r+b') as handle:
+            handle.truncate(100)  # the temp file is half-written now
+        open(sys.argv[2], 'w').close()
+        time.sleep(60)
+pq.write_table = slow
+from sweeper.cli import main
+sys.exit(main(['aggregate', sys.argv[1], '--no-plots']))
+"""
+
+
+def test_killed_aggregation_keeps_the_previous_map_and_rerun_is_identical(sweep, tmp_path):
+    path = sweep / "region_map.parquet"
+    before = path.read_bytes()
+    flag = tmp_path / "mid-write"
+    child = subprocess.Popen([sys.executable, "-c", KILL_MID_WRITE, str(sweep), str(flag)],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert path.read_bytes() == before  # the previous map, untouched
+    assert len(pd.read_parquet(path)) == 6
+    leftovers = [p.name for p in sweep.iterdir() if p.name.startswith(".region_map")]
+    assert leftovers, "the kill should have left the half-written temp file behind"
+    for name in leftovers:
+        (sweep / name).unlink()
+    _cli("aggregate", str(sweep), check=True)
+    assert path.read_bytes() == before  # re-aggregation is idempotent, byte for byte
+
+
+def test_query_returns_the_rows_pandas_finds(sweep):
+    points = pd.read_parquet(sweep / "points")
+    result = _cli("query", "select point_id, lyapunov_max from points where region = "
+                  "'chaotic' order by point_id", "--results", str(sweep), "--json",
+                  check=True)
+    rows = json.loads(result.stdout)
+    expected = points[points.region == "chaotic"].sort_values("point_id")
+    assert [r["point_id"] for r in rows] == expected.point_id.tolist()
+    np.testing.assert_allclose([r["lyapunov_max"] for r in rows], expected.lyapunov_max,
+                               rtol=1e-12)
+    csv = _cli("query", "select region, sum(n) as points from region_map group by region "
+               "order by region", "--results", str(sweep), "--csv", check=True).stdout
+    counts = pd.read_csv(pd.io.common.StringIO(csv))
+    region = pd.read_parquet(sweep / "region_map.parquet")
+    assert dict(zip(counts.region, counts.points, strict=True)) == region.groupby(
+        "region").n.sum().to_dict()
+
+
+def test_bad_sql_exits_2_with_duckdbs_message(sweep):
+    result = _cli("query", "selec * from points", "--results", str(sweep))
+    assert result.returncode == 2
+    assert "Parser Error" in result.stderr and "Traceback" not in result.stderr
+    missing = _cli("query", "select * from nowhere", "--results", str(sweep))
+    assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
+def test_show_prints_the_map(sweep):
+    result = _cli("show", str(sweep), "--colour", "always", check=True)
+    region = pd.read_parquet(sweep / "region_map.parquet")
+    assert "\x1b[" in result.stdout
+    plain = _cli("show", str(sweep), "--colour", "never", check=True).stdout
+    grid = [line.split("|")[1] for line in plain.splitlines() if line.count("|") == 2]
+    expected = []
+    for _, row in region.sort_values("input_scale", ascending=False).groupby(
+            "input_scale", sort=False):
+        expected.append("".join(r[0].upper() for r in row.sort_values(
+            "recurrent_scale").region))
+    assert grid == expected
+
+
+def test_commands_on_a_directory_without_a_sweep_exit_2(tmp_path):
+    for args in (("aggregate", str(tmp_path)), ("show", str(tmp_path)),
+                 ("query", "select 1", "--results", str(tmp_path))):
+        result = _cli(*args)
+        assert result.returncode == 2, args
+        assert str(tmp_path) in result.stderr and "Traceback" not in result.stderr
