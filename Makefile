@@ -13,10 +13,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The quickstart sweep end to end: embedded Ray, sqlite MLflow (./mlflow.db), Parquet parts,
+# region map and plots under results/quickstart. --resume makes a second `make run` finish or
+# skip, never duplicate.
 run: $(STAMP)
-	$(VENV)/bin/sweeper measure --cell rnn_tanh --hidden-size 64 \
-		--recurrent-scale 0.5 0.9 1.0 1.1 1.5 2.0 3.0 --seed 0 1 \
-		--metrics lipschitz lyapunov memory
+	$(VENV)/bin/sweeper run search_spaces/quickstart.yaml --out results/quickstart --resume
+	@echo
+	@echo "Points (Parquet):     results/quickstart/points/"
+	@echo "Region map (Parquet): results/quickstart/region_map.parquet"
+	@echo "Plots (PNG):          results/quickstart/plots/"
+	@echo "Browse the runs:      $(VENV)/bin/sweeper ui --results results/quickstart"
+	@echo "Query:                $(VENV)/bin/sweeper query \"select region, count(*) from points group by region\" --results results/quickstart"
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check sweeper tasks tests benchmarks

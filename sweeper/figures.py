@@ -105,19 +105,25 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
         if "lyapunov_max_mean" in frame:
             lyap[r, c] = row.lyapunov_max_mean
     fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
-    # Cell edges halfway between values, so unevenly spaced axes draw true to scale.
-    def edges(v):
+    log_y = len(ys) > 2 and np.all(ys > 0) and ys.max() / ys.min() > 20
+
+    def edges(v, log=False):
+        """Cell edges halfway between values (in log space on a log axis)."""
+        v = np.log(v.astype(float)) if log else v.astype(float)
         if len(v) == 1:
-            return np.array([v[0] - 0.5, v[0] + 0.5], dtype=float)
-        mid = (v[1:] + v[:-1]) / 2
-        return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]]).astype(float)
+            out = np.array([v[0] - 0.5, v[0] + 0.5])
+        else:
+            mid = (v[1:] + v[:-1]) / 2
+            out = np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+        return np.exp(out) if log else out
 
     cmap = ListedColormap([REGION_COLOURS[n] for n in names])
-    ax.pcolormesh(edges(xs.astype(float)), edges(ys.astype(float)), codes, cmap=cmap,
+    x_edges, y_edges = edges(xs), edges(ys, log_y)
+    ax.pcolormesh(x_edges, y_edges, codes, cmap=cmap,
                   vmin=-0.5, vmax=len(names) - 0.5, shading="flat")
     # A split vote lightens the cell: a white veil whose opacity grows as the share falls.
-    veil = ax.pcolormesh(edges(xs.astype(float)), edges(ys.astype(float)),
-                         np.zeros_like(share), cmap=ListedColormap(["white"]), shading="flat")
+    veil = ax.pcolormesh(x_edges, y_edges, np.zeros_like(share),
+                         cmap=ListedColormap(["white"]), shading="flat")
     veil.set_alpha(np.clip((1 - share) * 0.8, 0, 1).ravel())
     finite = np.isfinite(lyap)
     if len(xs) > 1 and len(ys) > 1 and finite.any() and np.nanmin(lyap) < 0 < np.nanmax(lyap):
@@ -132,7 +138,7 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
                     label="λ₁ = 0 (interpolated)")
     ax.set_xlabel(AXIS_LABELS.get(x, x))
     ax.set_ylabel(AXIS_LABELS.get(y, y))
-    if len(ys) > 1 and np.all(ys > 0) and ys.max() / ys.min() > 20:
+    if log_y:
         ax.set_yscale("log")
     ax.set_title(title)
     present = [n for n in names if (frame["region"] == n).any()]
@@ -140,7 +146,7 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
     if ax.get_legend_handles_labels()[0]:
         handles += ax.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
-              title="majority region", title_fontsize=8)
+              title="majority region\n(paler: seeds split)", title_fontsize=8)
     return _save(fig, path)
 
 

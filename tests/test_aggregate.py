@@ -275,3 +275,36 @@ def test_commands_on_a_directory_without_a_sweep_exit_2(tmp_path):
         result = _cli(*args)
         assert result.returncode == 2, args
         assert str(tmp_path) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ui_command_serves_the_sweeps_store_and_stops_on_ctrl_c(sweep):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "ui", "--results",
+                              str(sweep), "--port", str(port)], cwd=ROOT, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = []
+        for line in child.stdout:
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in text, (text, child.stderr.read()[-2000:])
+        assert "experiment 'smoke'" in text and "#/experiments/" in text
+        found = json.loads(urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+            "?experiment_name=smoke", timeout=10).read())
+        assert found["experiment"]["name"] == "smoke"
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=60) == 0
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,6 +113,11 @@ CORRUPTIONS = [
     ("task_params", lambda s, v: s.__setitem__("task_params", v),
      st.sampled_from([{"input_std": -1}, {"std": 1}, {"input_size": 0}])),
     ("unknown key", lambda s, v: s.__setitem__(v, 1), st.sampled_from(["epochs", "gpu"])),
+    ("regions", lambda s, v: s.__setitem__("regions", v),
+     st.sampled_from([{"epsilon": 0}, {"epsilon": -1.0}, {"min_attractors": 1},
+                      {"horizon_fraction": 2}, {"eps": 0.1}, [0.01]])),
+    ("map", lambda s, v: s.__setitem__("map", v),
+     st.sampled_from([{"x": "gain"}, {"x": "seed", "y": "seed"}, {"z": "seed"}, ["x"]])),
 ]
 
 
@@ -147,3 +153,21 @@ def test_unreadable_and_non_yaml_files(tmp_path, capsys):
     assert "not valid YAML" in capsys.readouterr().err
     with pytest.raises(SweeperInputError, match="expected a mapping"):
         validate_space(["not", "a", "mapping"])
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_search_spaces_are_valid_and_explained(path):
+    space = validate_space(yaml.safe_load(path.read_text()))
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    assert len(header) >= 2, "each example starts with a comment saying what it maps"
+    assert space.trials() and space.n_points >= 1
+    assert space.name.replace("-", "_") == path.stem  # file name and sweep name agree
+
+
+def test_shipped_examples_cover_the_documented_set():
+    names = {p.stem for p in SHIPPED}
+    assert {"quickstart", "paper_chaotic_lstm", "rnn_gain_vs_length", "lstm_temporal_order",
+            "gru_copy_memory", "smoke"} <= names
