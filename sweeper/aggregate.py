@@ -58,6 +58,8 @@ def zero_crossing(x: np.ndarray, mean_lyapunov: np.ndarray) -> float:
     x, m = np.asarray(x, float)[keep], np.asarray(mean_lyapunov, float)[keep]
     for i in range(len(x) - 1):
         if m[i] <= 0 < m[i + 1]:
+            if not np.isfinite(m[i]):
+                return float(x[i])
             if not np.isfinite(m[i + 1]):
                 return float(x[i + 1])
             return float(x[i] + (0.0 - m[i]) * (x[i + 1] - x[i]) / (m[i + 1] - m[i]))
@@ -76,9 +78,10 @@ def region_map(points: pd.DataFrame, x: str, y: str,
         One row per cell, sorted by (y, x): ``x``/``y`` values under their axis names,
         ``n``, ``region`` (majority; ties go to chaotic, then memory), ``region_share``,
         ``n_<region>`` counts, ``n_not_ok`` (points whose status is not ``ok``),
-        ``<metric>_mean`` and ``<metric>_std`` (sample std, NaN for one point) for every
-        metric column present, and ``lyapunov_zero_crossing`` (see :func:`zero_crossing`;
-        per y row, NaN unless x is recurrent_scale).
+        ``<metric>_mean`` and ``<metric>_std`` (sample std, NaN for one point) over the
+        cell's non-NaN values (a diverged point's metrics are NaN and left out; it counts in
+        ``n_not_ok``) for every metric column present, and ``lyapunov_zero_crossing`` (see
+        :func:`zero_crossing`; per y row, NaN unless x is recurrent_scale).
     """
     for axis in (x, y):
         if axis not in points:

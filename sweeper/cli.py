@@ -136,7 +136,6 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / space.name)
     tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
     sink = ParquetSink(out)
-    write_record(out, space, args.tracking_uri)
     if args.executor == "local":
         executor = LocalExecutor(args.device)
     else:
@@ -144,9 +143,12 @@ def _run(args: argparse.Namespace) -> int:
 
         executor = RayTuneExecutor(args.address, out / "ray_results", space.resources,
                                    args.device)
-    counts = run_sweep(space, sink, tracker, executor, resume=args.resume,
-                       max_failures=args.max_failures)
-    write_record(out, space, args.tracking_uri, tracker.parent)
+    try:
+        counts = run_sweep(space, sink, tracker, executor, resume=args.resume,
+                           max_failures=args.max_failures)
+    finally:
+        if tracker.parent is not None:  # the sweep started (it was not refused)
+            write_record(out, space, args.tracking_uri, tracker.parent)
     print(f"sweep {space.name!r}: {counts['done']} trials run, {counts['skipped']} already "
           f"done, {counts['failed']} failed, of {counts['trials']}; points in "
           f"{out / 'points'}; runs in {args.tracking_uri} (experiment {space.name!r})")

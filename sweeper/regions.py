@@ -6,8 +6,9 @@
   least ``horizon_fraction`` x seq_len;
 - ``forgetful``: everything else (contracting, smooth, short memory).
 
-A point whose lyapunov_max was not measured (or is NaN) is ``unclassified``: without the
-exponent the chaotic test cannot be made. A point that diverged to +inf is chaotic.
+A point whose state diverged to inf/NaN (``status == "diverged"``, every measured metric NaN)
+or whose lyapunov_max is +inf is ``chaotic``: its perturbations grow without bound. A point
+whose lyapunov_max was not measured is ``unclassified``.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def _column(points: pd.DataFrame, name: str) -> np.ndarray:
 def classify(points: pd.DataFrame, rules: RegionRules | None = None) -> pd.Series:
     """The region of every row of ``points`` (a measure() or sweep frame).
 
-    Uses lyapunov_max, attractor_count, memory_horizon and seq_len; a missing column counts
-    as not measured. Returns a string Series aligned with ``points``.
+    Uses status, lyapunov_max, attractor_count, memory_horizon and seq_len; a missing column
+    counts as not measured. Returns a string Series aligned with ``points``.
     """
     rules = rules or RegionRules()
     lyap = _column(points, "lyapunov_max")
@@ -95,4 +96,6 @@ def classify(points: pd.DataFrame, rules: RegionRules | None = None) -> pd.Serie
                              | (horizon >= rules.horizon_fraction * seq_len))
     region = np.where(chaotic, "chaotic", np.where(memory, "memory", "forgetful"))
     region = np.where(np.isnan(lyap), UNCLASSIFIED, region)
+    if "status" in points:
+        region = np.where((points["status"] == "diverged").to_numpy(), "chaotic", region)
     return pd.Series(region, index=points.index, name="region", dtype=object)

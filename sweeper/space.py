@@ -29,8 +29,9 @@ INTEGER_AXES = ("seed", "seq_len", "hidden_size")
 GENERATORS = ("linspace", "logspace", "uniform")
 TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "axes",
             "vectorize", "metrics", "resources", "regions", "map")
-#: Keys that change how results are read, not what is measured: left out of the hashes.
-PRESENTATION_KEYS = ("regions", "map")
+#: Keys that change how results are read or where trials run, not what is measured: left out
+#: of the sweep's identity.
+UNMEASURED_KEYS = ("regions", "map", "resources")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -66,8 +67,8 @@ class SearchSpace:
 
     @property
     def measured(self) -> dict[str, Any]:
-        """The file's content without the presentation keys (what identifies the sweep)."""
-        return {k: v for k, v in self.raw.items() if k not in PRESENTATION_KEYS}
+        """The file's content without the unmeasured keys (what identifies the sweep)."""
+        return {k: v for k, v in self.raw.items() if k not in UNMEASURED_KEYS}
 
     @property
     def n_points(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -123,11 +124,14 @@ class Executor(ABC):
 
     ``start`` brings up workers ahead of ``run``; the driver calls it in its main thread while
     the tracker opens its runs in another, so the two fixed costs overlap. ``run`` must work
-    whether or not ``start`` was called.
+    whether or not ``start`` was called; ``stop`` is always called at the end of a sweep.
     """
 
     def start(self) -> None:  # noqa: B027  (an optional hook: most executors need none)
         """Bring up workers (optional; the in-process executor has none)."""
+
+    def stop(self) -> None:  # noqa: B027  (an optional hook: most executors need none)
+        """Release what ``start`` or ``run`` brought up; safe to call more than once."""
 
     @abstractmethod
     def run(self, space: SearchSpace, trials: list[Trial], run_ids: dict[str, str],
@@ -199,26 +203,39 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
     counts = {"trials": len(trials), "skipped": len(done_before), "done": 0, "failed": 0}
     status = "FAILED"
 
+    stop = threading.Event()
+
     def open_runs() -> dict[str, str]:
         tracker.start_sweep(space)
         # A driver killed between a worker's write and its own logging leaves a finished part
         # whose run is not FINISHED: log it now from the part, without recomputing.
         for trial in trials:
+            if stop.is_set():
+                break
             if trial.trial_id in done_before and not tracker.is_finished(trial):
                 tracker.trial_started(trial)
                 location = sink.location(trial.trial_id)
                 tracker.trial_finished(trial, sink.read(location), location)
-        return {t.trial_id: tracker.trial_started(t) for t in pending}
+        ids = {}
+        for trial in pending:
+            if stop.is_set():
+                break
+            ids[trial.trial_id] = tracker.trial_started(trial)
+        return ids
 
     try:
-        # Tracking set-up (imports, schema, runs) overlaps the executor's start-up; the
-        # tracker is used from one thread at a time, so its single-writer rule holds.
+        # Tracking set-up (imports, schema, runs) overlaps the executor's start-up. The
+        # tracker is used by one thread at a time: the driver waits for this one (and tells
+        # it to stop early on an error or Ctrl-C) before it touches the tracker again.
         with ThreadPoolExecutor(1, thread_name_prefix="tracker") as pool:
             opened = pool.submit(open_runs)
-            if pending:
-                executor.start()
-            run_ids = opened.result()
-
+            try:
+                if pending:
+                    executor.start()
+                run_ids = opened.result()
+            except BaseException:
+                stop.set()
+                raise
         def on_done(trial: Trial, location: str) -> None:
             frame = sink.read(location)
             tracker.trial_finished(trial, frame, location)
@@ -236,6 +253,9 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
         status = "KILLED"
         raise
     finally:
-        tracker.end_sweep(status)
-        progress.close()
+        try:
+            executor.stop()
+        finally:
+            tracker.end_sweep(status)
+            progress.close()
     return counts

@@ -57,6 +57,18 @@ def test_classify_follows_each_rule():
         "unclassified", "chaotic", "forgetful"]
 
 
+def test_a_diverged_point_is_chaotic():
+    frame = _points([(1, 1, 0, NAN, NAN, NAN), (1, 1, 1, NAN, NAN, NAN)])
+    frame.loc[0, "status"] = "diverged"
+    assert classify(frame).tolist() == ["chaotic", "unclassified"]
+    from sweeper import measure
+
+    real = measure("linear", 4, recurrent_scale=[0.5, 1e3], seq_len=50,
+                   metrics=["lyapunov"], device="cpu")
+    assert real.status.tolist() == ["ok", "diverged"]
+    assert classify(real).tolist() == ["forgetful", "chaotic"]
+
+
 def test_classify_uses_the_configured_thresholds():
     frame = _points([(1, 1, 0, 0.05, 1, 0), (1, 1, 0, -0.5, 3, 0), (1, 1, 0, -0.5, 1, 80)])
     rules = RegionRules(epsilon=0.1, min_attractors=4, horizon_fraction=0.9)
@@ -112,6 +124,7 @@ def test_zero_crossing_edge_cases():
     assert zero_crossing(np.array([0., 1., 2.]), np.array([-1., 0., 1.])) == 1.0
     assert zero_crossing(np.array([0., 1.]), np.array([-1., math.inf])) == 1.0
     assert zero_crossing(np.array([0., 1., 2.]), np.array([-1., NAN, 1.])) == 1.0
+    assert zero_crossing(np.array([0., 1.]), np.array([-math.inf, 0.5])) == 0.0
     assert math.isnan(zero_crossing(np.array([0., 1.]), np.array([1., -1.])))
 
 
@@ -308,3 +321,44 @@ def test_ui_command_serves_the_sweeps_store_and_stops_on_ctrl_c(sweep):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_parts_of_an_older_version_of_the_file_are_ignored(sweep, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    stale = pd.read_parquet(copy / "points").head(3).assign(trial_id="0123456789abcdef")
+    stale.to_parquet(copy / "points" / "part-0123456789abcdef.parquet")
+    result = _cli("query", "select count(*) as n from points", "--results", str(copy),
+                  "--json", check=True)
+    assert json.loads(result.stdout) == [{"n": 12}]
+    _cli("aggregate", str(copy), "--no-plots", check=True)
+    assert pd.read_parquet(copy / "region_map.parquet").n.sum() == 12
+
+
+def test_resume_after_editing_the_thresholds_relabels_without_recomputing(tmp_path):
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    space = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(space))
+    out, db = tmp_path / "out", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _cli("run", str(path), "--executor", "local", "--out", str(out), "--tracking-uri", db,
+         check=True)
+    before = pd.read_parquet(out / "points")
+    assert (before.region == "chaotic").any()
+    space["regions"] = {"epsilon": 10.0}  # nothing is chaotic with this margin
+    path.write_text(yaml.safe_dump(space))
+    resumed = _cli("run", str(path), "--executor", "local", "--out", str(out),
+                   "--tracking-uri", db, "--resume", check=True)
+    assert "2 already done" in resumed.stdout and "relabelled 2 parts" in resumed.stdout
+    after = pd.read_parquet(out / "points").set_index("point_id").loc[before.point_id]
+    assert not (after.region == "chaotic").any()
+    np.testing.assert_array_equal(after.lyapunov_max, before.lyapunov_max)  # not recomputed
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    roles = sorted(r.data.tags["sweeper.role"] for r in runs)
+    assert roles == ["sweep", "trial", "trial"]  # the same runs, none added
+    assert all(r.info.status == "FINISHED" for r in runs)

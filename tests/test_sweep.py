@@ -212,3 +212,29 @@ def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in markers.iterdir()) == ["seed-0", "seed-1"]  # both died once
     _check_results_no_history(tmp_path / "out", tmp_path / "mlflow.db", "smoke", 2, 4)
+
+
+def test_executor_failing_to_start_leaves_no_running_run(tmp_path):
+    from sweeper.adapters.mlflow_tracker import MlflowTracker
+    from sweeper.adapters.parquet_sink import ParquetSink
+    from sweeper.space import validate_space
+    from sweeper.sweep import LocalExecutor, run_sweep
+
+    class BrokenStart(LocalExecutor):
+        stopped = 0
+
+        def start(self):
+            raise RuntimeError("no workers today")
+
+        def stop(self):
+            BrokenStart.stopped += 1
+
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    space = validate_space(SMOKE)
+    with pytest.raises(RuntimeError, match="no workers today"):
+        run_sweep(space, ParquetSink(tmp_path / "out"), MlflowTracker(db, tmp_path / "art"),
+                  BrokenStart())
+    assert BrokenStart.stopped == 1
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name(SMOKE["name"]).experiment_id])
+    assert runs and all(r.info.status == "FAILED" for r in runs)

@@ -10,23 +10,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..measure import METRIC_COLUMNS
 from ..sweep import ResultSink
 
 PREFIX, SUFFIX = "part-", ".parquet"
 
 
-#: Columns that hold booleans or lists; all others that arrive empty are numbers.
+#: Metric columns that hold booleans or lists; the other metric columns are numbers.
 BOOLEAN_COLUMNS = ("memory_horizon_capped", "diverged")
 LIST_COLUMNS = ("memory_curve",)
+METRICS = {c for family in METRIC_COLUMNS.values() for c in family}
 
 
 def stable_types(table):
-    """Give columns that are all-None in this trial (metrics it did not measure) the type
-    they have when measured, so every part, and every reader, sees one schema."""
+    """Give metric columns that are all-None in this trial (metrics it did not measure) the
+    type they have when measured, so every part, and every reader, sees one schema."""
     import pyarrow as pa
 
     for index, field in enumerate(table.schema):
-        if pa.types.is_null(field.type):
+        if pa.types.is_null(field.type) and field.name in METRICS:
             kind = (pa.bool_() if field.name in BOOLEAN_COLUMNS else
                     pa.list_(pa.float64()) if field.name in LIST_COLUMNS else pa.float64())
             table = table.set_column(index, pa.field(field.name, kind),

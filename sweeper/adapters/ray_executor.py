@@ -11,10 +11,6 @@ from ..space import SearchSpace, Trial
 from ..sweep import Executor, ResultSink, compute_part
 
 
-def _import_core() -> None:
-    import sweeper.measure  # noqa: F401  (torch and the cells: the expensive imports)
-
-
 class RayTuneExecutor(Executor):
     def __init__(self, address: str | None = None, storage_path: str | Path | None = None,
                  resources: dict[str, float] | None = None, device: str | None = None):
@@ -25,8 +21,7 @@ class RayTuneExecutor(Executor):
         self._started = False
 
     def start(self) -> None:
-        """Start (or join) Ray and have one worker per CPU import torch and the core now, so
-        that the first trials do not pay for it."""
+        """Start an embedded Ray, or join the cluster at ``address`` (once)."""
         import ray
 
         if ray.is_initialized():
@@ -34,21 +29,22 @@ class RayTuneExecutor(Executor):
         ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False, configure_logging=False)
         self._started = True
-        warm = ray.remote(_import_core)
-        cpus = int(ray.available_resources().get("CPU", 1))
-        per = max(self.resources.get("cpu", 1.0), 0.01)
-        for _ in range(max(1, min(32, int(cpus // per)))):
-            warm.options(num_cpus=per).remote()  # fire and forget
+
+    def stop(self) -> None:
+        """Shut down the Ray this executor started (never one it found running)."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
 
     def run(self, space: SearchSpace, trials: list[Trial], run_ids, sink: ResultSink,
             on_done, on_error, max_failures: int) -> None:
         if not trials:
             return
-        import ray
         from ray import tune
 
         self.start()
-        started = self._started
         by_id = {t.trial_id: t for t in trials}
         device = self.device
 
@@ -101,6 +97,4 @@ class RayTuneExecutor(Executor):
                     os.chdir(here)
                 except OSError:
                     pass
-            if started:
-                ray.shutdown()
-                self._started = False
+            self.stop()

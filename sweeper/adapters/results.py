@@ -77,9 +77,17 @@ def read_record(out: str | Path) -> dict[str, Any]:
                                 "missing (run `sweeper run FILE --out DIR` first)") from None
 
 
-def read_points(out: str | Path) -> pd.DataFrame:
-    """Every finished part under ``<out>/points`` as one frame (sorted by point_id)."""
-    parts = sorted((Path(out) / "points").glob(f"{PREFIX}*{SUFFIX}"))
+def sweep_parts(out: str | Path, space: SearchSpace) -> list[Path]:
+    """The finished parts of this sweep's trials, sorted; parts left by another version of
+    the file (an edited axis gives new trial ids) are not the sweep's and are left out."""
+    sink = ParquetSink(out)
+    ours = {t.trial_id for t in space.trials()}
+    return [Path(sink.location(t)) for t in sorted(sink.completed() & ours)]
+
+
+def read_points(out: str | Path, space: SearchSpace) -> pd.DataFrame:
+    """Every finished part of the sweep as one frame (sorted by point_id)."""
+    parts = sweep_parts(out, space)
     if not parts:
         raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
                                 "not finished any trial")
@@ -92,8 +100,8 @@ def reclassify(out: str | Path, space: SearchSpace) -> int:
     the parts whose labels change. Returns the number of parts rewritten."""
     sink = ParquetSink(out)
     changed = 0
-    for trial_id in sorted(sink.completed()):
-        location = sink.location(trial_id)
+    for location in sweep_parts(out, space):
+        trial_id = location.name[len(PREFIX):-len(SUFFIX)]
         frame = pd.read_parquet(location)
         region = classify(frame, space.rules)
         if "region" in frame and frame["region"].astype(str).equals(region.astype(str)):
@@ -126,17 +134,24 @@ def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -
 
 def read_region_map(out: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The region map and its sweeper metadata (decoded)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(out) / REGION_MAP
     if not path.exists():
         raise SweeperInputError(f"no region map at {path}; run `sweeper aggregate {out}`")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SweeperInputError(f"{path} is not a readable Parquet file ({exc}); run "
+                                f"`sweeper aggregate {out}` to write it again") from None
     meta = {k.decode()[len("sweeper."):]: v.decode() for k, v in
             (table.schema.metadata or {}).items() if k.startswith(b"sweeper.")}
     for key in ("sweep", "rules", "map"):
-        if key in meta:
-            meta[key] = json.loads(meta[key])
+        if key not in meta:
+            raise SweeperInputError(f"{path} has no sweeper.{key} metadata: it was not "
+                                    f"written by `sweeper aggregate`")
+        meta[key] = json.loads(meta[key])
     return table.to_pandas(), meta
 
 
@@ -160,7 +175,7 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu") -> Ag
     out = Path(out)
     space = validate_space(read_record(out)["space"])
     relabelled = reclassify(out, space)
-    points = read_points(out)
+    points = read_points(out, space)
     x, y = space.map
     frame = region_map(points, x, y, space.rules)
     map_path = write_region_map(out, frame, space)
@@ -200,21 +215,24 @@ def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
 
 
 def query(out: str | Path, sql: str) -> pd.DataFrame:
-    """Run ``sql`` in DuckDB over the views ``points`` and (once aggregated) ``region_map``.
+    """Run ``sql`` in DuckDB over the views ``points`` (the sweep's parts) and (once
+    aggregated) ``region_map``.
 
     Raises:
-        SweeperInputError: no points yet, or DuckDB rejected the query (its message kept).
+        SweeperInputError: no sweep record or points yet, or DuckDB rejected the query (its
+            message kept).
     """
     import duckdb
 
     out = Path(out)
-    parts = out / "points"
-    if not any(parts.glob(f"{PREFIX}*{SUFFIX}")):
-        raise SweeperInputError(f"no points under {parts}; nothing to query")
+    space = validate_space(read_record(out)["space"])
+    parts = sweep_parts(out, space)
+    if not parts:
+        raise SweeperInputError(f"no points under {out / 'points'}; nothing to query")
     con = duckdb.connect()
     try:
-        glob = str(parts / f"{PREFIX}*{SUFFIX}").replace("'", "''")
-        con.execute(f"CREATE VIEW points AS SELECT * FROM read_parquet('{glob}', "
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+        con.execute(f"CREATE VIEW points AS SELECT * FROM read_parquet([{files}], "
                     "union_by_name = true)")
         if (out / REGION_MAP).exists():
             path = str(out / REGION_MAP).replace("'", "''")
