@@ -28,7 +28,7 @@ VECTORIZABLE = ("recurrent_scale", "input_scale", "seed")
 INTEGER_AXES = ("seed", "seq_len", "hidden_size")
 GENERATORS = ("linspace", "logspace", "uniform")
 TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "axes",
-            "vectorize", "metrics", "resources", "regions", "map")
+            "vectorize", "metrics", "resources", "regions", "map", "landscape")
 #: Keys that change how results are read or where trials run, not what is measured: left out
 #: of the sweep's identity.
 UNMEASURED_KEYS = ("regions", "map", "resources")
@@ -63,6 +63,7 @@ class SearchSpace:
     resources: dict[str, float]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     rules: RegionRules = field(default_factory=RegionRules)
+    landscape: dict[str, Any] = field(default_factory=dict)  # LandscapeConfig fields
     map: tuple[str, str] = ("recurrent_scale", "input_scale")
 
     @property
@@ -83,6 +84,8 @@ class SearchSpace:
             config = {"name": self.name, "task": self.task, "task_params": self.task_params,
                       "cell": self.cell, "metrics": list(self.metrics),
                       **dict(zip(outer, values, strict=True))}
+            if self.landscape:  # a different protocol measures different numbers
+                config["landscape"] = dict(self.landscape)
             result.append(Trial(stable_hash({**config, "vectorized": inner}), config, inner))
         return result
 
@@ -267,6 +270,24 @@ def validate_space(raw: Any) -> SearchSpace:
                            "cpu must be > 0, gpu >= 0 (fractions allowed)")
             else:
                 clean_resources[key] = float(value)
+    landscape = raw.get("landscape") or {}
+    if not isinstance(landscape, Mapping):
+        errors.add("landscape", landscape, "expected a mapping of LandscapeConfig fields")
+        landscape = {}
+    else:
+        from dataclasses import fields as dataclass_fields
+
+        from .landscape_metrics import LandscapeConfig
+
+        known = [f.name for f in dataclass_fields(LandscapeConfig)]
+        unknown = sorted(set(landscape) - set(known), key=str)
+        if unknown:
+            errors.add("landscape", dict(landscape), f"unknown keys {unknown}; allowed: {known}")
+        else:
+            try:
+                LandscapeConfig(**landscape)
+            except (SweeperInputError, TypeError) as exc:
+                errors.add("landscape", dict(landscape), str(exc))
     rules = RegionRules()
     regions_raw = raw.get("regions") or {}
     if not isinstance(regions_raw, Mapping):
@@ -292,4 +313,5 @@ def validate_space(raw: Any) -> SearchSpace:
     if errors.items:
         raise SweeperInputError("invalid search space:\n  " + "\n  ".join(errors.items))
     return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
-                       tuple(metrics), clean_resources, dict(raw), rules, chosen)
+                       tuple(metrics), clean_resources, dict(raw), rules=rules, map=chosen,
+                       landscape=dict(landscape))

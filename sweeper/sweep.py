@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 
 from .errors import SweeperInputError
+from .landscape_metrics import LandscapeConfig
 from .measure import measure
 from .regions import classify
 from .space import SearchSpace, Trial, point_id
@@ -39,7 +40,8 @@ def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> 
     frame = measure(space.cell, config["hidden_size"], task=space.task,
                     task_params=space.task_params, recurrent_scale=values("recurrent_scale"),
                     input_scale=values("input_scale"), seed=values("seed"),
-                    seq_len=config["seq_len"], metrics=space.metrics, device=device)
+                    seq_len=config["seq_len"], metrics=space.metrics, device=device,
+                    landscape=LandscapeConfig(**space.landscape))
     ids = [point_id(trial, {"recurrent_scale": r, "input_scale": a, "seed": s,
                             "seq_len": config["seq_len"], "hidden_size": config["hidden_size"]})
            for r, a, s in zip(frame.recurrent_scale, frame.input_scale, frame.seed,

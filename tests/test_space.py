@@ -116,6 +116,9 @@ CORRUPTIONS = [
     ("regions", lambda s, v: s.__setitem__("regions", v),
      st.sampled_from([{"epsilon": 0}, {"epsilon": -1.0}, {"min_attractors": 1},
                       {"horizon_fraction": 2}, {"eps": 0.1}, [0.01]])),
+    ("landscape", lambda s, v: s.__setitem__("landscape", v),
+     st.sampled_from([{"hessian_steps": -1}, {"points": 2}, {"radius": 0}, {"hessian": 0},
+                      [1]])),
     ("map", lambda s, v: s.__setitem__("map", v),
      st.sampled_from([{"x": "gain"}, {"x": "seed", "y": "seed"}, {"z": "seed"}, ["x"]])),
 ]
