@@ -166,6 +166,14 @@ def test_run_ends_with_the_region_map_and_plots(sweep):
     points = pd.read_parquet(sweep / "points")
     assert set(points.region) <= {"forgetful", "memory", "chaotic"}
     assert points.region.tolist() == classify(points).tolist()
+    from mlflow.tracking import MlflowClient
+
+    record = json.loads((sweep / "sweep.json").read_text())
+    client = MlflowClient(record["tracking_uri"])
+    attached = {a.path for a in client.list_artifacts(record["parent_run_id"], "summary")}
+    assert attached == {"summary/region_map.parquet", "summary/region_map.png",
+                        "summary/metrics_vs_recurrent_scale.png"}
+    assert client.get_run(record["parent_run_id"]).data.tags["sweeper.role"] == "sweep"
 
 
 def test_readers_agree_on_points_and_region_map(sweep):
