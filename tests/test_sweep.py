@@ -117,15 +117,17 @@ def test_failing_trial_is_recorded_failed_and_the_rest_finishes(tmp_path):
 def test_ray_sweep_from_the_cli(tmp_path):
     path = tmp_path / "smoke.yaml"
     path.write_text(yaml.safe_dump(SMOKE))
-    result = _cli(["run", str(path), "--out", str(tmp_path / "out")], cwd=tmp_path)
+    # Relative --out and the default relative sqlite URI, as `make run` uses them: workers
+    # and the driver (which changes directory around Tune's fit) must agree on both.
+    result = _cli(["run", str(path), "--out", "out"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 trials run" in result.stdout
     assert "20/20 points" in result.stderr
     _check_results(tmp_path / "out", tmp_path / "mlflow.db", SMOKE, 2, 20)
-    again = _cli(["run", str(path), "--out", str(tmp_path / "out")], cwd=tmp_path)
+    assert not (tmp_path / "out" / "ray_results" / "mlflow.db").exists()
+    again = _cli(["run", str(path), "--out", "out"], cwd=tmp_path)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = _cli(["run", str(path), "--out", str(tmp_path / "out"), "--resume"],
-                   cwd=tmp_path)
+    resumed = _cli(["run", str(path), "--out", "out", "--resume"], cwd=tmp_path)
     assert resumed.returncode == 0 and "0 trials run, 2 already done" in resumed.stdout
 
 

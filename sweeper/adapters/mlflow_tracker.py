@@ -22,6 +22,15 @@ SKIP = {"sweep", "trial_id", "point_id", "mlflow_run_id", "cell", "task", "statu
         "memory_curve", "hidden_size", "seq_len", "seed", "recurrent_scale", "input_scale"}
 
 
+def absolute_tracking_uri(uri: str) -> str:
+    """A relative ``sqlite:///file.db`` made absolute: the driver changes directory while
+    Tune runs, and later commands must find the same file."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Fail fast (SweeperInputError) when an HTTP tracking server does not answer."""
     if not tracking_uri.startswith(("http://", "https://")):
@@ -43,7 +52,7 @@ class MlflowTracker(Tracker):
         Only the reachability check runs here; the client (MLflow's import and, for a new
         sqlite file, its schema) is built on first use, off the driver's critical path."""
         check_reachable(tracking_uri)
-        self.tracking_uri = tracking_uri
+        self.tracking_uri = absolute_tracking_uri(tracking_uri)
         self._client = None
         self.artifact_root = Path(artifact_root).resolve()
         self.parent: str | None = None

@@ -40,7 +40,9 @@ class ParquetSink(ResultSink):
     """A directory of Parquet parts (a shared directory on a multi-node cluster)."""
 
     def __init__(self, out: str | Path):
-        self.points = Path(out) / "points"
+        # Absolute now, in the driver: workers run in other directories (and the driver
+        # itself chdirs around Tune's fit), so a relative path would land elsewhere.
+        self.points = Path(out).resolve() / "points"
 
     def completed(self) -> set[str]:
         if not self.points.is_dir():

@@ -24,17 +24,10 @@ from ..aggregate import SCHEMA_VERSION, region_map
 from ..errors import SweeperInputError
 from ..regions import classify
 from ..space import SearchSpace, validate_space
+from .mlflow_tracker import absolute_tracking_uri
 from .parquet_sink import PREFIX, SUFFIX, ParquetSink
 
 RECORD, REGION_MAP, PLOTS = "sweep.json", "region_map.parquet", "plots"
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """A relative ``sqlite:///file.db`` made absolute, so later commands find the same file."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
-    return uri
 
 
 def _atomic_write(path: Path, write) -> Path:
