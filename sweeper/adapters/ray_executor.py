@@ -45,6 +45,9 @@ class RayTuneExecutor(Executor):
         from ray import tune
 
         self.start()
+        # Tune's newer console output ignores verbose=0 and prints its trial table to stdout;
+        # the sweep has its own progress line. The user's own setting wins.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         by_id = {t.trial_id: t for t in trials}
         device = self.device
 
