@@ -238,7 +238,11 @@ def _ui(args: argparse.Namespace) -> int:
         uri = uri or record["tracking_uri"]
         experiment = record["experiment"]
     uri = absolute_tracking_uri(uri or "sqlite:///mlflow.db")
-    process, url = start_ui(uri, port=args.port)
+    try:
+        process, url = start_ui(uri, port=args.port)
+    except (RuntimeError, TimeoutError) as exc:  # e.g. the port is taken: the log says why
+        raise SweeperInputError(f"the MLflow UI did not start on 127.0.0.1:{args.port}: "
+                                f"{exc}") from None
     try:
         print(f"MLflow UI for {uri}: {url}", flush=True)
         if experiment is not None:

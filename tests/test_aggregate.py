@@ -370,3 +370,16 @@ def test_resume_after_editing_the_thresholds_relabels_without_recomputing(tmp_pa
     roles = sorted(r.data.tags["sweeper.role"] for r in runs)
     assert roles == ["sweep", "trial", "trial"]  # the same runs, none added
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_ui_on_a_taken_port_exits_2_with_the_reason(sweep):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = _cli("ui", "--results", str(sweep), "--port", str(port))
+    assert result.returncode == 2
+    assert f"did not start on 127.0.0.1:{port}" in result.stderr
+    assert "address already in use" in result.stderr and "Traceback" not in result.stderr
