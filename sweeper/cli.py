@@ -327,42 +327,33 @@ def _measure(args: argparse.Namespace) -> int:
     if not args.curve:
         frame = frame.drop(columns=["memory_curve"])
     if args.json:
-        print(frame.to_json(orient="records", indent=1))
+        print(_json_records(frame))
     else:
         computed = [c for c in frame.columns if not frame[c].isna().all()]
         print(frame[computed].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from .adapters.ray_jobs import submit
+
+    return submit(args.file, args.address, args.tracking_uri, args.out,
+                  max_failures=args.max_failures, resume=args.resume)
+
+
+COMMANDS = {"measure": _measure, "figure": _figure, "validate": _validate, "run": _run,
+            "aggregate": _aggregate, "query": _query, "show": _show, "ui": _ui,
+            "submit": _submit}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "measure":
-            return _measure(args)
-        if args.command == "figure":
-            return _figure(args)
-        if args.command == "validate":
-            return _validate(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "aggregate":
-            return _aggregate(args)
-        if args.command == "query":
-            return _query(args)
-        if args.command == "show":
-            return _show(args)
-        if args.command == "ui":
-            return _ui(args)
-        if args.command == "submit":
-            from .adapters.ray_jobs import submit
-
-            return submit(args.file, args.address, args.tracking_uri, args.out,
-                          max_failures=args.max_failures, resume=args.resume)
+        return COMMANDS[args.command](args)
     except SweeperInputError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)
         return 2
-    return 1
 
 
 if __name__ == "__main__":

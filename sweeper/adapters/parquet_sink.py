@@ -4,12 +4,11 @@ written to a hidden temporary name and renamed, so a reader never sees half a pa
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import atomic_write
 from ..measure import METRIC_COLUMNS
 from ..sweep import ResultSink
 
@@ -54,19 +53,9 @@ class ParquetSink(ResultSink):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.points.mkdir(parents=True, exist_ok=True)
+        table = stable_types(pa.Table.from_pandas(frame, preserve_index=False))
         final = self.points / f"{PREFIX}{trial_id}{SUFFIX}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{trial_id}.", suffix=".tmp", dir=self.points)
-        os.close(fd)
-        try:
-            pq.write_table(stable_types(pa.Table.from_pandas(frame, preserve_index=False)), tmp)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)  # atomic on POSIX: the part appears complete or not at all
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return str(final)
+        return str(atomic_write(final, lambda tmp: pq.write_table(table, tmp)))
 
     def read(self, location: str) -> pd.DataFrame:
         return pd.read_parquet(location)

@@ -12,8 +12,6 @@ Layout of ``<out>``::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ..aggregate import SCHEMA_VERSION, region_map
+from ..atomic import atomic_write
 from ..errors import SweeperInputError
 from ..regions import classify
 from ..space import SearchSpace, validate_space
@@ -28,25 +27,6 @@ from .mlflow_tracker import absolute_tracking_uri
 from .parquet_sink import PREFIX, SUFFIX, ParquetSink
 
 RECORD, REGION_MAP, PLOTS = "sweep.json", "region_map.parquet", "plots"
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def write_record(out: str | Path, space: SearchSpace, tracking_uri: str,
@@ -58,7 +38,7 @@ def write_record(out: str | Path, space: SearchSpace, tracking_uri: str,
     def write(tmp: str) -> None:
         Path(tmp).write_text(json.dumps(record, indent=1, default=str))
 
-    return _atomic_write(Path(out) / RECORD, write)
+    return atomic_write(Path(out) / RECORD, write)
 
 
 def read_record(out: str | Path) -> dict[str, Any]:
@@ -78,34 +58,31 @@ def sweep_parts(out: str | Path, space: SearchSpace) -> list[Path]:
     return [Path(sink.location(t)) for t in sorted(sink.completed() & ours)]
 
 
-def read_points(out: str | Path, space: SearchSpace) -> pd.DataFrame:
-    """Every finished part of the sweep as one frame (sorted by point_id)."""
-    parts = sweep_parts(out, space)
-    if not parts:
-        raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
-                                "not finished any trial")
-    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    return frame.sort_values("point_id", kind="stable").reset_index(drop=True)
+def labelled_points(out: str | Path, space: SearchSpace) -> tuple[pd.DataFrame, int]:
+    """Every finished part of the sweep, labelled with the space's current region rules.
 
-
-def reclassify(out: str | Path, space: SearchSpace) -> int:
-    """Relabel every part with the space's current region rules; rewrite (atomically) only
-    the parts whose labels change. Returns the number of parts rewritten."""
+    A part whose stored labels differ (the rules were edited) is rewritten atomically, so the
+    Parquet files agree with the map. Returns the points sorted by point_id and the number
+    of parts rewritten.
+    """
     sink = ParquetSink(out)
-    changed = 0
+    frames, changed = [], 0
     for location in sweep_parts(out, space):
-        trial_id = location.name[len(PREFIX):-len(SUFFIX)]
         frame = pd.read_parquet(location)
         region = classify(frame, space.rules)
-        if "region" in frame and frame["region"].astype(str).equals(region.astype(str)):
-            continue
-        if "region" in frame:
-            frame["region"] = region
-        else:
-            frame.insert(frame.columns.get_loc("status") + 1, "region", region)
-        sink.write(trial_id, frame)
-        changed += 1
-    return changed
+        if "region" not in frame or not frame["region"].astype(str).equals(region.astype(str)):
+            if "region" in frame:
+                frame["region"] = region
+            else:
+                frame.insert(frame.columns.get_loc("status") + 1, "region", region)
+            sink.write(location.name[len(PREFIX):-len(SUFFIX)], frame)
+            changed += 1
+        frames.append(frame)
+    if not frames:
+        raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
+                                "not finished any trial")
+    points = pd.concat(frames, ignore_index=True)
+    return points.sort_values("point_id", kind="stable").reset_index(drop=True), changed
 
 
 def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -> Path:
@@ -122,7 +99,7 @@ def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -
                 b"sweeper.rules": json.dumps(vars(space.rules), sort_keys=True).encode(),
                 b"sweeper.map": json.dumps({"x": x, "y": y}).encode()}
     table = table.replace_schema_metadata(metadata)
-    return _atomic_write(Path(out) / REGION_MAP, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(Path(out) / REGION_MAP, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_region_map(out: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -167,8 +144,7 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu") -> Ag
     """
     out = Path(out)
     space = validate_space(read_record(out)["space"])
-    relabelled = reclassify(out, space)
-    points = read_points(out, space)
+    points, relabelled = labelled_points(out, space)
     x, y = space.map
     frame = region_map(points, x, y, space.rules)
     map_path = write_region_map(out, frame, space)
