@@ -98,23 +98,27 @@ def region_map(points: pd.DataFrame, x: str, y: str,
         frame["not_ok"] = (points["status"] != "ok").astype(int)
     else:
         frame["not_ok"] = 0
-    rows = []
     labels = [*REGIONS, UNCLASSIFIED]
-    for (y_value, x_value), cell in frame.groupby([y, x], sort=True):
-        counts = cell["region"].value_counts()
-        best = max(_PRIORITY, key=lambda r: (counts.get(r, 0), -_PRIORITY.index(r)))
-        row: dict[str, Any] = {x: x_value, y: y_value, "n": len(cell), "region": best,
-                               "region_share": counts.get(best, 0) / len(cell)}
-        row.update({f"n_{r}": int(counts.get(r, 0)) for r in labels})
-        row["n_not_ok"] = int(cell["not_ok"].sum())
+    # One vectorised pass per statistic (a Python loop over cells took seconds at 1,000 points).
+    groups = frame.groupby([y, x], sort=True)
+    counts = (groups["region"].value_counts().unstack(fill_value=0)
+              .reindex(columns=list(_PRIORITY), fill_value=0).astype(np.int64))
+    n = groups.size()
+    best = counts.idxmax(axis=1)  # first maximum in _PRIORITY order: the tie-break
+    result = pd.DataFrame({"n": n})
+    result["region"] = best
+    result["region_share"] = counts.max(axis=1) / n
+    for label in labels:
+        result[f"n_{label}"] = counts[label]
+    result["n_not_ok"] = groups["not_ok"].sum().astype(np.int64)
+    if metrics:
+        with np.errstate(invalid="ignore"):
+            stats = groups[metrics].agg(["mean", "std"])  # std: ddof 1, NaN for one point
         for metric in metrics:
-            column = cell[metric]
-            with np.errstate(invalid="ignore"):
-                row[f"{metric}_mean"] = float(column.mean())
-                row[f"{metric}_std"] = float(column.std(ddof=1)) if len(column) > 1 else (
-                    float("nan"))
-        rows.append(row)
-    result = pd.DataFrame(rows)
+            result[f"{metric}_mean"] = stats[(metric, "mean")].astype(float)
+            result[f"{metric}_std"] = stats[(metric, "std")].astype(float)
+    result = result.reset_index()
+    result = result[[x, y, *[c for c in result.columns if c not in (x, y)]]]
     crossing = pd.Series(np.nan, index=result.index)
     if x == "recurrent_scale" and "lyapunov_max_mean" in result:
         for _, row_index in result.groupby(y, sort=False).groups.items():
