@@ -13,7 +13,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
@@ -53,12 +53,14 @@ def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> 
     return frame
 
 
-def compute_part(space: SearchSpace, trial: Trial, run_id: str, sink: ResultSink,
+def compute_part(space: SearchSpace, trial: Trial, sink: ResultSink,
                  device: str | None = None) -> str:
     """The unit of work an executor runs (in-process or on a Ray worker): measure the trial,
-    stamp its rows with the tracking run id, write its part; returns the part's location."""
+    stamp its rows with the trial's tracking run id (published by the driver meanwhile, see
+    :meth:`ResultSink.publish_run_ids`), write its part; returns the part's location."""
+    sink.run_id(trial.trial_id, wait=False)  # tracking already failed: stop before computing
     frame = trial_frame(space, trial, device)
-    frame.insert(3, "mlflow_run_id", run_id)
+    frame.insert(3, "mlflow_run_id", sink.run_id(trial.trial_id))
     return sink.write(trial.trial_id, frame)
 
 
@@ -85,6 +87,22 @@ class ResultSink(ABC):
     @abstractmethod
     def location(self, trial_id: str) -> str:
         """Where a completed trial's rows are."""
+
+    @abstractmethod
+    def publish_run_ids(self, run_ids: dict[str, str], error: str | None = None) -> None:
+        """Driver side: make the trials' tracking run ids (all opened so far) visible to
+        workers, replacing what was published before; ``error`` tells them tracking failed.
+        Trials start before their runs exist, so a slow tracker never holds up computing."""
+
+    @abstractmethod
+    def run_id(self, trial_id: str, wait: bool = True) -> str | None:
+        """Worker side: the trial's published run id, waiting for it unless ``wait`` is
+        False (then None when not yet published).
+
+        Raises:
+            RuntimeError: tracking failed before this trial's run was opened, or no id came
+                in time.
+        """
 
 
 class Tracker(ABC):
@@ -125,7 +143,7 @@ class Executor(ABC):
     ``max_failures`` times before it counts as failed.
 
     ``start`` brings up workers ahead of ``run``; the driver calls it in its main thread while
-    the tracker opens its runs in another, so the two fixed costs overlap. ``run`` must work
+    the tracker sets up in another, so the two fixed costs overlap. ``run`` must work
     whether or not ``start`` was called; ``stop`` is always called at the end of a sweep.
     """
 
@@ -136,9 +154,9 @@ class Executor(ABC):
         """Release what ``start`` or ``run`` brought up; safe to call more than once."""
 
     @abstractmethod
-    def run(self, space: SearchSpace, trials: list[Trial], run_ids: dict[str, str],
-            sink: ResultSink, on_done: Callable[[Trial, str], None],
-            on_error: Callable[[Trial, str], None], max_failures: int) -> None: ...
+    def run(self, space: SearchSpace, trials: list[Trial], sink: ResultSink,
+            on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
+            max_failures: int) -> None: ...
 
 
 class LocalExecutor(Executor):
@@ -147,12 +165,11 @@ class LocalExecutor(Executor):
     def __init__(self, device: str | None = None):
         self.device = device
 
-    def run(self, space, trials, run_ids, sink, on_done, on_error, max_failures):
+    def run(self, space, trials, sink, on_done, on_error, max_failures):
         for trial in trials:
             for attempt in range(max_failures + 1):
                 try:
-                    location = compute_part(space, trial, run_ids[trial.trial_id], sink,
-                                            self.device)
+                    location = compute_part(space, trial, sink, self.device)
                 except SweeperInputError:
                     raise
                 except Exception as exc:  # a failed trial is recorded, the sweep goes on
@@ -207,49 +224,66 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
 
     stop = threading.Event()
 
-    def open_runs() -> dict[str, str]:
-        tracker.start_sweep(space)
+    def open_runs() -> None:
+        opened: dict[str, str] = {}
+        try:
+            tracker.start_sweep(space)
+            last = -math.inf
+            for i, trial in enumerate(pending):
+                if stop.is_set():
+                    return
+                opened[trial.trial_id] = tracker.trial_started(trial)
+                # Published as they open (the first at once, then at most twice a second):
+                # early trials need not wait for the last run.
+                if i == 0 or i == len(pending) - 1 or time.monotonic() - last >= 0.5:
+                    sink.publish_run_ids(opened)
+                    last = time.monotonic()
+        except BaseException as exc:
+            sink.publish_run_ids(opened, error=f"{type(exc).__name__}: {exc}")
+            raise
         # A driver killed between a worker's write and its own logging leaves a finished part
         # whose run is not FINISHED: log it now from the part, without recomputing.
         for trial in trials:
             if stop.is_set():
-                break
+                return
             if trial.trial_id in done_before and not tracker.is_finished(trial):
                 tracker.trial_started(trial)
                 location = sink.location(trial.trial_id)
                 tracker.trial_finished(trial, sink.read(location), location)
-        ids = {}
-        for trial in pending:
-            if stop.is_set():
-                break
-            ids[trial.trial_id] = tracker.trial_started(trial)
-        return ids
+
+    # The tracker has one thread of its own for the whole sweep, and it alone writes. Its
+    # set-up (imports, schema, runs) overlaps the executor's start-up and the first trials;
+    # each finished trial is logged while others still compute and while the executor stops.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tracker")
+    logged: list[Future] = []
+
+    def log_done(trial: Trial, location: str) -> None:
+        tracker.trial_finished(trial, sink.read(location), location)
+
+    def on_done(trial: Trial, location: str) -> None:
+        logged.append(pool.submit(log_done, trial, location))
+        counts["done"] += 1
+        progress.update(points=trial.n_points)
+
+    def on_error(trial: Trial, message: str) -> None:
+        logged.append(pool.submit(tracker.trial_failed, trial, message))
+        counts["failed"] += 1
+        progress.update(failed=1)
 
     try:
-        # Tracking set-up (imports, schema, runs) overlaps the executor's start-up. The
-        # tracker is used by one thread at a time: the driver waits for this one (and tells
-        # it to stop early on an error or Ctrl-C) before it touches the tracker again.
-        with ThreadPoolExecutor(1, thread_name_prefix="tracker") as pool:
-            opened = pool.submit(open_runs)
-            try:
-                if pending:
-                    executor.start()
-                run_ids = opened.result()
-            except BaseException:
-                stop.set()
-                raise
-        def on_done(trial: Trial, location: str) -> None:
-            frame = sink.read(location)
-            tracker.trial_finished(trial, frame, location)
-            counts["done"] += 1
-            progress.update(points=len(frame))
-
-        def on_error(trial: Trial, message: str) -> None:
-            tracker.trial_failed(trial, message)
-            counts["failed"] += 1
-            progress.update(failed=1)
-
-        executor.run(space, pending, run_ids, sink, on_done, on_error, max_failures)
+        sink.publish_run_ids({})  # before any worker reads: no ids of an earlier driver
+        opened = pool.submit(open_runs)
+        try:
+            if pending:
+                executor.start()
+                executor.run(space, pending, sink, on_done, on_error, max_failures)
+        except BaseException:
+            stop.set()  # the tracker thread stops opening runs early
+            raise
+        executor.stop()  # before waiting for the tracker: the two overlap
+        opened.result()  # a tracking error fails the sweep
+        for future in logged:
+            future.result()
         status = "FINISHED" if counts["failed"] == 0 else "FAILED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -258,6 +292,9 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
         try:
             executor.stop()
         finally:
+            # Ctrl-C drops the trials not yet logged: their parts are on disk and a resume
+            # logs them; end_sweep marks their runs KILLED meanwhile.
+            pool.shutdown(wait=True, cancel_futures=status == "KILLED")
             tracker.end_sweep(status)
             progress.close()
     return counts

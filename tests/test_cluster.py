@@ -76,7 +76,7 @@ def cluster(tmp_path):
                             "--disable-usage-stats"],
                            env=env, check=True, capture_output=True, timeout=180)
         _wait_http(f"http://127.0.0.1:{mlport}/health")
-        yield {"env": env, "address": f"http://127.0.0.1:{dash}",
+        yield {"env": env, "address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}",
                "tracking": f"http://127.0.0.1:{mlport}", "token": env["RAY_AUTH_TOKEN"]}
     finally:
         for pid in _ours(temp):
@@ -115,3 +115,31 @@ def test_submit_to_a_two_node_cluster_with_token_auth(cluster, tmp_path):
     assert all(r.info.status == "FINISHED" for r in runs)
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in runs
                                         if r.data.tags.get("sweeper.role") == "trial"}
+
+
+def test_run_joins_a_token_cluster_and_says_how_when_the_token_mode_is_missing(cluster,
+                                                                              tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SMOKE))
+    out, db = tmp_path / "out", tmp_path / "mlflow.db"
+    command = [sys.executable, "-m", "sweeper.cli", "run", str(space), "--address",
+               cluster["gcs"], "--out", str(out), "--tracking-uri", f"sqlite:///{db}"]
+    # Without RAY_AUTH_MODE=token the cluster refuses the driver: exit 2, with the fix named.
+    plain = {k: v for k, v in cluster["env"].items() if k != "RAY_AUTH_MODE"}
+    refused = subprocess.run(command, env=plain, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"cannot join the Ray cluster at {cluster['gcs']}" in refused.stderr
+    assert "RAY_AUTH_MODE=token" in refused.stderr
+    assert not (out / "points").exists()
+    # With it, the driver joins the two-node cluster and the sweep completes.
+    joined = subprocess.run(command, env=cluster["env"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    frame = pd.read_parquet(out / "points")
+    assert len(frame) == 6 and frame.point_id.is_unique
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name("cluster-smoke").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
+    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
+    assert set(frame.mlflow_run_id) == {r.info.run_id for r in trials}

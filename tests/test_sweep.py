@@ -240,3 +240,87 @@ def test_executor_failing_to_start_leaves_no_running_run(tmp_path):
     client = MlflowClient(db)
     runs = client.search_runs([client.get_experiment_by_name(SMOKE["name"]).experiment_id])
     assert runs and all(r.info.status == "FAILED" for r in runs)
+
+
+def test_unreachable_ray_address_exits_2_before_anything_starts(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(SMOKE))
+    result = _cli(["run", str(path), "--out", str(tmp_path / "out"), "--address",
+                   f"127.0.0.1:{port}"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_trials_compute_while_the_tracker_is_still_opening_runs(tmp_path):
+    # The tracker may not open the last trial's run until a trial has started computing: a
+    # sweep that waited for every run before computing would time out here.
+    import threading
+
+    space = validate_space(SMOKE)
+    computing = threading.Event()
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    last = space.trials()[-1].trial_id
+
+    class SlowTracker(MlflowTracker):
+        def trial_started(self, trial):
+            if trial.trial_id == last:
+                assert computing.wait(120), "no trial computed before every run was open"
+            return super().trial_started(trial)
+
+    class Flagging(LocalExecutor):
+        def run(self, *args, **kwargs):
+            computing.set()
+            return super().run(*args, **kwargs)
+
+    out = tmp_path / "out"
+    counts = run_sweep(space, ParquetSink(out), SlowTracker(db, out / "art", str(out)),
+                       Flagging("cpu"))
+    assert counts["done"] == 2 and computing.is_set()
+    _check_results(out, tmp_path / "mlflow.db", SMOKE, 2, 20)
+
+
+def test_tracking_failure_fails_the_sweep_and_no_worker_waits_for_a_run(tmp_path):
+    space = validate_space(SMOKE)
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    last = space.trials()[-1].trial_id
+
+    class Failing(MlflowTracker):
+        def trial_started(self, trial):
+            if trial.trial_id == last:
+                raise RuntimeError("tracking store went away")
+            return super().trial_started(trial)
+
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="tracking store went away"):
+        run_sweep(space, ParquetSink(out), Failing(db, out / "art", str(out)),
+                  LocalExecutor("cpu"))
+    # The trial whose run could not be opened was not written; nothing is left RUNNING.
+    frame = pd.read_parquet(out / "points")
+    assert len(frame) == 10 and set(frame.trial_id) == {space.trials()[0].trial_id}
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name(SMOKE["name"]).experiment_id])
+    assert runs and not any(r.info.status == "RUNNING" for r in runs)
+
+
+def test_run_ids_reach_workers_through_the_results_directory(tmp_path):
+    driver, worker = ParquetSink(tmp_path), ParquetSink(tmp_path)  # as on two machines
+    assert worker.run_id("t1", wait=False) is None  # nothing published yet
+    with pytest.raises(RuntimeError, match="no MLflow run id"):
+        worker.run_id("t1", timeout_s=0.3, poll_s=0.05)
+    driver.publish_run_ids({"t1": "run-a"})
+    assert worker.run_id("t1") == "run-a"
+    assert worker.run_id("t2", wait=False) is None
+    driver.publish_run_ids({"t1": "run-a"}, error="OperationalError: database is locked")
+    with pytest.raises(RuntimeError, match="database is locked"):
+        worker.run_id("t2")
+    assert worker.run_id("t1") == "run-a"  # a trial whose run was opened still records
+    driver.publish_run_ids({})  # a new driver forgets an earlier one's ids
+    assert worker.run_id("t1", wait=False) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow_runs.json"]  # no temporary left

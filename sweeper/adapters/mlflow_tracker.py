@@ -138,16 +138,22 @@ class MlflowTracker(Tracker):
         # The run's own start time, not the clock: a retried or resumed trial logs identical
         # (key, value, timestamp, step) entries, which MLflow stores once.
         now = self.client.get_run(run_id).info.start_time or 0
+        if first:
+            index = {value: i for i, value in enumerate(trial.vectorized[first])}
+            steps = [index[value] for value in frame[first]]
+        else:
+            steps = [0] * len(frame)
+        suffixes = [""] * len(frame)
+        for axis in axes[1:]:
+            suffixes = [f"{s}/{axis}_{v}" for s, v in zip(suffixes, frame[axis], strict=True)]
         metrics = []
-        numeric = [c for c in frame.columns if c not in SKIP
-                   and pd.api.types.is_numeric_dtype(frame[c])]
-        for _, row in frame.iterrows():
-            step = trial.vectorized[first].index(row[first]) if first else 0
-            suffix = "".join(f"/{a}_{row[a]}" for a in axes[1:])
-            for column in numeric:
-                value = float(row[column])
-                if math.isfinite(value):
-                    metrics.append(Metric(f"{column}{suffix}", value, now, step))
+        for column in frame.columns:
+            if column in SKIP or not pd.api.types.is_numeric_dtype(frame[column]):
+                continue
+            values = frame[column].to_numpy(dtype=float)
+            metrics.extend(Metric(f"{column}{suffix}", float(value), now, step)
+                           for value, suffix, step in zip(values, suffixes, steps, strict=True)
+                           if math.isfinite(value))
         for start in range(0, len(metrics), 1000):  # MLflow's batch limit
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
         self.client.log_artifact(run_id, location)

@@ -1,9 +1,14 @@
 """Trial results as Parquet parts: ``<out>/points/part-<trial_id>.parquet``, one per trial,
 written to a hidden temporary name and renamed, so a reader never sees half a part and
-``pandas.read_parquet(<out>/points)`` (which skips dot-files) reads exactly the finished ones."""
+``pandas.read_parquet(<out>/points)`` (which skips dot-files) reads exactly the finished ones.
+
+The driver publishes the trials' MLflow run ids in ``<out>/mlflow_runs.json`` (same atomic
+write) for the workers to stamp on their rows."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +18,10 @@ from ..measure import METRIC_COLUMNS
 from ..sweep import ResultSink
 
 PREFIX, SUFFIX = "part-", ".parquet"
+RUNS_FILE = "mlflow_runs.json"
+#: How long a worker waits for its run id: the driver opens runs while trials compute, so
+#: a wait means a slow tracker; past this the trial fails (and is retried) rather than hang.
+RUN_ID_TIMEOUT_S = 1800.0
 
 
 #: Metric columns that hold booleans or lists; the other metric columns are numbers.
@@ -42,6 +51,7 @@ class ParquetSink(ResultSink):
         # Absolute now, in the driver: workers run in other directories (and the driver
         # itself chdirs around Tune's fit), so a relative path would land elsewhere.
         self.points = Path(out).resolve() / "points"
+        self.runs_file = self.points.parent / RUNS_FILE
 
     def completed(self) -> set[str]:
         if not self.points.is_dir():
@@ -62,3 +72,27 @@ class ParquetSink(ResultSink):
 
     def location(self, trial_id: str) -> str:
         return str(self.points / f"{PREFIX}{trial_id}{SUFFIX}")
+
+    def publish_run_ids(self, run_ids: dict[str, str], error: str | None = None) -> None:
+        text = json.dumps({"runs": run_ids, "error": error}, indent=0)
+        atomic_write(self.runs_file, lambda tmp: Path(tmp).write_text(text))
+
+    def run_id(self, trial_id: str, wait: bool = True,
+               timeout_s: float = RUN_ID_TIMEOUT_S, poll_s: float = 0.2) -> str | None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                published = json.loads(self.runs_file.read_text())
+            except FileNotFoundError:
+                published = {"runs": {}, "error": None}
+            if trial_id in published["runs"]:
+                return published["runs"][trial_id]
+            if published["error"]:
+                raise RuntimeError(f"trial {trial_id}: the driver's tracking failed before "
+                                   f"its run was opened ({published['error']})")
+            if not wait:
+                return None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"trial {trial_id}: no MLflow run id in {self.runs_file} "
+                                   f"after {timeout_s:.0f} s; is the driver still running?")
+            time.sleep(poll_s)
