@@ -27,7 +27,7 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
         raise SweeperInputError(f"--address: got {address!r}; expected HOST:PORT of the "
                                 "cluster's head (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as exc:
         raise SweeperInputError(f"no Ray cluster answers at {address} ({exc}); start one with "
                                 "`ray start --head` or correct --address") from None
