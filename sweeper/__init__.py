@@ -4,6 +4,7 @@ chaotic. The core is batched over K points and imports only torch, numpy and pan
 
 from __future__ import annotations
 
+from . import theory
 from .cells import CELLS, BoundContext, Cell, get_cell
 from .dynamics import DynamicsConfig, DynamicsResult, run_dynamics
 from .errors import SweeperInputError
@@ -33,6 +34,7 @@ __all__ = [
     "measure",
     "memory_capacity",
     "run_dynamics",
+    "theory",
     "top_singular_value",
 ]
 __version__ = "0.1.0"

@@ -12,8 +12,9 @@ import pandas as pd
 from .errors import SweeperInputError
 from .measure import METRIC_COLUMNS
 from .regions import REGIONS, UNCLASSIFIED, RegionRules, classify
+from .theory import MEAN_FIELD_CELLS, MeanFieldDrive
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: orbit_period, asymptotic_states, crossing interval, mean field
 MAP_AXES = ("recurrent_scale", "input_scale", "seq_len", "hidden_size", "seed")
 #: Metric columns averaged in the map (memory_curve is a list per point, not a number).
 MAP_METRICS = tuple(c for family in METRIC_COLUMNS.values() for c in family
@@ -67,7 +68,8 @@ def zero_crossing(x: np.ndarray, mean_lyapunov: np.ndarray) -> float:
 
 
 def region_map(points: pd.DataFrame, x: str, y: str,
-               rules: RegionRules | None = None) -> pd.DataFrame:
+               rules: RegionRules | None = None, *, drive: MeanFieldDrive | None = None
+               ) -> pd.DataFrame:
     """Aggregate classified points per (x, y) cell.
 
     Args:
@@ -80,8 +82,13 @@ def region_map(points: pd.DataFrame, x: str, y: str,
         ``n_<region>`` counts, ``n_not_ok`` (points whose status is not ``ok``),
         ``<metric>_mean`` and ``<metric>_std`` (sample std, NaN for one point) over the
         cell's non-NaN values (a diverged point's metrics are NaN and left out; it counts in
-        ``n_not_ok``) for every metric column present, and ``lyapunov_zero_crossing`` (see
-        :func:`zero_crossing`; per y row, NaN unless x is recurrent_scale).
+        ``n_not_ok``) for every metric column present, ``lyapunov_zero_crossing`` (see
+        :func:`zero_crossing`; per y row, NaN unless x is recurrent_scale) and its seed
+        interval ``lyapunov_zero_crossing_lo`` / ``_hi`` (see :func:`crossing_interval`).
+        With ``drive`` (see :func:`sweeper.theory.mean_field_drive`; None: no theory), also
+        ``lyapunov_mean_field`` (the mean-field lambda_1 averaged over the cell's points) and
+        ``edge_of_chaos_mean_field`` (per y row: g_c at the row's input_scale; NaN unless x is
+        recurrent_scale and the row has one input_scale).
     """
     for axis in (x, y):
         if axis not in points:
@@ -126,4 +133,77 @@ def region_map(points: pd.DataFrame, x: str, y: str,
             crossing[row_index] = zero_crossing(line[x].to_numpy(),
                                                 line["lyapunov_max_mean"].to_numpy())
     result["lyapunov_zero_crossing"] = crossing.to_numpy()
+    low, high = crossing_interval(points, x, y, result)
+    result["lyapunov_zero_crossing_lo"] = low
+    result["lyapunov_zero_crossing_hi"] = high
+    if drive is not None and _theory_applies(points):
+        result = _with_mean_field(result, points, x, y, drive)
     return result.reset_index(drop=True)
+
+
+def crossing_interval(points: pd.DataFrame, x: str, y: str, result: pd.DataFrame
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per map row, the lowest and highest lambda_1 = 0 crossing over the seeds.
+
+    Each seed's curve (its lambda_1 against x, averaged over the other axes within the seed)
+    is crossed like the seed mean (:func:`zero_crossing`); the interval is min..max over the
+    seeds whose curve crosses. Min/max rather than a bootstrap: sweeps have a few seeds, a
+    bootstrap of 3 would be random and optimistic, and when every seed's curve crosses once
+    the seed-mean crossing lies inside this range. One seed gives a zero-width interval.
+
+    Returns:
+        (lo, hi), aligned with ``result``'s rows; NaN where x is not recurrent_scale, there is
+        no lyapunov_max or seed column, or no seed crosses.
+    """
+    low = np.full(len(result), np.nan)
+    high = np.full(len(result), np.nan)
+    if x != "recurrent_scale" or "lyapunov_max" not in points or "seed" not in points:
+        return low, high
+    values = pd.to_numeric(points["lyapunov_max"], errors="coerce").astype(float)
+    curves = (pd.DataFrame({x: points[x], y: points[y], "seed": points["seed"],
+                            "value": values})
+              .groupby([y, "seed", x], sort=True)["value"].mean())
+    per_row: dict[Any, list[float]] = {}
+    for (row, _seed), curve in curves.groupby(level=[0, 1], sort=False):
+        at = zero_crossing(curve.index.get_level_values(x).to_numpy(), curve.to_numpy())
+        per_row.setdefault(row, []).append(at)
+    for i, row in enumerate(result[y].to_numpy()):
+        found = np.asarray(per_row.get(row, []), float)
+        found = found[~np.isnan(found)]
+        if len(found):
+            low[i], high[i] = found.min(), found.max()
+    return low, high
+
+
+def _theory_applies(points: pd.DataFrame) -> bool:
+    """The mean-field columns need both scalings and a tanh cell with Gaussian-like W."""
+    if "recurrent_scale" not in points or "input_scale" not in points:
+        return False
+    return "cell" not in points or bool(points["cell"].isin(MEAN_FIELD_CELLS).all())
+
+
+def _with_mean_field(result: pd.DataFrame, points: pd.DataFrame, x: str, y: str,
+                     drive: MeanFieldDrive) -> pd.DataFrame:
+    """Add ``lyapunov_mean_field`` and ``edge_of_chaos_mean_field`` (see region_map)."""
+    scales = points[["recurrent_scale", "input_scale"]].astype(float)
+    pairs = scales.drop_duplicates()
+    theory = pd.Series(drive.lyapunov(pairs["recurrent_scale"].to_numpy(),
+                                      pairs["input_scale"].to_numpy()),
+                       index=pd.MultiIndex.from_frame(pairs))
+    per_point = theory.reindex(pd.MultiIndex.from_frame(scales)).to_numpy()
+    mean = (pd.DataFrame({x: points[x].to_numpy(), y: points[y].to_numpy(),
+                          "theory": per_point})
+            .groupby([y, x], sort=True)["theory"].mean())
+    result["lyapunov_mean_field"] = mean.reindex(
+        pd.MultiIndex.from_frame(result[[y, x]])).to_numpy()
+    edge = np.full(len(result), np.nan)
+    if x == "recurrent_scale":
+        row_scales = scales.groupby(points[y].to_numpy())["input_scale"].unique()
+        single = {row: v[0] for row, v in row_scales.items() if len(v) == 1}
+        if single:
+            rows = list(single)
+            edges = dict(zip(rows, drive.edge(np.array([single[r] for r in rows])),
+                             strict=True))
+            edge = np.array([edges.get(row, np.nan) for row in result[y]], float)
+    result["edge_of_chaos_mean_field"] = edge
+    return result

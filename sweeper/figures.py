@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .theory import MeanFieldDrive
+
 
 def plot_chaotic_lstm(line: dict, path: str | Path, seq_len: int = 200) -> Path:
     """Three aligned panels over s: orbit diagram of h_1, loss, largest Lyapunov exponent.
@@ -83,7 +85,9 @@ def _plt():
 
 def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path:
     """Heatmap of the majority region per (x, y) cell (shaded by its share), the
-    lyapunov_max = 0 contour of the seed mean, and the interpolated zero crossings."""
+    lyapunov_max = 0 contour of the seed mean, the interpolated zero crossings with the range
+    of the seeds' own crossings, and (when the map has it and y is input_scale) the
+    mean-field edge g_c(sigma) as a dashed line through the rows."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -130,10 +134,23 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
                              colors="black", linewidths=1.2)
         ax.clabel(contour, fmt={0.0: "λ₁ = 0"}, fontsize=8)
     if "lyapunov_zero_crossing" in frame:
-        cross = frame.groupby(y)["lyapunov_zero_crossing"].first().dropna()
+        rows = frame.groupby(y).first()
+        cross = rows["lyapunov_zero_crossing"].dropna()
         if len(cross):
-            ax.plot(cross.to_numpy(float), cross.index.to_numpy(float), "k^", ms=5,
-                    label="λ₁ = 0 (interpolated)")
+            at = cross.to_numpy(float)
+            if "lyapunov_zero_crossing_lo" in rows:
+                spread = np.vstack([at - rows.loc[cross.index, "lyapunov_zero_crossing_lo"],
+                                    rows.loc[cross.index, "lyapunov_zero_crossing_hi"] - at])
+                spread = np.nan_to_num(np.clip(spread.astype(float), 0, None))
+            else:
+                spread = None
+            ax.errorbar(at, cross.index.to_numpy(float), xerr=spread, fmt="k^", ms=5,
+                        capsize=3, lw=1, label="λ₁ = 0 (seed mean; bar: seeds' range)")
+        if "edge_of_chaos_mean_field" in rows and y == "input_scale" and x == "recurrent_scale":
+            edge = rows["edge_of_chaos_mean_field"].dropna()
+            if len(edge):
+                ax.plot(edge.to_numpy(float), edge.index.to_numpy(float), "k--", lw=1.2,
+                        label="mean-field edge g_c(σ)")
     ax.set_xlabel(AXIS_LABELS.get(x, x))
     ax.set_ylabel(AXIS_LABELS.get(y, y))
     if log_y:
@@ -148,9 +165,12 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
     return _save(fig, path)
 
 
-def plot_metrics(points, x: str, group: str, path: str | Path, title: str) -> Path:
+def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
+                 drive: MeanFieldDrive | None = None) -> Path:
     """Each measured metric against ``x``: one line per value of ``group`` (seed mean), with a
-    band from the lowest to the highest seed."""
+    band from the lowest to the highest seed. With ``drive`` (see
+    :func:`sweeper.theory.mean_field_drive`) and x = recurrent_scale, the mean-field lambda_1
+    is drawn dashed beside each measured lambda_1 line."""
     plt = _plt()
     metrics = [m for m in METRIC_LABELS if m in points and points[m].notna().any()]
     if not metrics:
@@ -169,8 +189,12 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str) -> Pa
             line, = ax.plot(stats.index, stats["mean"], lw=1.2, label=label)
             ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(),
                             alpha=0.2, lw=0)
+            if metric == "lyapunov_max" and drive is not None:
+                _draw_mean_field(ax, part, x, group, value, drive, line.get_color())
         if metric == "lyapunov_max":
-            ax.axhline(0.0, color="grey", lw=0.7, ls="--")
+            ax.axhline(0.0, color="grey", lw=0.7, ls=":")
+            if drive is not None:
+                ax.legend(fontsize=7)
         ax.set_ylabel(METRIC_LABELS[metric])
         ax.set_xlabel(AXIS_LABELS.get(x, x))
     for ax in axes.ravel()[len(metrics):]:
@@ -180,6 +204,22 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str) -> Pa
                                title_fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def _draw_mean_field(ax, part, x: str, group: str, value, drive: MeanFieldDrive,
+                     colour) -> None:
+    """The mean-field lambda_1 along x = recurrent_scale at the line's input_scale (dashed);
+    nothing when x is another axis or the line mixes several input scales."""
+    if x != "recurrent_scale" or "input_scale" not in part:
+        return
+    scales = part["input_scale"].astype(float).unique()
+    if len(scales) != 1:
+        return
+    values = part[x].astype(float)
+    gains = np.linspace(values.min(), values.max(), 60)
+    label = "mean field" if value is None else f"mean field, {group} = {value:g}"
+    ax.plot(gains, drive.lyapunov(gains, scales[0]), ls="--", lw=1.0, color=colour,
+            label=label)
 
 
 def _save(fig, path: str | Path) -> Path:

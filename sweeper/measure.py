@@ -34,7 +34,7 @@ METRIC_COLUMNS = {
                   "roughness_tv_random", "loss_lipschitz_random", "loss_curvature_random"],
     "training": ["train_loss", "val_loss", "val_accuracy", "diverged", "steps_to_threshold"],
     "memory": ["memory_capacity", "memory_horizon", "memory_horizon_capped", "attractor_count",
-               "memory_curve"],
+               "orbit_period", "asymptotic_states", "memory_curve"],
 }
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -212,14 +212,16 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         if "memory" in families:
             capacity, curve, ok_mc = memory_capacity(cell_obj, params, input_size, state_size,
                                                      group_seeds, mem)
-            count, ok_attr = attractor_count(cell_obj, params, task_obj.constant_input(),
-                                             state_size, group_seeds, mem)
-            finite &= ok_mc & ok_attr
+            reached = attractor_count(cell_obj, params, task_obj.constant_input(), state_size,
+                                    group_seeds, mem)
+            finite &= ok_mc & reached.finite
             columns["memory_capacity"] = capacity
             columns["memory_curve"] = curve
             columns["memory_horizon"] = result.memory_horizon
             columns["memory_horizon_capped"] = result.memory_horizon_capped
-            columns["attractor_count"] = count
+            columns["attractor_count"] = reached.count
+            columns["orbit_period"] = reached.period
+            columns["asymptotic_states"] = reached.states
 
     if supervised:
         readout = init_readout(task_obj.readout, task_obj.output_size, hidden_size, seeds,

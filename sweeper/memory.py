@@ -1,4 +1,5 @@
-"""Memory metrics: Jaeger's memory capacity and the count of attractors under constant input.
+"""Memory metrics: Jaeger's memory capacity, and the attractors reached under constant input
+(their count, the period of the main one, and the asymptotic states a readout could tell apart).
 (The memory horizon comes out of the dynamics pass, see :mod:`sweeper.dynamics`.)"""
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from .cells._base import Cell
-from .dynamics import rollout
+from .dynamics import drive_function, input_projection, rollout
 from .errors import require
+from .lyapunov import renormalise_
 from .params import CellParams
 from .seeding import generator
 
@@ -30,8 +32,12 @@ class MemoryConfig:
         chunk_bytes: points are processed in chunks whose stored float64 states stay below
             this size (256 MiB by default), so large grids do not exhaust memory.
         attractor_inits: M random initial states, uniform in [-1, 1]^D.
-        attractor_steps: steps under constant input before end states are compared.
-        attractor_tol: two end states are one attractor when their max-abs distance is <= tol.
+        attractor_steps: transient steps under constant input before the end states.
+        attractor_window: W further steps from each end state (its continued orbit), in which
+            periods (up to W // 2), returns and links between runs are looked for.
+        attractor_tol: max-abs distance within which two states count as the same.
+        attractor_chaos: finite-time exponent over the window (nats per step) above which an
+            aperiodic run counts as on a chaotic attractor rather than still moving.
     """
 
     washout: int | None = None
@@ -42,18 +48,23 @@ class MemoryConfig:
     chunk_bytes: int = 2**28
     attractor_inits: int = 16
     attractor_steps: int = 500
+    attractor_window: int = 100
     attractor_tol: float = 1e-2
+    attractor_chaos: float = 0.01
 
     def __post_init__(self):
         require(self.washout is None or (isinstance(self.washout, int) and self.washout >= 1),
                 f"MemoryConfig requires washout >= 1 or None, got washout={self.washout!r}")
-        for name in ("train", "test", "attractor_inits", "attractor_steps"):
+        for name in ("train", "test", "attractor_inits", "attractor_steps", "attractor_window"):
             value = getattr(self, name)
             require(isinstance(value, int) and value >= 1,
                     f"MemoryConfig requires an integer {name} >= 1, got {name}={value!r}")
         require(self.max_delay is None or (isinstance(self.max_delay, int) and self.max_delay >= 1),
                 f"MemoryConfig requires max_delay >= 1 or None, got max_delay={self.max_delay!r}")
         require(self.ridge >= 0, f"MemoryConfig requires ridge >= 0, got ridge={self.ridge!r}")
+        require(self.attractor_chaos >= 0 and math.isfinite(self.attractor_chaos),
+                "MemoryConfig requires a finite attractor_chaos >= 0, "
+                f"got attractor_chaos={self.attractor_chaos!r}")
         require(self.attractor_tol > 0,
                 "MemoryConfig requires attractor_tol > 0, "
                 f"got attractor_tol={self.attractor_tol!r}")
@@ -149,40 +160,167 @@ def _capacity(cell: Cell, params: CellParams, u: Tensor, input_size: int, state_
     return curve.sum(-1), curve, finite
 
 
-def count_clusters(points: Tensor, tol: float) -> Tensor:
-    """Number of clusters among M points (..., M, D): greedy leaders within max-abs ``tol``.
+@dataclass(frozen=True)
+class Attractors:
+    """Where the runs from M random initial states settle, per point; all (G, M).
 
-    A point starts a new cluster unless it lies within ``tol`` of an earlier leader. Batches
-    with any non-finite point give NaN.
+    Attributes:
+        count: attractor_count, the number of distinct attractors (float64).
+        period: orbit_period of the attractor reached from the most initial states: 1 for a
+            fixed point, p for a period-p orbit, 0 when no period <= window / 2 (float64).
+        states: asymptotic_states, end states a readout could tell apart: p for each period-p
+            attractor plus the tol-distinct end states on each aperiodic one (float64).
+        finite: bool, every run stayed finite; the three counts are NaN where it is False.
     """
-    finite = torch.isfinite(points).all(-1).all(-1)
-    clean = torch.where(finite[..., None, None], points, torch.zeros_like(points))
-    close = (clean[..., :, None, :] - clean[..., None, :, :]).abs().amax(-1) <= tol
-    count = clean.shape[-2]
-    leader = torch.zeros(clean.shape[:-1], dtype=torch.bool, device=clean.device)
-    for j in range(count):
-        covered = (close[..., j, :j] & leader[..., :j]).any(-1)
-        leader[..., j] = ~covered
-    result = leader.sum(-1).double()
-    return torch.where(finite, result, torch.full_like(result, math.nan))
+
+    count: Tensor
+    period: Tensor
+    states: Tensor
+    finite: Tensor
 
 
 def attractor_count(cell: Cell, params: CellParams, constant_input: Tensor, state_size: int,
-                    seeds: list[int], config: MemoryConfig) -> tuple[Tensor, Tensor]:
-    """Distinct end states from ``attractor_inits`` random initial states, (G, M) float64.
-
-    The input is held at ``constant_input`` (I,) for ``attractor_steps`` steps; end states
-    closer than ``attractor_tol`` (max-abs) count as one. Several attractors mean memory through
-    multistability; a chaotic attractor shows up as many distinct end states. Returns
-    (count, finite).
-    """
+                    seeds: list[int], config: MemoryConfig) -> Attractors:
+    """:func:`attractors` from ``attractor_inits`` initial states drawn uniformly in [-1, 1]^D
+    per seed (the points of a seed share them), under ``constant_input`` (I,)."""
     groups, members = params.recurrent_scale.shape
     inits = config.attractor_inits
     x0 = torch.stack([torch.rand(inits, state_size, generator=generator(s, "attractor-states"),
                                  dtype=torch.float64) * 2 - 1 for s in seeds])
     x0 = x0[:, None].expand(groups, members, inits, state_size).to(params.device, params.dtype)
-    inputs = constant_input.reshape(1, 1, 1, -1).expand(1, inits, config.attractor_steps, -1)
-    end = rollout(cell, params, inputs.to(params.device), x0,
-                  keep_from=config.attractor_steps - 1)[..., 0, :]
-    finite = torch.isfinite(end).all(-1).all(-1)
-    return count_clusters(end.double(), config.attractor_tol), finite
+    return attractors(cell, params, constant_input, x0, config)
+
+
+def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tensor,
+               config: MemoryConfig) -> Attractors:
+    """Count the attractors reached from the initial states x0 (G, M, B, D), input held at
+    ``constant_input`` (I,).
+
+    Each run makes ``attractor_steps`` transient steps to its end state e_i, then W =
+    ``attractor_window`` more steps (its continued orbit). Closeness is max-abs distance
+    <= ``attractor_tol``, compared in float64. Per run i:
+
+    - period p_i: the smallest p <= W // 2 such that the orbit is back within tol of e_i at
+      every multiple of p in the window, and e_i is within tol of the orbit's limit, judged
+      from the drift over the window and the contraction rate (see :func:`_periods`): a slow
+      drift is no fixed point; 0 if none;
+    - recurrent: aperiodic, but the orbit leaves the tol-ball around e_i and comes back
+      (quasi-periodic, or a period longer than W / 2);
+    - chaotic: aperiodic, and the finite-time exponent of a tangent vector over the window
+      exceeds ``attractor_chaos`` (nats per step);
+    - on an attractor when periodic, recurrent or chaotic. Any other run is still moving
+      (converging slowly, or a transient longer than the protocol) and is left out: it
+      never adds an attractor.
+
+    Runs i and j share an attractor when both are on one and the continued orbit of either
+    comes within tol of the other's end state; the attractors are the connected components
+    of that relation, so the p phases of a periodic orbit are one attractor. When no run is on
+    an attractor, count is 1 (nothing settled, and nothing tells the runs apart as
+    multistable), period 0, and states the tol-distinct end states.
+
+    A high-dimensional chaotic attractor is seldom revisited within tol in W steps, so its
+    runs may count as several attractors; such points are chaotic (region II) by lambda_1
+    anyway.
+
+    Example:
+        x' = tanh(w x) with w < -1 has the period-2 orbit {x*, -x*}: count 1, period 2,
+        states 2; with w > 1 the fixed points +-x*: count 2, period 1, states 2.
+    """
+    groups, members, inits, size = x0.shape
+    window, tol = config.attractor_window, config.attractor_tol
+    device = params.device
+    inputs = constant_input.reshape(1, 1, 1, -1).expand(1, inits, 1, -1).to(device)
+    drive = drive_function(params, input_projection(params, inputs))(0)
+    x = x0.to(device, params.dtype)
+    for _ in range(config.attractor_steps):
+        x, _ = cell.step(params, x, drive)
+    end = x.double()
+    end_sq = (end**2).sum(-1)
+    finite = torch.isfinite(end).all(-1)
+    # A fixed, generic start direction for the tangent (the exponent forgets it).
+    v = torch.linspace(1.0, 2.0, size, dtype=params.dtype, device=device)
+    v = (v / v.norm()).expand(groups, members, inits, 1, size).clone()
+    growth = torch.zeros(groups, members, inits, dtype=torch.float64, device=device)
+    away = torch.empty(window, groups, members, inits, dtype=torch.float64, device=device)
+    linked = torch.zeros(groups, members, inits, inits, dtype=torch.bool, device=device)
+    for w in range(window):
+        x, _, v = cell.step_tangent(params, x, drive, v)
+        growth += renormalise_(v)[..., 0].double()
+        state = x.double()
+        finite &= torch.isfinite(state).all(-1)
+        away[w] = (state - end).abs().amax(-1)
+        # max-abs <= tol implies squared distance <= D tol^2: a cheap screen by one product,
+        # so the exact check runs only for the few pairs that pass it and are not yet linked.
+        state_sq = (state**2).sum(-1)
+        square = state_sq[..., :, None] + end_sq[..., None, :] - 2 * state @ end.mT
+        slack = 1e-9 * (state_sq[..., :, None] + end_sq[..., None, :])
+        screen = (square <= size * tol**2 + slack) & ~linked
+        rows = screen.any(-1).nonzero(as_tuple=True)
+        if rows[0].numel():
+            near = (state[rows][:, None, :] - end[rows[:2]]).abs().amax(-1) <= tol
+            linked[rows] |= near
+    return _settle(away, linked, growth / window, end, finite, config)
+
+
+def _periods(away: Tensor, exponent: Tensor, tol: float) -> Tensor:
+    """Smallest p <= W // 2 at whose every multiple the run is back within tol of its end
+    state (``away`` (W, ...) is the distance to it) and whose end state is within tol of its
+    limit; 0 if none.
+
+    The second test judges convergence: with k = W // p, the drift d = away[k p - 1] over k
+    periods and the contraction q = exp(min(exponent, 0) k p) over them, the end state lies
+    about d / (1 - q) from the limit. A neutral orbit (q = 1) must repeat to rounding.
+    """
+    window = away.shape[0]
+    period = torch.zeros(away.shape[1:], dtype=torch.long, device=away.device)
+    for p in range(window // 2, 0, -1):
+        span = window // p * p
+        shrink = torch.exp(exponent.clamp(max=0) * span)
+        converged = away[span - 1] <= tol * (1 - shrink).clamp(min=1e-6)
+        period = torch.where((away[p - 1::p] <= tol).all(0) & converged, p, period)
+    return period
+
+
+def _settle(away: Tensor, linked: Tensor, exponent: Tensor, end: Tensor, finite: Tensor,
+            config: MemoryConfig) -> Attractors:
+    """Attractors as connected components of ``linked`` (..., B, B) among settled runs."""
+    inits = end.shape[-2]
+    period = _periods(away, exponent, config.attractor_tol)
+    back = away <= config.attractor_tol
+    left = (~back).to(torch.uint8).cummax(0).values.bool()  # has left the tol-ball by w
+    returned = (back[1:] & left[:-1]).any(0)
+    aperiodic = period == 0
+    settled = ~aperiodic | returned | (exponent > config.attractor_chaos)
+    settled &= torch.isfinite(end).all(-1)
+    pair = settled[..., :, None] & settled[..., None, :]
+    eye = torch.eye(inits, dtype=torch.bool, device=end.device)
+    reach = (linked | linked.mT | eye) & pair
+    for _ in range(max(1, math.ceil(math.log2(inits)))):
+        reach = reach | ((reach.double() @ reach.double()) > 0)
+    earlier = torch.ones(inits, inits, dtype=torch.bool, device=end.device).tril(-1)
+    first = settled & ~(reach & earlier).any(-1)  # the first run of each attractor
+    count = first.sum(-1)
+    period_of = (reach * period[..., None, :]).amax(-1)  # the period of each run's attractor
+    size_of = reach.sum(-1)
+    rank = torch.arange(inits, 0, -1, device=end.device)
+    score = torch.where(first, size_of * (inits + 1) + rank, torch.zeros_like(size_of))
+    largest = score.argmax(-1, keepdim=True)
+    point_period = torch.where(count > 0, period_of.gather(-1, largest)[..., 0], 0)
+    # Aperiodic attractors show as many end states as are tol-distinct; with nothing settled,
+    # all runs form the one unconfirmed attractor.
+    none = (count == 0)[..., None]
+    member = torch.where(none, torch.ones_like(settled), settled & (period_of == 0))
+    same = torch.where(none[..., None], torch.ones_like(reach), reach)
+    close = (end[..., :, None, :] - end[..., None, :, :]).abs().amax(-1) <= config.attractor_tol
+    leader = torch.zeros_like(settled)
+    for j in range(inits):
+        covered = (close[..., j, :j] & same[..., j, :j] & leader[..., :j]).any(-1)
+        leader[..., j] = member[..., j] & ~covered
+    phases = torch.where(first, period_of, 0).sum(-1) + leader.sum(-1)
+    ok = finite.all(-1)
+    nan = torch.full(ok.shape, math.nan, dtype=torch.float64, device=end.device)
+
+    def masked(value: Tensor) -> Tensor:
+        return torch.where(ok, value.double(), nan)
+
+    return Attractors(masked(count.clamp(min=1)), masked(point_period), masked(phases), ok)

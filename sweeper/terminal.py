@@ -18,7 +18,8 @@ def render_map(frame: pd.DataFrame, x: str, y: str, *, colour: bool = False) -> 
     """Rows are ``y`` values (largest on top), columns ``x`` values (smallest on the left).
 
     Returns a multi-line string: the grid, the x range, a legend with counts, and, where the
-    map has them, the interpolated lambda_1 = 0 crossings per row.
+    map has them, the interpolated lambda_1 = 0 crossings per row with the range of the
+    seeds' own crossings and the mean-field edge g_c.
     """
     xs = sorted(frame[x].unique())
     ys = sorted(frame[y].unique(), reverse=True)
@@ -40,7 +41,17 @@ def render_map(frame: pd.DataFrame, x: str, y: str, *, colour: bool = False) -> 
         legend.append(f"{shown} {name} ({int(counts.get(name, 0))} cells)")
     lines.append("  ".join(legend))
     if "lyapunov_zero_crossing" in frame:
-        cross = frame.groupby(y)["lyapunov_zero_crossing"].first().dropna()
-        for value, at in sorted(cross.items(), reverse=True):
-            lines.append(f"lambda_1 = 0 at {x} = {at:.4g} for {y} = {_fmt(value)}")
+        rows = frame.groupby(y).first()
+        for value, row in rows.sort_index(ascending=False).iterrows():
+            at = row["lyapunov_zero_crossing"]
+            if np.isnan(at):
+                continue
+            text = f"lambda_1 = 0 at {x} = {at:.4g}"
+            low, high = row.get("lyapunov_zero_crossing_lo"), row.get("lyapunov_zero_crossing_hi")
+            if low is not None and np.isfinite(low):
+                text += f" (seeds {low:.3g} .. {high:.3g})"
+            edge = row.get("edge_of_chaos_mean_field")
+            if edge is not None and np.isfinite(edge):
+                text += f", mean field {edge:.3g}"
+            lines.append(f"{text} for {y} = {_fmt(value)}")
     return "\n".join(lines)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from sweeper import CELLS, CellParams, DynamicsConfig, run_dynamics
+from sweeper import CELLS, CellParams, DynamicsConfig, run_dynamics, theory
 from sweeper.measure import build_params
 
 F64 = torch.float64
@@ -62,17 +60,7 @@ def dynamics(cell: str, params: CellParams, steps: int, seq_len: int, *, x0=None
     return run_dynamics(cell_obj, params, inputs, x0, seq_len, cfg, seeds)
 
 
-def mean_field_lyapunov(gain: float, sigma: float = 0.0, nodes: int = 121) -> float:
-    """lambda_1 of x' = tanh(g J x + sigma xi) in the large-H limit (Molgedey et al. 1992):
-    q = g^2 E[tanh^2(sqrt(q) z)] + sigma^2, lambda = 1/2 log(g^2 E[sech^4(sqrt(q) z)]),
-    expectations by Gauss-Hermite quadrature (probabilists' weights)."""
-    z, w = np.polynomial.hermite_e.hermegauss(nodes)
-    w = w / math.sqrt(2 * math.pi)
-    q = 1.0
-    for _ in range(5000):
-        q_new = gain**2 * np.sum(w * np.tanh(math.sqrt(q) * z) ** 2) + sigma**2
-        if abs(q_new - q) < 1e-14:
-            break
-        q = q_new
-    sech4 = (1.0 / np.cosh(math.sqrt(q) * z)) ** 4
-    return 0.5 * math.log(gain**2 * np.sum(w * sech4))
+def mean_field_lyapunov(gain: float, sigma: float = 0.0) -> float:
+    """lambda_1 of x' = tanh(g J x + sigma xi) in the large-H limit (independent noise per
+    unit; see sweeper.theory)."""
+    return float(theory.mean_field_lyapunov(gain, sigma))

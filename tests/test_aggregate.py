@@ -203,7 +203,7 @@ def _compatible(arrow: str, duck: str) -> bool:
 
 def test_region_map_metadata_holds_schema_version_and_config(sweep):
     meta = pq.read_schema(sweep / "region_map.parquet").metadata
-    assert meta[b"sweeper.schema_version"] == b"1"
+    assert meta[b"sweeper.schema_version"] == b"2"
     config = json.loads(meta[b"sweeper.sweep"])
     assert config["name"] == "smoke" and config["cell"] == "rnn_tanh"
     assert json.loads(meta[b"sweeper.map"]) == {"x": "recurrent_scale", "y": "input_scale"}
@@ -383,3 +383,60 @@ def test_ui_on_a_taken_port_exits_2_with_the_reason(sweep):
     assert result.returncode == 2
     assert f"did not start on 127.0.0.1:{port}" in result.stderr
     assert "address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def _crossing_points(crossings_by_seed, xs=(0.0, 1.0, 2.0, 3.0), input_scale=1.0):
+    """Per seed a straight lambda_1 = x - c line, so each seed crosses exactly at c."""
+    rows = [(x, input_scale, seed, x - c, 1, 10) for seed, c in enumerate(crossings_by_seed)
+            for x in xs]
+    return _points(rows)
+
+
+def test_crossing_interval_is_the_range_of_the_seeds_crossings():
+    frame = region_map(_crossing_points([1.2, 1.8, 1.5]), "recurrent_scale", "input_scale")
+    row = frame.iloc[0]
+    assert row["lyapunov_zero_crossing"] == pytest.approx(1.5)  # the seed mean x - 1.5
+    assert row["lyapunov_zero_crossing_lo"] == pytest.approx(1.2)
+    assert row["lyapunov_zero_crossing_hi"] == pytest.approx(1.8)
+
+
+def test_one_seed_gives_a_zero_width_interval_and_no_crossing_gives_nan():
+    one = region_map(_crossing_points([1.3]), "recurrent_scale", "input_scale").iloc[0]
+    assert one["lyapunov_zero_crossing_lo"] == one["lyapunov_zero_crossing_hi"] \
+        == pytest.approx(1.3)
+    never = region_map(_crossing_points([5.0, 6.0]), "recurrent_scale", "input_scale")
+    assert never[["lyapunov_zero_crossing", "lyapunov_zero_crossing_lo",
+                  "lyapunov_zero_crossing_hi"]].isna().all().all()
+
+
+def test_mean_field_columns_only_with_a_drive():
+    from sweeper.theory import MeanFieldDrive, edge_of_chaos, mean_field_lyapunov
+
+    points = _crossing_points([1.2], xs=(0.5, 2.0), input_scale=0.5)
+    plain = region_map(points, "recurrent_scale", "input_scale")
+    assert "lyapunov_mean_field" not in plain
+    frame = region_map(points, "recurrent_scale", "input_scale",
+                       drive=MeanFieldDrive(input_std=2.0))  # sigma = 0.5 * 2 = 1
+    np.testing.assert_allclose(frame["lyapunov_mean_field"],
+                               mean_field_lyapunov([0.5, 2.0], 1.0, shared=True), atol=1e-12)
+    np.testing.assert_allclose(frame["edge_of_chaos_mean_field"],
+                               edge_of_chaos(1.0, shared=True), atol=1e-12)
+    lstm = region_map(points.assign(cell="lstm"), "recurrent_scale", "input_scale",
+                      drive=MeanFieldDrive(input_std=2.0))
+    assert "lyapunov_mean_field" not in lstm
+
+
+def test_map_text_and_plot_show_the_interval_and_the_mean_field_edge(tmp_path):
+    from sweeper.figures import plot_metrics, plot_region_map
+    from sweeper.terminal import render_map
+    from sweeper.theory import MeanFieldDrive
+
+    points = _crossing_points([1.2, 1.8])
+    drive = MeanFieldDrive(input_std=0.5)
+    frame = region_map(points, "recurrent_scale", "input_scale", drive=drive)
+    text = render_map(frame, "recurrent_scale", "input_scale")
+    assert "at recurrent_scale = 1.5 (seeds 1.2 .. 1.8), mean field 1.5" in text
+    assert plot_region_map(frame, "recurrent_scale", "input_scale", tmp_path / "m.png",
+                           "t").stat().st_size > 0
+    assert plot_metrics(points, "recurrent_scale", "input_scale", tmp_path / "p.png", "t",
+                        drive=drive).stat().st_size > 0

@@ -219,3 +219,24 @@ def test_every_supervised_task_gives_a_finite_loss_through_the_objective(name):
     loss = objective(theta)
     assert loss.shape == (2,) and torch.isfinite(loss).all()
     torch.testing.assert_close(loss, again(theta), rtol=0, atol=0)
+
+
+def test_adding_loss_of_a_zero_readout_is_the_mean_squared_target():
+    # The target y = v1 + v2 with v1, v2 ~ U[0, 1) independent: E[y^2] = 2 (1/12) + 1^2 = 7/6,
+    # Var[y^2] = E[y^4] - (7/6)^2 = 31/15 - 49/36. A zero readout answers 0, so its MSE is
+    # exactly the batch mean of y^2 (to rounding, 1e-12), and over B = 20000 sequences that
+    # mean lies within 0.025 of 7/6 (about 4 standard errors of 0.0059).
+    from sweeper.model import Readout
+
+    task, hidden, size, seq_len = get_task("adding"), 4, 20000, 20
+    b = task.batch(seed=0, split="train", batch_size=size, seq_len=seq_len)
+    one = torch.ones(1, 1, dtype=F64)
+    params = build_params(CELLS["lstm"], hidden, task.input_size, [0], one, one, F64,
+                          torch.device("cpu"))
+    zero = Readout(torch.zeros(1, 1, hidden, dtype=F64), torch.zeros(1, 1, dtype=F64), 1)
+    x0 = torch.zeros(1, 1, size, 2 * hidden, dtype=F64)
+    pred = outputs(CELLS["lstm"], params, zero, b.inputs[None], x0, hidden)
+    loss, _ = task_loss(task.loss_kind, pred, b.targets[None, None], b.mask)
+    target = b.targets[:, -1, 0]
+    assert loss.item() == pytest.approx((target**2).mean().item(), rel=1e-12)
+    assert abs(loss.item() - 7 / 6) < 0.025

@@ -81,3 +81,14 @@ def test_sine_and_teacher_batches_have_documented_shapes_and_truth():
     assert not torch.equal(batch.inputs, teacher.batch(1, "train", 4, 20).inputs)
     with pytest.raises(SweeperInputError, match="seq_len > washout"):
         teacher.check_seq_len(5)
+
+
+@pytest.mark.parametrize(("task", "cell", "hidden"), [("teacher", "rnn_tanh", 8),
+                                                      ("chaotic_lstm", "lstm", 2)])
+def test_loss_is_exactly_zero_at_the_reference_scale(task, cell, hidden):
+    # Both tasks take their targets from the network itself at reference_scale (the teacher's
+    # own draw; theta* at s = 1), so there the student reproduces them bit for bit.
+    scale = get_task(task).reference_scale
+    frame = measure(cell, hidden, task=task, recurrent_scale=[scale], metrics=["landscape"],
+                    dtype="float64", seq_len=50)
+    assert frame.loss.tolist() == [0.0]

@@ -1,0 +1,269 @@
+"""Mean-field theory of the random tanh network, to set beside the measured lambda_1.
+
+Network (the rnn_tanh and orthogonal cells with the `noise` task)::
+
+    x_i(t+1) = tanh(h_i(t)),   h_i(t) = g sum_j W_ij x_j(t) + a sum_c U_ic u_c(t)
+
+with W_ij ~ N(0, 1/H) (orthogonal cell: W Haar-orthogonal, whose entries also have variance
+1/H and which keeps |W x| = |x|, so the recursions below are the same), U_ic ~ N(0, 1/I) drawn
+once per unit, u_c(t) ~ N(0, input_std^2) i.i.d. over time and channels, g =
+recurrent_scale, a = input_scale, I = input_size. Define the drive strength
+sigma = a * input_std: each unit's input term a (U u(t))_i has variance sigma^2 on average
+over units and time.
+
+Derivation (large H; W treated as independent of the states it multiplies). Given the
+inputs up to t, the recurrent field g (W x)_i is Gaussian over units with variance g^2 q_t,
+q_t = |x(t)|^2 / H; the input field a (U u(t))_i is, given u(t), Gaussian over units with
+variance a^2 |u(t)|^2 / I and independent of the recurrent field (U is independent of W).
+So h_i(t) ~ N(0, Q_t) over units, and with F(Q) = E_z[tanh^2(sqrt(Q) z)], z ~ N(0, 1),
+
+    Q_{t+1} = g^2 F(Q_t) + sigma^2 xi_{t+1},   xi = |u|^2 / (I input_std^2) ~ chi^2_I / I.
+
+A tangent vector obeys v(t+1) = diag(sech^2(h(t))) g W v(t); (W v)_i is Gaussian with variance
+|v|^2 / H, independent of h_i, so |v(t+1)|^2 / |v(t)|^2 -> g^2 G(Q_t), G(Q) =
+E_z[sech^4(sqrt(Q) z)], and lambda_1 is the time average of 1/2 log(g^2 G(Q_t)).
+
+* Independent noise per unit (Molgedey, Schuchhardt & Schuster 1992): each unit has its own
+  noise, so xi is replaced by its mean 1: Q is the fixed point of Q = g^2 F(Q) + sigma^2 and
+  lambda_1 = 1/2 log(g^2 G(Q)). This is also the I -> infinity limit of the shared case.
+* Shared input (Massar & Massar 2013; what the `noise` task does): all units see the same
+  u(t), so xi_t fluctuates in time (for I = 1 it is z^2, often near 0) and Q_t is a Markov
+  chain driven by the input sequence. By ergodicity lambda_1 = E_pi[1/2 log(g^2 G(Q))] under
+  its stationary law pi. With per-unit Gaussian U the shared input does not shift the mean of
+  h over units (the mean of U_i over units vanishes as H grows); it modulates the variance.
+  Steps with little input power leave the network nearly autonomous (more expanding), so
+  the edge g_c(sigma) moves less than with independent noise of the same mean power.
+
+Numerics: F and G by Gauss-Hermite quadrature (81 nodes, probabilists' weights) where the
+integrand is smooth on the node spacing (Q <= 1/2), and by the trapezoidal rule in
+y = sqrt(Q) z otherwise (the sech factors decay like exp(-2|y|), so that rule converges
+geometrically; Gauss-Hermite in z would miss the narrow peak of sech^4(sqrt(Q) z)). The
+independent fixed point is found by bisection (Q -> g^2 F(Q) + sigma^2 - Q is concave, >= 0 at
+0). The stationary law pi is carried by N equal-weight atoms: each step maps every atom through
+the recursion for every quadrature node of xi (generalised Gauss-Laguerre, Golub-Welsch) and
+keeps the N mid-quantiles of the result; this is deterministic, unlike a simulation of the chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MeanFieldDrive", "edge_of_chaos", "mean_field_drive", "mean_field_lyapunov",
+           "stationary_variance"]
+
+#: Cells whose recurrent weights have i.i.d.-like entries of variance 1/H and tanh units.
+MEAN_FIELD_CELLS = ("rnn_tanh", "orthogonal")
+#: Defaults of the noise task (tasks/noise.py; tests/test_theory.py checks they agree).
+NOISE_DEFAULTS = {"input_size": 1, "input_std": 1.0}
+
+_Z, _W = np.polynomial.hermite_e.hermegauss(81)
+_W = _W / math.sqrt(2 * math.pi)
+_Y = np.linspace(-20.0, 20.0, 401)  # step 0.1; sech^2(20) ~ 2e-17
+_DY = _Y[1] - _Y[0]
+_GH_MAX_Q = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanFieldDrive:
+    """What the theory needs from a sweep: the input statistics and how units share them.
+
+    Attributes:
+        input_std: standard deviation of each input channel (sigma = input_scale * input_std).
+        input_size: number of input channels I.
+        shared: True when all units see the same input through fixed weights (the noise
+            task); False for independent noise per unit.
+    """
+
+    input_std: float
+    input_size: int = 1
+    shared: bool = True
+
+    def sigma(self, input_scale):
+        """sigma of the drive for ``input_scale`` (array-like)."""
+        return np.asarray(input_scale, dtype=float) * self.input_std
+
+    def lyapunov(self, recurrent_scale, input_scale) -> np.ndarray:
+        """Mean-field lambda_1 at the sweep's (recurrent_scale, input_scale)."""
+        return mean_field_lyapunov(recurrent_scale, self.sigma(input_scale),
+                                   shared=self.shared, input_size=self.input_size)
+
+    def edge(self, input_scale) -> np.ndarray:
+        """Mean-field edge of chaos (a recurrent_scale) at ``input_scale``."""
+        return edge_of_chaos(self.sigma(input_scale), shared=self.shared,
+                             input_size=self.input_size)
+
+
+def mean_field_drive(cell: str, task: str, task_params: Mapping[str, Any] | None = None
+                     ) -> MeanFieldDrive | None:
+    """The drive of a sweep if the theory applies to it (tanh cells under the noise task).
+
+    Returns:
+        A :class:`MeanFieldDrive` (shared input) or None ("no theory").
+    """
+    if cell not in MEAN_FIELD_CELLS or task != "noise":
+        return None
+    params = {**NOISE_DEFAULTS, **dict(task_params or {})}
+    return MeanFieldDrive(float(params["input_std"]), int(params["input_size"]), shared=True)
+
+
+def _sech(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-2.0 * np.abs(x))
+    return 2.0 * np.sqrt(e) / (1.0 + e)
+
+
+def _expectations(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """F(Q) = E[tanh^2(sqrt(Q) z)] and G(Q) = E[sech^4(sqrt(Q) z)], elementwise (Q >= 0)."""
+    q = np.asarray(q, dtype=float)
+    root = np.sqrt(np.maximum(q, 0.0))[..., None]
+    sech2_gh = _sech(root * _Z) ** 2
+    f_gh = np.sum(_W * (1.0 - sech2_gh), axis=-1)
+    g_gh = np.sum(_W * sech2_gh**2, axis=-1)
+    wide = np.maximum(root, math.sqrt(_GH_MAX_Q))  # the trapezoid branch is used only there
+    density = np.exp(-0.5 * (_Y / wide) ** 2) * (_DY / (wide * math.sqrt(2 * math.pi)))
+    sech2_y = _sech(_Y) ** 2
+    f_tr = 1.0 - np.sum(density * sech2_y, axis=-1)
+    g_tr = np.sum(density * sech2_y**2, axis=-1)
+    use_gh = q <= _GH_MAX_Q
+    return np.where(use_gh, f_gh, f_tr), np.where(use_gh, g_gh, g_tr)
+
+
+def stationary_variance(g, sigma) -> np.ndarray:
+    """Independent-noise fixed point Q* of Q = g^2 F(Q) + sigma^2 (the largest root; 0 for
+    g <= 1, sigma = 0), by 80 bisection steps on [0, g^2 + sigma^2]."""
+    g2, s2 = np.broadcast_arrays(np.asarray(g, float) ** 2, np.asarray(sigma, float) ** 2)
+    lo, hi = np.zeros_like(g2), g2 + s2 + 1e-300
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        above = g2 * _expectations(mid)[0] + s2 - mid >= 0
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return lo
+
+
+def _input_power_nodes(input_size: int, nodes: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature for xi ~ chi^2_I / I = (2 / I) Gamma(I / 2): Gauss-Laguerre with weight
+    x^(I/2 - 1) e^(-x) by Golub-Welsch (numpy has only alpha = 0)."""
+    alpha = input_size / 2 - 1
+    k = np.arange(nodes)
+    off = np.sqrt(np.arange(1, nodes) * (np.arange(1, nodes) + alpha))
+    jacobi = np.diag(2 * k + alpha + 1.0) + np.diag(off, 1) + np.diag(off, -1)
+    x, vectors = np.linalg.eigh(jacobi)
+    return x * (2.0 / input_size), vectors[0] ** 2
+
+
+def _shared_lyapunov(g2: np.ndarray, s2: np.ndarray, input_size: int, atoms: int = 200,
+                     steps: int = 60, tol: float = 1e-10) -> np.ndarray:
+    """E_pi[1/2 log(g^2 G(Q))] for the chain Q' = g^2 F(Q) + sigma^2 xi; g2, s2: (K,)."""
+    xi, weight = _input_power_nodes(input_size)
+    k = len(g2)
+    q = np.repeat(stationary_variance(np.sqrt(g2), np.sqrt(s2))[:, None], atoms, axis=1)
+    levels = (np.arange(atoms) + 0.5) / atoms + np.arange(k)[:, None]  # row offset k
+    cell_weight = np.broadcast_to(weight / atoms, (atoms, len(xi))).ravel()
+    for _ in range(steps):
+        mapped = g2[:, None] * _expectations(q)[0]
+        candidates = (mapped[:, :, None] + s2[:, None, None] * xi).reshape(k, -1)
+        order = np.argsort(candidates, axis=1)
+        values = np.take_along_axis(candidates, order, axis=1)
+        cum = np.cumsum(cell_weight[order], axis=1)
+        cum = cum / cum[:, -1:] + np.arange(k)[:, None]
+        index = np.searchsorted(cum.ravel(), levels.ravel()).reshape(k, atoms)
+        index = np.minimum(index - np.arange(k)[:, None] * candidates.shape[1],
+                           candidates.shape[1] - 1)
+        new = np.take_along_axis(values, index, axis=1)
+        change = np.max(np.abs(new - q)) if new.size else 0.0
+        q = new
+        if change < tol:
+            break
+    with np.errstate(divide="ignore"):
+        return np.mean(0.5 * np.log(g2[:, None] * _expectations(q)[1]), axis=1)
+
+
+def mean_field_lyapunov(g, sigma=0.0, *, shared: bool = False, input_size: int = 1
+                        ) -> np.ndarray:
+    """Mean-field largest Lyapunov exponent (nats/step) of the driven random tanh network.
+
+    Args:
+        g: recurrent gain(s) >= 0 (array-like; broadcast with ``sigma``).
+        sigma: drive strength(s) >= 0 (input_scale * input_std).
+        shared: False: independent noise per unit (Molgedey et al. 1992); True: one input of
+            ``input_size`` channels shared by all units through fixed Gaussian weights.
+        input_size: I, channels of the shared input (ignored when not shared).
+
+    Returns:
+        lambda_1 with the broadcast shape of (g, sigma); -inf at g = 0.
+
+    Raises:
+        ValueError: negative g or sigma, or input_size < 1.
+
+    Example:
+        >>> float(mean_field_lyapunov(0.5))  # log 0.5
+        -0.6931...
+    """
+    g, sigma = np.broadcast_arrays(np.asarray(g, float), np.asarray(sigma, float))
+    if np.any(g < 0) or np.any(sigma < 0):
+        raise ValueError(f"mean_field_lyapunov requires g >= 0 and sigma >= 0, got g={g!r}, "
+                         f"sigma={sigma!r}")
+    if input_size < 1:
+        raise ValueError(f"mean_field_lyapunov requires input_size >= 1, got {input_size!r}")
+    g2, s2 = g.ravel() ** 2, sigma.ravel() ** 2
+    if shared:
+        result = _shared_lyapunov(g2, s2, int(input_size))
+    else:
+        with np.errstate(divide="ignore"):
+            result = 0.5 * np.log(g2 * _expectations(stationary_variance(g.ravel(),
+                                                                          sigma.ravel()))[1])
+    return result.reshape(g.shape)
+
+
+def edge_of_chaos(sigma, *, shared: bool = False, input_size: int = 1,
+                  tol: float = 1e-6) -> np.ndarray:
+    """The gain g_c(sigma) where the mean-field lambda_1 crosses 0 (bisection in g).
+
+    g_c(0) = 1 exactly: with no drive Q* = 0 for g <= 1, so lambda_1 = log g. For sigma > 0
+    lambda_1 < log g, so g_c > 1; the bracket [1, 2] doubles until lambda_1 > 0 at its top.
+
+    Args:
+        sigma: drive strength(s) >= 0 (array-like). shared, input_size: as in
+            :func:`mean_field_lyapunov`. tol: absolute tolerance on g_c.
+
+    Returns:
+        g_c with the shape of ``sigma``.
+    """
+    sigma = np.asarray(sigma, dtype=float)
+    flat = sigma.ravel()
+    found = np.ones_like(flat)
+    todo = flat > 0
+    if todo.any():
+        s = flat[todo]
+
+        def rate(g):
+            return mean_field_lyapunov(g, s, shared=shared, input_size=input_size)
+
+        lo, hi = np.ones_like(s), np.full_like(s, 2.0)
+        f_lo, f_hi = rate(lo), rate(hi)
+        while np.any(grow := f_hi <= 0):
+            lo, f_lo = np.where(grow, hi, lo), np.where(grow, f_hi, f_lo)
+            hi = np.where(grow, 2 * hi, hi)
+            f_hi = rate(hi)
+        # Illinois (regula falsi that halves the value kept twice in a row): lambda_1 is
+        # smooth in g, so this needs a handful of chain evaluations where bisection needs 20.
+        last = np.zeros_like(s)
+        for _ in range(100):
+            if np.max(hi - lo) <= tol:
+                break
+            mid = np.clip(hi - f_hi * (hi - lo) / (f_hi - f_lo), lo, hi)
+            f_mid = rate(mid)
+            chaotic = f_mid > 0
+            f_lo = np.where(~chaotic & (last == -1), 0.5 * f_lo, f_lo)
+            f_hi = np.where(chaotic & (last == 1), 0.5 * f_hi, f_hi)
+            lo, f_lo = np.where(chaotic, lo, mid), np.where(chaotic, f_lo, f_mid)
+            hi, f_hi = np.where(chaotic, mid, hi), np.where(chaotic, f_mid, f_hi)
+            last = np.where(chaotic, 1, -1)
+            done = np.abs(f_mid) < 1e-10
+            lo, hi = np.where(done, mid, lo), np.where(done, mid, hi)
+        found[todo] = 0.5 * (lo + hi)
+    return found.reshape(sigma.shape)

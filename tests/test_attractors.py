@@ -1,0 +1,122 @@
+"""Attractor counts, orbit periods and asymptotic states against maps whose orbits are known
+exactly, through the batched core that measure() calls."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import F64, params_from
+
+from sweeper import CELLS, MemoryConfig, attractor_count, measure
+from sweeper.memory import attractors
+from tasks.chaotic_lstm import THETA_STAR
+
+ZERO = torch.zeros(1, dtype=F64)
+
+
+def _found(cell, params, size, config=None):
+    found = attractor_count(CELLS[cell], CELLS[cell].prepare(params), ZERO, size, [0],
+                            config or MemoryConfig())
+    assert found.finite.all()
+    return found.count[0].tolist(), found.period[0].tolist(), found.states[0].tolist()
+
+
+def test_one_unit_tanh_maps_fixed_points_and_period_two():
+    # x' = tanh(w x): w = 0.5 has the single fixed point 0; w = 2 and 3 the two stable fixed
+    # points +-x* (x* = tanh(w x*)); w = -2 the one period-2 orbit {x*, -x*}, whose two
+    # phases are one attractor but two states a readout can tell apart.
+    params = params_from([[1.0]], recurrent_scale=[0.5, 2.0, 3.0])
+    assert _found("rnn_tanh", params, 1) == ([1.0, 2.0, 2.0], [1.0, 1.0, 1.0], [1.0, 2.0, 2.0])
+    count, period, states = _found("rnn_tanh", params_from([[-2.0]]), 1)
+    assert (count, period, states) == ([1.0], [2.0], [2.0])
+
+
+def test_two_unit_rotation_through_tanh_has_one_period_four_orbit():
+    # x' = tanh(w R x), R the rotation by pi / 2, w = 2: (x1, x2) -> (-tanh(w x2), tanh(w x1))
+    # maps the corners (c, c) -> (-c, c) -> (-c, -c) -> (c, -c) -> (c, c), c = tanh(w c); every
+    # coordinate is pulled to +-c (the stable fixed points of tanh(w .)), so all generic
+    # starts land on this one period-4 orbit.
+    params = params_from([[0.0, -2.0], [2.0, 0.0]])
+    assert _found("rnn_tanh", params, 2) == ([1.0], [4.0], [4.0])
+
+
+def test_linear_quarter_turn_has_one_period_four_orbit_per_start():
+    # x' = R x: every orbit {x, Rx, -x, -Rx} is neutral and has period 4; starts a, Ra, -a
+    # share one orbit, b (another radius) has its own: 2 attractors, 8 states.
+    rotation = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=F64)
+    a, b = torch.tensor([0.6, 0.2], dtype=F64), torch.tensor([0.1, -0.3], dtype=F64)
+    x0 = torch.stack([a, rotation @ a, -a, b])[None, None]
+    found = attractors(CELLS["linear"], params_from(rotation), ZERO, x0, MemoryConfig())
+    assert (found.count.item(), found.period.item(), found.states.item()) == (2.0, 4.0, 8.0)
+
+
+def test_irrational_rotation_is_one_quasi_periodic_attractor():
+    # Rotation by the golden angle 2 pi (1 - 1 / phi) on the unit circle: no period, and the
+    # orbit of any start passes within tol of every other start once the window is long
+    # enough (W = 1000: gaps between orbit points < 2 tol). 12 starts evenly spread on the
+    # circle stay 12 tol-distinct end states.
+    angle = math.pi * (3 - math.sqrt(5))
+    rotation = torch.tensor([[math.cos(angle), -math.sin(angle)],
+                             [math.sin(angle), math.cos(angle)]], dtype=F64)
+    phase = torch.arange(12, dtype=F64) * 2 * math.pi / 12 + 0.1
+    x0 = torch.stack([phase.cos(), phase.sin()], dim=-1)[None, None]
+    found = attractors(CELLS["linear"], params_from(rotation), ZERO, x0,
+                       MemoryConfig(attractor_window=1000))
+    assert (found.count.item(), found.period.item(), found.states.item()) == (1.0, 0.0, 12.0)
+
+
+def test_still_moving_runs_do_not_add_attractors():
+    # x' = 0.999 x converges so slowly that after 500 steps the 16 runs are still spread over
+    # [-0.6, 0.6]: none is periodic, returns or is chaotic, so they count as one unconfirmed
+    # attractor (not 16); the spread end states are what a readout would still see.
+    count, period, states = _found("linear", params_from([[0.999]]), 1)
+    assert count == [1.0] and period == [0.0]
+    assert states[0] > 1
+
+
+def test_batched_equals_looped():
+    # Points in one batch never see each other: G x M at once equals one point at a time.
+    weights = [[[1.0]], [[-2.0]]]
+    scales = [0.5, 1.5, 3.0]
+    for weight in weights:
+        together = attractor_count(CELLS["rnn_tanh"], params_from(weight, recurrent_scale=scales),
+                                   ZERO, 1, [0], MemoryConfig())
+        for m, scale in enumerate(scales):
+            alone = attractor_count(CELLS["rnn_tanh"], params_from(weight, recurrent_scale=scale),
+                                    ZERO, 1, [0], MemoryConfig())
+            for a, b in zip((together.count, together.period, together.states),
+                            (alone.count, alone.period, alone.states), strict=True):
+                assert a[0, m].item() == b[0, 0].item()
+
+
+def _lstm_period(scale: float) -> int:
+    """Period of the chaotic LSTM's orbit from h0 = c0 = 0.5, in plain Python float64."""
+    def step(h, c):
+        a = [scale * (r[0] * h[0] + r[1] * h[1]) for r in THETA_STAR]
+        sig = [1 / (1 + math.exp(-z)) for z in a]
+        c = [sig[2 + k] * c[k] + sig[k] * math.tanh(a[4 + k]) for k in range(2)]
+        return [sig[6 + k] * math.tanh(c[k]) for k in range(2)], c
+
+    h, c = [0.5, 0.5], [0.5, 0.5]
+    for _ in range(5000):
+        h, c = step(h, c)
+    orbit = [h + c]
+    for _ in range(100):
+        h, c = step(h, c)
+        orbit.append(h + c)
+    return next(p for p in range(1, 50)
+                if all(max(abs(x - y) for x, y in zip(orbit[p + t], orbit[t], strict=True))
+                       < 1e-9 for t in range(50)))
+
+
+@pytest.mark.parametrize(("scale", "period"), [(0.8, 3), (1.6, 4), (2.0, 4)])
+def test_chaotic_lstm_periodic_windows_are_one_attractor(scale, period):
+    # Along theta(s) = s theta*: a period-3 orbit at s = 0.8 and period-4 orbits at 1.6 and 2
+    # (the plain iteration agrees). Every random start reaches that one orbit: 1 attractor
+    # with `period` phases (before the count was by end state: 3, 4, 4).
+    assert _lstm_period(scale) == period
+    row = measure("lstm", 2, task="chaotic_lstm", recurrent_scale=[scale], metrics=["memory"],
+                  dtype="float64").iloc[0]
+    assert (row.attractor_count, row.orbit_period, row.asymptotic_states) == (1, period, period)
