@@ -1,8 +1,10 @@
-"""Search spaces: a validated sweep description and its expansion into trials and points.
+"""Search spaces: a validated sweep description, its expansion into trials and points, and
+how big it is before anything runs.
 
-Pure functions on plain mappings (what a YAML or JSON file parses to): no file or service
-access here. ``validate_space`` reports every problem at once, each with its key path, the
-bad value and what is allowed.
+Pure functions on plain mappings (what a YAML or JSON file parses to): no file, service or
+machine access here. ``validate_space`` reports every problem at once, each with its key path,
+the bad value and what is allowed; ``check_size`` refuses sweeps too large for the memory its
+caller reports.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from .cells import CELLS
+from .aggregate import map_axes
+from .cells import CELLS, Cell
+from .dynamics import DynamicsConfig
 from .errors import SweeperInputError
+from .landscape_metrics import LandscapeConfig
 from .measure import METRIC_FAMILIES
+from .memory import MemoryConfig
 from .regions import RegionRules
+from .training import TrainingConfig
 
 AXES = ("recurrent_scale", "input_scale", "seed", "seq_len", "hidden_size")
 VECTORIZABLE = ("recurrent_scale", "input_scale", "seed")
@@ -33,6 +40,20 @@ TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "ax
 #: of the sweep's identity.
 UNMEASURED_KEYS = ("regions", "map", "resources")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+# Hard limits, checked by validate_space: past them a value is a typo or a hostile file, never
+# a sweep this code could finish, and it would crash or hang long before saying so.
+MAX_HIDDEN_SIZE = 65_536  # one LSTM draw alone is then 4 H^2 float32 = 64 GiB
+MAX_SEQ_LEN = 1_000_000
+MAX_SEED = 2**32 - 1  # seeding.generator keeps seed mod 2^32: larger seeds repeat draws
+MAX_AXIS_VALUES = 100_000  # per axis; checked before a generator expands
+MAX_POINTS = 10**9
+MAX_TRIALS = 10**6  # trials() holds them all in memory
+INTEGER_RANGES = {"seed": (0, MAX_SEED), "seq_len": (1, MAX_SEQ_LEN),
+                  "hidden_size": (1, MAX_HIDDEN_SIZE)}
+# Soft limits, checked by check_size: larger sweeps run only with --allow-large.
+LARGE_POINTS = 1_000_000
+LARGE_TRIALS = 10_000  # each trial is a tracked run and a Parquet part
 
 
 @dataclass(frozen=True)
@@ -106,12 +127,76 @@ class _Errors:
         self.items: list[str] = []
 
     def add(self, path: str, value: Any, allowed: str) -> None:
-        self.items.append(f"{path}: got {value!r}; {allowed}")
+        self.items.append(f"{path}: got {_shown(value)}; {allowed}")
+
+    def add_text(self, path: str, message: str) -> None:
+        """A problem whose figure is not a value of the file (a count, a size)."""
+        self.items.append(f"{path}: {message}")
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    """repr cut to ``limit`` characters: a hostile file's megabyte-long value would otherwise
+    bury the other errors."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value)
+    """A finite int or float (not bool). An int too large for a float counts as infinite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
+    """Expand a {linspace | logspace | uniform: ...} axis, its size checked first."""
+    keys = set(spec)
+    kinds = [k for k in GENERATORS if k in keys]
+    extra = sorted(keys - set(GENERATORS) - {"samples", "seed"}, key=str)
+    if len(kinds) != 1 or extra:
+        errors.add(path, dict(spec), f"expected a list or exactly one of {list(GENERATORS)}"
+                   " (with 'samples' for uniform)")
+        return None
+    kind = kinds[0]
+    args = spec[kind]
+    if kind in ("linspace", "logspace"):
+        if not (isinstance(args, list) and len(args) == 3 and _number(args[0])
+                and _number(args[1]) and _integer(args[2]) and args[2] >= 1):
+            errors.add(f"{path}.{kind}", args, "expected [lo, hi, n] with n >= 1")
+            return None
+        if args[2] > MAX_AXIS_VALUES:
+            errors.add(f"{path}.{kind}", args, f"n = {args[2]} values; an axis has at most "
+                       f"{MAX_AXIS_VALUES}")
+            return None
+        if kind == "logspace" and (args[0] <= 0 or args[1] <= 0):
+            errors.add(f"{path}.{kind}", args, "logspace needs lo > 0 and hi > 0")
+            return None
+        fn = np.linspace if kind == "linspace" else np.geomspace
+        # lo and hi near the float limit overflow to inf or nan, rejected below
+        with np.errstate(over="ignore", invalid="ignore"):
+            return [float(v) for v in fn(args[0], args[1], args[2])]
+    samples, seed = spec.get("samples"), spec.get("seed", 0)
+    if not (isinstance(args, list) and len(args) == 2 and all(map(_number, args))
+            and args[0] < args[1]):
+        errors.add(f"{path}.uniform", args, "expected [lo, hi] with lo < hi")
+        return None
+    if not (_integer(samples) and 1 <= samples <= MAX_AXIS_VALUES):
+        errors.add(f"{path}.samples", samples, "uniform needs an integer samples from 1 to "
+                   f"{MAX_AXIS_VALUES}")
+        return None
+    if not (_integer(seed) and seed >= 0):  # numpy would take None as "seed from the clock"
+        errors.add(f"{path}.seed", seed, "an integer >= 0 (the draw of the uniform values)")
+        return None
+    rng = np.random.default_rng(seed)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return sorted(float(v) for v in rng.uniform(args[0], args[1], samples))
 
 
 def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
@@ -125,50 +210,26 @@ def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
         if not spec:
             errors.add(path, spec, "a list needs at least one value")
             return None
+        if len(spec) > MAX_AXIS_VALUES:
+            errors.add_text(path, f"a list of {len(spec)} values; an axis has at most "
+                            f"{MAX_AXIS_VALUES}")
+            return None
         values = spec
     elif isinstance(spec, Mapping):
-        keys = set(spec)
-        kind = [k for k in GENERATORS if k in keys]
-        extra = sorted(keys - set(GENERATORS) - {"samples", "seed"})
-        if len(kind) != 1 or extra:
-            errors.add(path, dict(spec), f"expected a list or exactly one of {list(GENERATORS)}"
-                       " (with 'samples' for uniform)")
+        values = _generated(path, spec, errors)
+        if values is None:
             return None
-        kind = kind[0]
-        args = spec[kind]
-        if kind in ("linspace", "logspace"):
-            if not (isinstance(args, list) and len(args) == 3 and _number(args[0])
-                    and _number(args[1]) and isinstance(args[2], int)
-                    and not isinstance(args[2], bool) and args[2] >= 1):
-                errors.add(f"{path}.{kind}", args, "expected [lo, hi, n] with n >= 1")
-                return None
-            if kind == "logspace" and (args[0] <= 0 or args[1] <= 0):
-                errors.add(f"{path}.{kind}", args, "logspace needs lo > 0 and hi > 0")
-                return None
-            fn = np.linspace if kind == "linspace" else np.geomspace
-            values = [float(v) for v in fn(args[0], args[1], args[2])]
-        else:
-            samples = spec.get("samples")
-            if not (isinstance(args, list) and len(args) == 2 and all(map(_number, args))
-                    and args[0] < args[1]):
-                errors.add(f"{path}.uniform", args, "expected [lo, hi] with lo < hi")
-                return None
-            if not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1):
-                errors.add(f"{path}.samples", samples, "uniform needs an integer samples >= 1")
-                return None
-            rng = np.random.default_rng(spec.get("seed", 0))
-            values = sorted(float(v) for v in rng.uniform(args[0], args[1], samples))
     else:
         values = [spec]
     out = []
     for i, value in enumerate(values):
         where = f"{path}[{i}]" if isinstance(spec, list) and path.startswith("axes.") else path
         if integer:
-            ok = isinstance(value, int) and not isinstance(value, bool) and (
-                value >= 0 if name == "seed" else value >= 1)
-            if not ok:
-                low = "0" if name == "seed" else "1"
-                errors.add(where, value, f"{name} values must be integers >= {low}")
+            low, high = INTEGER_RANGES[name]
+            if not (_integer(value) and low <= value <= high):
+                why = " (the generator keeps seed mod 2^32)" if name == "seed" else ""
+                errors.add(where, value, f"{name} values must be integers from {low} to "
+                           f"{high}{why}")
                 return None
         elif not (_number(value) and value >= 0):
             errors.add(where, value, f"{name} values must be finite numbers >= 0")
@@ -178,6 +239,19 @@ def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
         errors.add(path, spec, "values must be distinct (each point exactly once)")
         return None
     return out
+
+
+def _check_counts(axes: Mapping[str, list], vectorize: list, errors: _Errors) -> None:
+    """Points and trials from the axis lengths alone, before any trial is built."""
+    points = math.prod(len(v) for v in axes.values())
+    trials = points // math.prod(len(axes[a]) for a in vectorize if a in axes)
+    if points > MAX_POINTS:
+        errors.add_text("axes", f"{points} points (the product of the axis lengths); a sweep "
+                        f"has at most {MAX_POINTS}")
+    if trials > MAX_TRIALS:
+        errors.add_text("vectorize", f"{trials} trials (the product of the lengths of the axes "
+                        f"not vectorized); a sweep has at most {MAX_TRIALS}: vectorize more "
+                        "axes or shorten them")
 
 
 def validate_space(raw: Any) -> SearchSpace:
@@ -198,7 +272,7 @@ def validate_space(raw: Any) -> SearchSpace:
     if not (isinstance(name, str) and NAME.match(name)):
         errors.add("name", name, "required: letters, digits, '_', '.', '-' (max 100)")
     cell = raw.get("cell")
-    if cell not in CELLS:
+    if not (isinstance(cell, str) and cell in CELLS):
         errors.add("cell", cell, f"allowed: {sorted(CELLS)}")
     task_name = raw.get("task", "noise")
     task_params = raw.get("task_params") or {}
@@ -206,14 +280,17 @@ def validate_space(raw: Any) -> SearchSpace:
         errors.add("task_params", task_params, "expected a mapping")
         task_params = {}
     task = None
+    # A task rejects bad names and parameters with SweeperInputError (a ValueError); a value
+    # of the wrong type may reach a comparison or an import first and raise the others.
+    rejected = (ValueError, TypeError, OverflowError)
     try:
         get_task(task_name)
-    except SweeperInputError as exc:
+    except rejected as exc:
         errors.add("task", task_name, str(exc))
     else:
         try:
             task = get_task(task_name, dict(task_params))
-        except SweeperInputError as exc:
+        except rejected as exc:
             errors.add("task_params", dict(task_params), str(exc))
     axes_raw = raw.get("axes") or {}
     if not isinstance(axes_raw, Mapping):
@@ -275,18 +352,19 @@ def validate_space(raw: Any) -> SearchSpace:
         errors.add("landscape", landscape, "expected a mapping of LandscapeConfig fields")
         landscape = {}
     else:
-        from dataclasses import fields as dataclass_fields
-
-        from .landscape_metrics import LandscapeConfig
-
-        known = [f.name for f in dataclass_fields(LandscapeConfig)]
+        known = [f.name for f in fields(LandscapeConfig)]
         unknown = sorted(set(landscape) - set(known), key=str)
+        # Every field is a number; infinite radii or sizes would pass LandscapeConfig.
+        odd = [k for k in known if k in landscape and not _number(landscape[k])]
         if unknown:
             errors.add("landscape", dict(landscape), f"unknown keys {unknown}; allowed: {known}")
+        elif odd:
+            for key in odd:
+                errors.add(f"landscape.{key}", landscape[key], "a finite number")
         else:
             try:
                 LandscapeConfig(**landscape)
-            except (SweeperInputError, TypeError) as exc:
+            except rejected as exc:
                 errors.add("landscape", dict(landscape), str(exc))
     rules = RegionRules()
     regions_raw = raw.get("regions") or {}
@@ -296,16 +374,15 @@ def validate_space(raw: Any) -> SearchSpace:
     else:
         try:
             rules = RegionRules.from_mapping(regions_raw)
-        except (SweeperInputError, TypeError) as exc:
+        except rejected as exc:
             errors.add("regions", dict(regions_raw), str(exc))
     ordered = {a: axes[a] for a in AXES if a in axes}
+    _check_counts(ordered, vectorize, errors)
     map_raw = raw.get("map") or {}
     chosen = ("recurrent_scale", "input_scale")
     if not (isinstance(map_raw, Mapping) and set(map_raw) <= {"x", "y"}):
         errors.add("map", map_raw, "expected {x: axis, y: axis}")
     else:
-        from .aggregate import map_axes
-
         try:
             chosen = map_axes(ordered, map_raw)
         except SweeperInputError as exc:
@@ -315,3 +392,184 @@ def validate_space(raw: Any) -> SearchSpace:
     return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
                        tuple(metrics), clean_resources, dict(raw), rules=rules, map=chosen,
                        landscape=dict(landscape))
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """How big a sweep is, from its validated space alone (nothing is run or built).
+
+    Attributes:
+        points, trials: totals over the sweep.
+        points_per_trial: K, the points one trial measures as one batch.
+        trial_bytes: estimated peak memory of the largest trial (see :func:`trial_bytes`).
+    """
+
+    points: int
+    trials: int
+    points_per_trial: int
+    trial_bytes: int
+
+
+#: Memory of a worker before it measures anything: the interpreter, torch, numpy and pandas.
+PROCESS_BYTES = 2**29
+#: Bytes per number where trials compute (measure's default dtype, float32); float64 is 8.
+COMPUTE_BYTES = 4
+
+
+def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: int,
+                seeds: int, metrics: Sequence[str], landscape: LandscapeConfig | None = None
+                ) -> int:
+    """Order-of-magnitude peak memory of one trial of ``points`` points over ``seeds`` base
+    draws, measured in float32 with the default protocols (what a sweep's trials run).
+
+    With K = points, G = seeds, D the state size, F = gates * H, I and O the task's input and
+    output sizes, n = F (H + I + 2) + O (H + 1) parameters per point, T = burn_in + seq_len,
+    b = 4 bytes (float32) and 8 for float64, the largest allocations are::
+
+        base      = 512 MiB (process) + G n (b + 8) (draws; K n for cells that project each
+                    point's weights) + G T I 8 (task inputs)
+        dynamics  = T K k 8 (the log growth of every step) + 2 G T F b (input projections)
+                    + seq_len K 9 (horizon) + (8 (1 + k) F + 2 lanczos_steps D) K b
+        memory    = max(capacity, attractors), over a chunk of c points (MemoryConfig
+                    .chunk_bytes of stored states) of a washout + train + test rollout:
+                    capacity = c (2 L D b + 2 L (D+1) 8 + 2 (D+1)^2 8 + 2 (D+1) Kmax 8
+                    + 4 test Kmax 8) + G (L Kmax 8 + (W + L) F b), L = train + test,
+                    Kmax = 2 D delays; attractors = K inits^2 D 16 (pairwise distances)
+        rollout   = B seq_len (F + 2 D + O) b per point: a loss keeps every step's input
+                    projection, state (twice: the list and its stack) and output
+        backprop  = B seq_len (6 F + 4 D) b per point: the same plus each step's saved
+                    activations
+        landscape = 4 K n b + max(gradient, slices): gradient = K backprop(B_l) (4 times
+                    that through the Hessian's double backward) + its Lanczos basis
+                    2 (h + 1) K n b; slices = K P (n b + rollout(B_l))
+        training  = 5 K n b (Adam) + K backprop(32) + K rollout(256) (validation)
+
+    and the families run one after another, so the peak is base + the largest family. It is
+    meant to tell 100 MiB from 100 GiB, not to budget a machine to the last gigabyte.
+
+    Args:
+        cell: a Cell; task: a tasks.Task (its input and output sizes).
+        hidden_size, seq_len, points, seeds: H, N, K, G (G <= K).
+        metrics: the families measured. landscape: its protocol (default LandscapeConfig()).
+
+    Returns:
+        Bytes, an int.
+    """
+    b, f64 = COMPUTE_BYTES, 8
+    k_points, groups = points, seeds
+    state, gates = cell.state_size(hidden_size), cell.gates * hidden_size
+    inputs, outputs = task.input_size, task.output_size
+    per_point = gates * (hidden_size + inputs + 2) + outputs * (hidden_size + 1)
+    dyn = DynamicsConfig()
+    steps = dyn.burn_in + seq_len
+    projected = type(cell).prepare is not Cell.prepare  # one weight set per point
+    base = (PROCESS_BYTES + (k_points if projected else groups) * per_point * (b + f64)
+            + groups * steps * inputs * f64)
+
+    def rollout(batch: int) -> int:
+        return batch * seq_len * (gates + 2 * state + outputs) * b
+
+    def backprop(batch: int) -> int:
+        return batch * seq_len * (6 * gates + 4 * state) * b
+
+    family = {}
+    if {"lipschitz", "lyapunov", "memory"} & set(metrics):
+        batch, k = dyn.n_trajectories, min(dyn.lyapunov_k, state)
+        family["dynamics"] = batch * (
+            steps * k_points * k * f64 + 2 * groups * steps * gates * b
+            + seq_len * k_points * (f64 + 1)
+            + (8 * (1 + k) * gates + 2 * dyn.lanczos_steps * state) * k_points * b)
+    if "memory" in metrics:
+        mem = MemoryConfig()
+        length, delays = mem.train + mem.test, mem.delays(state)
+        chunk = min(k_points, max(1, mem.chunk_bytes // (length * (state + 1) * f64)))
+        capacity = (chunk * (2 * length * state * b + 2 * length * (state + 1) * f64
+                             + 2 * (state + 1) ** 2 * f64 + 2 * (state + 1) * delays * f64
+                             + 4 * mem.test * delays * f64)
+                    + min(groups, chunk) * (length * delays * f64
+                                            + (mem.washout_steps(state) + length) * gates * b))
+        attractors = k_points * mem.attractor_inits**2 * state * 2 * f64
+        family["memory"] = max(capacity, attractors)
+    if "landscape" in metrics:
+        land = landscape or LandscapeConfig()
+        gradient = k_points * backprop(land.batch_size)
+        if land.hessian_steps:
+            gradient = 4 * gradient + 2 * (land.hessian_steps + 1) * k_points * per_point * b
+        slices = k_points * land.points * (per_point * b + rollout(land.batch_size))
+        family["landscape"] = 4 * k_points * per_point * b + max(gradient, slices)
+    if "training" in metrics:
+        train = TrainingConfig()
+        family["training"] = k_points * (5 * per_point * b + backprop(train.batch_size)
+                                         + rollout(train.val_batch_size))
+    return base + max(family.values(), default=0)
+
+
+def estimate(space: SearchSpace) -> SizeEstimate:
+    """Points, trials and the peak memory of the largest trial of ``space``, from its axis
+    lengths (no trial is built; safe for any space validate_space accepted).
+
+    Example:
+        >>> size = estimate(validate_space({"name": "s", "cell": "rnn_tanh",
+        ...                                 "hidden_size": 16, "axes": {"seed": [0, 1]}}))
+        >>> (size.points, size.trials, size.points_per_trial)
+        (2, 1, 2)
+    """
+    from tasks import get_task
+
+    lengths = {axis: len(values) for axis, values in space.axes.items()}
+    points = math.prod(lengths.values())
+    per_trial = math.prod(lengths[a] for a in space.vectorize)
+    seeds = lengths["seed"] if "seed" in space.vectorize else 1
+    # Memory grows with H and N: the trial with the largest of each bounds every other.
+    peak = trial_bytes(CELLS[space.cell], get_task(space.task, space.task_params),
+                       max(space.axes["hidden_size"]), max(space.axes["seq_len"]), per_trial,
+                       seeds, space.metrics, LandscapeConfig(**space.landscape))
+    return SizeEstimate(points, points // per_trial, per_trial, peak)
+
+
+def _size_text(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
+
+
+def check_size(space: SearchSpace, memory_bytes: int, *, allow_large: bool = False
+               ) -> SizeEstimate:
+    """Refuse a sweep whose trials cannot fit in ``memory_bytes`` or that has more than
+    LARGE_POINTS points or LARGE_TRIALS trials, unless ``allow_large``.
+
+    Pure: the caller passes the memory a trial may use (the CLI: the machine's, from
+    ``sweeper.adapters.space_file.machine_memory_bytes``). Trials running side by side each
+    need their own; Ray schedules them by the space's ``resources``, not by memory.
+
+    Returns:
+        The :class:`SizeEstimate` (also when ``allow_large`` lets a large sweep through).
+
+    Raises:
+        SweeperInputError: naming each figure, its limit and ``--allow-large``.
+    """
+    if not (_integer(memory_bytes) and memory_bytes >= 1):
+        raise SweeperInputError("memory_bytes must be an integer >= 1, got "
+                                f"memory_bytes={memory_bytes!r}")
+    size = estimate(space)
+    if allow_large:
+        return size
+    errors = _Errors()
+    if size.points > LARGE_POINTS:
+        errors.add_text("points", f"the sweep has {size.points} points; the limit is "
+                        f"{LARGE_POINTS}")
+    if size.trials > LARGE_TRIALS:
+        errors.add_text("trials", f"the sweep has {size.trials} trials (each a tracked run "
+                        f"and a Parquet part); the limit is {LARGE_TRIALS}")
+    if size.trial_bytes > memory_bytes:
+        smaller = (" (vectorize fewer axes for smaller trials)" if size.points_per_trial > 1
+                   else "")
+        points = f"{size.points_per_trial} point{'s' if size.points_per_trial > 1 else ''}"
+        errors.add_text("memory", f"one trial ({points}, hidden_size "
+                        f"{max(space.axes['hidden_size'])}, seq_len "
+                        f"{max(space.axes['seq_len'])}) needs about "
+                        f"{_size_text(size.trial_bytes)}; this machine has "
+                        f"{_size_text(memory_bytes)}{smaller}")
+    if errors.items:
+        raise SweeperInputError("search space too large to start:\n  "
+                                + "\n  ".join(errors.items)
+                                + "\n  pass --allow-large to start it anyway")
+    return size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,19 @@ from hypothesis import strategies as st
 
 from sweeper import SweeperInputError
 from sweeper.cli import main
-from sweeper.space import point_id, validate_space
+from sweeper.space import (
+    LARGE_POINTS,
+    LARGE_TRIALS,
+    MAX_AXIS_VALUES,
+    MAX_HIDDEN_SIZE,
+    MAX_SEED,
+    MAX_SEQ_LEN,
+    check_size,
+    estimate,
+    point_id,
+    trial_bytes,
+    validate_space,
+)
 
 VALID = {
     "name": "gain-vs-input",
@@ -91,16 +104,32 @@ CORRUPTIONS = [
     ("cell", lambda s, v: s.__setitem__("cell", v), st.text(min_size=1, max_size=8).filter(
         lambda t: t not in ("gru", "lstm", "linear", "rnn_tanh", "orthogonal"))),
     ("hidden_size", lambda s, v: s.__setitem__("hidden_size", v),
-     st.one_of(st.integers(max_value=0), st.floats(allow_nan=True), st.just("64"))),
+     st.one_of(st.integers(max_value=0), st.floats(allow_nan=True), st.just("64"),
+               st.integers(min_value=MAX_HIDDEN_SIZE + 1, max_value=10**30),
+               st.sampled_from([[16], {"h": 16}, None, True]))),
     ("seq_len", lambda s, v: s.__setitem__("seq_len", v),
-     st.one_of(st.integers(max_value=0), st.just(2.5))),
+     st.one_of(st.integers(max_value=0), st.just(2.5),
+               st.integers(min_value=MAX_SEQ_LEN + 1, max_value=10**400))),
     ("axes.recurrent_scale", lambda s, v: s["axes"].__setitem__("recurrent_scale", v),
      st.one_of(st.just([]), st.lists(st.floats(max_value=-0.01), min_size=1, max_size=3),
                st.just({"linspace": [0, 1]}), st.just({"logspace": [0, 1, 3]}),
                st.just({"uniform": [1, 0], "samples": 3}), st.just({"grid": [1]}),
-               st.just([1.0, 1.0]))),
+               st.just([1.0, 1.0]),
+               st.lists(st.sampled_from([math.inf, -math.inf, math.nan, 10**400]), min_size=1,
+                        max_size=1),
+               st.builds(lambda n: {"linspace": [0, 1, n]},
+                         st.integers(min_value=MAX_AXIS_VALUES + 1, max_value=10**12)),
+               st.builds(lambda n: {"uniform": [0, 1], "samples": n},
+                         st.integers(min_value=MAX_AXIS_VALUES + 1, max_value=10**12)),
+               st.sampled_from([{"linspace": [0, math.inf, 3]}, {"logspace": [1, 10**400, 3]},
+                                {"uniform": [0, 1], "samples": 3, "seed": -1},
+                                {"uniform": [0, 1], "samples": 3, "seed": None},
+                                {"uniform": [0, 1], "samples": 3, "seed": "x"},
+                                {"linspace": [0, 1, 3.0]}, {"linspace": [0, 1, True]}]))),
     ("axes.seed", lambda s, v: s["axes"].__setitem__("seed", v),
-     st.one_of(st.just([-1]), st.just([0.5]), st.just({"linspace": [0, 3, 4]}))),
+     st.one_of(st.just([-1]), st.just([0.5]), st.just({"linspace": [0, 3, 4]}),
+               st.lists(st.integers(min_value=MAX_SEED + 1, max_value=2**80), min_size=1,
+                        max_size=3, unique=True))),
     ("axes.", lambda s, v: s["axes"].__setitem__(v, [1.0]),
      st.sampled_from(["gain", "lr", "depth", "noise"])),
     ("vectorize", lambda s, v: s.__setitem__("vectorize", v),
@@ -108,23 +137,29 @@ CORRUPTIONS = [
     ("metrics", lambda s, v: s.__setitem__("metrics", v),
      st.sampled_from([[], ["chaos"], "lyapunov", ["landscape"], ["training"]])),
     ("resources.", lambda s, v: s["resources"].__setitem__(*v),
-     st.sampled_from([("cpu", 0), ("gpu", -1), ("tpu", 1), ("cpu", "one")])),
-    ("task", lambda s, v: s.__setitem__("task", v), st.sampled_from(["sine", "nope:Task"])),
+     st.sampled_from([("cpu", 0), ("gpu", -1), ("tpu", 1), ("cpu", "one"), ("cpu", math.nan),
+                      ("gpu", math.inf), ("cpu", 10**400), ("gpu", [0])])),
+    ("task", lambda s, v: s.__setitem__("task", v),
+     st.sampled_from(["sine", "nope:Task", ":Task", None, ["noise"], 3])),
     ("task_params", lambda s, v: s.__setitem__("task_params", v),
-     st.sampled_from([{"input_std": -1}, {"std": 1}, {"input_size": 0}])),
+     st.sampled_from([{"input_std": -1}, {"std": 1}, {"input_size": 0},
+                      {"input_std": 10**400}, {1: 2}, {"input_std": math.nan}, [1]])),
     ("unknown key", lambda s, v: s.__setitem__(v, 1), st.sampled_from(["epochs", "gpu"])),
     ("regions", lambda s, v: s.__setitem__("regions", v),
      st.sampled_from([{"epsilon": 0}, {"epsilon": -1.0}, {"min_attractors": 1},
                       {"horizon_fraction": 2}, {"eps": 0.1}, [0.01]])),
     ("landscape", lambda s, v: s.__setitem__("landscape", v),
      st.sampled_from([{"hessian_steps": -1}, {"points": 2}, {"radius": 0}, {"hessian": 0},
-                      [1]])),
+                      [1], {"radius": math.inf}, {"random_radius": math.nan},
+                      {"points": 10**400}, {"batch_size": "16"}, {"points": 41.5}])),
+    ("cell", lambda s, v: s.__setitem__("cell", v),
+     st.sampled_from([["rnn_tanh"], {"rnn_tanh": 1}, None, 1.5])),
     ("map", lambda s, v: s.__setitem__("map", v),
      st.sampled_from([{"x": "gain"}, {"x": "seed", "y": "seed"}, {"z": "seed"}, ["x"]])),
 ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data(), index=st.integers(0, len(CORRUPTIONS) - 1))
 def test_generated_invalid_spaces_exit_2_naming_the_key(tmp_path, capsys, data, index):
@@ -168,9 +203,119 @@ def test_shipped_search_spaces_are_valid_and_explained(path):
     assert len(header) >= 2, "each example starts with a comment saying what it maps"
     assert space.trials() and space.n_points >= 1
     assert space.name.replace("-", "_") == path.stem  # file name and sweep name agree
+    size = check_size(space, 24 * 2**30)  # the examples start on a 24 GB machine
+    assert size.points == space.n_points and size.trials == len(space.trials())
 
 
 def test_shipped_examples_cover_the_documented_set():
     names = {p.stem for p in SHIPPED}
     assert {"quickstart", "paper_chaotic_lstm", "rnn_gain_vs_length", "lstm_temporal_order",
             "gru_copy_memory", "smoke"} <= names
+
+
+GIB = 2**30
+
+
+def test_estimate_counts_points_trials_and_batches():
+    size = estimate(validate_space(VALID))
+    assert (size.points, size.trials, size.points_per_trial) == (72, 3, 24)
+    by_size = dict(VALID, hidden_size=None, axes={**VALID["axes"], "hidden_size": [8, 64]})
+    del by_size["hidden_size"]
+    larger = estimate(validate_space(by_size))
+    assert (larger.points, larger.trials, larger.points_per_trial) == (144, 6, 24)
+    # The largest trial (H = 64) bounds the others.
+    assert larger.trial_bytes == estimate(validate_space(dict(VALID, hidden_size=64))).trial_bytes
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "stable_lstm"])
+@pytest.mark.parametrize("metrics", [["lyapunov"], ["memory"], ["landscape"], ["training"]])
+def test_trial_memory_grows_with_every_size(cell, metrics):
+    from sweeper.cells import CELLS
+    from tasks import get_task
+
+    task = get_task("teacher")
+    # 8 and 32 points stay below the memory family's chunk (43 points at H = 256).
+    base = {"hidden_size": 256, "seq_len": 2000, "points": 8, "seeds": 2}
+
+    def peak(**changed):
+        sizes = {**base, **changed}
+        return trial_bytes(CELLS[cell], task, sizes["hidden_size"], sizes["seq_len"],
+                           sizes["points"], sizes["seeds"], metrics)
+
+    reference = peak()
+    for name in ("hidden_size", "seq_len", "points"):
+        if name == "seq_len" and metrics == ["memory"]:
+            continue  # the memory protocol's length is its own (washout + train + test)
+        assert peak(**{name: base[name] * 4}) > reference, name
+
+
+def test_check_size_refuses_a_trial_larger_than_the_memory():
+    huge = validate_space(dict(VALID, cell="lstm", hidden_size=MAX_HIDDEN_SIZE, axes={}))
+    with pytest.raises(SweeperInputError) as refused:
+        check_size(huge, 24 * GIB)
+    message = str(refused.value)
+    assert "memory: one trial (1 point, hidden_size 65536, seq_len 50) needs about" in message
+    assert "this machine has 24.0 GiB" in message and "--allow-large" in message
+    assert check_size(huge, 24 * GIB, allow_large=True).trial_bytes > 24 * GIB
+    batched = validate_space(dict(VALID, hidden_size=4096))
+    with pytest.raises(SweeperInputError, match="vectorize fewer axes"):
+        check_size(batched, 4 * GIB)
+    assert check_size(batched, 10**15).points_per_trial == 24
+
+
+def test_check_size_limits_points_and_trials():
+    many_points = validate_space(dict(VALID, axes={
+        "recurrent_scale": {"linspace": [0.25, 3.0, 100_000]}, "input_scale": [0.5],
+        "seed": list(range(11))}))
+    with pytest.raises(SweeperInputError, match=f"points: the sweep has 1100000 points; the "
+                                                f"limit is {LARGE_POINTS}"):
+        check_size(many_points, 10**15)
+    many_trials = validate_space(dict(VALID, vectorize=[], axes={
+        "recurrent_scale": {"linspace": [0.25, 3.0, 101]},
+        "input_scale": {"linspace": [0.0, 1.0, 100]}}))
+    with pytest.raises(SweeperInputError, match=f"trials: the sweep has 10100 trials .*the "
+                                                f"limit is {LARGE_TRIALS}"):
+        check_size(many_trials, 10**15)
+    assert check_size(many_trials, 10**15, allow_large=True).trials == 10100
+
+
+@pytest.mark.parametrize("memory", [0, -1, 2.5e10, "24G", True])
+def test_check_size_needs_a_memory_figure(memory):
+    with pytest.raises(SweeperInputError, match="memory_bytes must be an integer >= 1"):
+        check_size(validate_space(VALID), memory)
+
+
+def test_machine_memory_is_a_positive_figure_no_larger_than_the_physical_memory():
+    import os
+
+    from sweeper.adapters.space_file import machine_memory_bytes
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < machine_memory_bytes() <= physical
+
+
+MEASURE_PEAK = """
+import resource, sys, yaml
+from sweeper.space import PROCESS_BYTES, estimate, validate_space
+from sweeper.sweep import trial_frame
+space = validate_space(yaml.safe_load(sys.argv[1]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+trial_frame(space, space.trials()[0], "cpu")
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(peak - before, estimate(space).trial_bytes - PROCESS_BYTES)
+"""
+
+
+@pytest.mark.slow
+def test_the_memory_estimate_is_near_a_measured_peak():
+    """One trial whose memory is mostly the landscape slices (41 x 8 rollouts of 16 sequences
+    of 200 steps, H = 64): the estimate above the process's own memory is within a factor 2
+    of the growth of the measured peak resident memory."""
+    space = {"name": "peak", "task": "teacher", "cell": "rnn_tanh", "hidden_size": 64,
+             "seq_len": 200, "axes": {"recurrent_scale": {"linspace": [0.5, 2.5, 8]}},
+             "metrics": ["landscape"], "landscape": {"hessian_steps": 0}}
+    out = subprocess.run([sys.executable, "-c", MEASURE_PEAK, yaml.safe_dump(space)],
+                         capture_output=True, text=True, check=True, timeout=300)
+    measured, estimated = map(int, out.stdout.split())
+    assert measured > 200 * 2**20  # the trial itself allocated a lot: the test means something
+    assert 0.5 < estimated / measured < 2, (estimated, measured)
