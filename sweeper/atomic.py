@@ -12,6 +12,25 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteError(OSError):
+    """A file could not be written: the disk is full (ENOSPC), the file is over the process's
+    size limit (EFBIG), the directory is read-only, ... ``filename`` is the file that was
+    being written and ``errno`` the system's code; the message names both.
+
+    An OSError, so code that handles I/O failures handles it; built with OSError's own
+    arguments, so it pickles (Ray ships a worker's exception to the driver)."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+def write_error(path: str | Path, cause: OSError) -> WriteError:
+    """The :class:`WriteError` for ``cause`` while writing ``path``: the system's short text
+    for the errno ("No space left on device") rather than a library's wrapped one."""
+    reason = os.strerror(cause.errno) if cause.errno else str(cause)
+    return WriteError(cause.errno, reason, str(path))
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp)`` on a hidden temporary file beside ``path``, flush it to disk, then
     rename it onto ``path`` (atomic on POSIX). On any failure the temporary file is removed
@@ -19,18 +38,27 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 
     Returns:
         ``path`` as a Path.
+
+    Raises:
+        WriteError: an OSError on the way (disk full, file too large, no permission), with
+            ``path`` in its message; errors of other kinds from ``write`` pass unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+            os.fsync(handle.fileno())  # a full disk may only say so here (delayed allocation)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path

@@ -23,10 +23,17 @@ from ..atomic import atomic_write
 from ..errors import SweeperInputError
 from ..regions import classify
 from ..space import SearchSpace, validate_space
+from ..theory import mean_field_drive
 from .mlflow_tracker import absolute_tracking_uri
-from .parquet_sink import PREFIX, SUFFIX, ParquetSink
+from .parquet_sink import CORRUPT, PREFIX, SUFFIX, ParquetSink
 
 RECORD, REGION_MAP, PLOTS = "sweep.json", "region_map.parquet", "plots"
+
+#: DuckDB settings of a confined query, fixed at connect time: no extension is fetched or
+#: loaded behind the SQL's back, and no spill directory, since DuckDB lets a query write
+#: wherever its temp_directory is even with external access off.
+CONFINED = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+            "temp_directory": ""}
 
 
 def write_record(out: str | Path, space: SearchSpace, tracking_uri: str,
@@ -52,10 +59,31 @@ def read_record(out: str | Path) -> dict[str, Any]:
 
 def sweep_parts(out: str | Path, space: SearchSpace) -> list[Path]:
     """The finished parts of this sweep's trials, sorted; parts left by another version of
-    the file (an edited axis gives new trial ids) are not the sweep's and are left out."""
+    the file (an edited axis gives new trial ids) are not the sweep's and are left out.
+
+    Every part is verified (readable, its trial's number of rows, its own trial id) and
+    none is moved: the read-only commands leave repairs to ``sweeper run --resume``.
+
+    Raises:
+        SweeperInputError: a part is damaged; the message names each one and the repair.
+    """
     sink = ParquetSink(out)
-    ours = {t.trial_id for t in space.trials()}
-    return [Path(sink.location(t)) for t in sorted(sink.completed() & ours)]
+    verified, damaged = sink.check({t.trial_id: t.n_points for t in space.trials()})
+    if damaged:
+        raise SweeperInputError(damaged_parts_message(out, damaged))
+    return [Path(sink.location(t)) for t in sorted(verified)]
+
+
+def damaged_parts_message(out: str | Path, damaged: dict[Path, str], shown: int = 5) -> str:
+    """What a read-only command says about damaged parts: each file and why (the first
+    ``shown``), and the command that sets them aside and computes their trials again."""
+    lines = [f"{path}: {problem}" for path, problem in sorted(damaged.items())[:shown]]
+    if len(damaged) > shown:
+        lines.append(f"... and {len(damaged) - shown} more")
+    listed = "\n  ".join(lines)
+    return (f"{len(damaged)} damaged part(s) under {Path(out) / 'points'}:\n  {listed}\n"
+            f"`sweeper run FILE --out {out} --resume` (FILE: this sweep's search-space file) "
+            f"moves them to {Path(out) / 'points' / CORRUPT} and computes their trials again")
 
 
 def labelled_points(out: str | Path, space: SearchSpace) -> tuple[pd.DataFrame, int]:
@@ -146,7 +174,8 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu") -> Ag
     space = validate_space(read_record(out)["space"])
     points, relabelled = labelled_points(out, space)
     x, y = space.map
-    frame = region_map(points, x, y, space.rules)
+    drive = mean_field_drive(space.cell, space.task, space.task_params)  # None: no theory
+    frame = region_map(points, x, y, space.rules, drive=drive)
     map_path = write_region_map(out, frame, space)
     drawn: list[Path] = []
     if plots:
@@ -158,7 +187,7 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu") -> Ag
         drawn.append(plot_metrics(points, metric_axis, y if y != metric_axis else x,
                                   out / PLOTS / f"metrics_vs_{metric_axis}.png",
                                   f"{space.name}: metrics against {metric_axis} "
-                                  f"({space.cell}, task {space.task})"))
+                                  f"({space.cell}, task {space.task})", drive=drive))
         orbit = _orbit_plot(space, out / PLOTS / "orbits.png", device)
         if orbit is not None:
             drawn.append(orbit)
@@ -183,13 +212,26 @@ def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
                        f"task {space.task}, seed {seed})")
 
 
-def query(out: str | Path, sql: str) -> pd.DataFrame:
-    """Run ``sql`` in DuckDB over the views ``points`` (the sweep's parts) and (once
+def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFrame:
+    """Run ``sql`` in DuckDB over the tables ``points`` (the sweep's parts) and (once
     aggregated) ``region_map``.
 
+    By default the SQL is confined to those two tables: they are loaded into memory, then
+    DuckDB's external access is switched off and its configuration locked, so the SQL cannot
+    read files (``read_csv('/etc/passwd')``, another Parquet file), write them (``COPY ... TO``,
+    ``EXPORT DATABASE``), ``ATTACH`` a database, ``INSTALL`` or ``LOAD`` an extension, or
+    ``SET`` any of that back. ``allow_files=True`` (``sweeper query --allow-files``) lifts
+    all of it: ``points`` and ``region_map`` are then views over the files, read lazily, and
+    the SQL runs with the full rights of the user, as in the DuckDB shell.
+
+    Example::
+
+        query("results/smoke", "select region, count(*) from points group by region")
+
     Raises:
-        SweeperInputError: no sweep record or points yet, or DuckDB rejected the query (its
-            message kept).
+        SweeperInputError: no sweep record or points yet, a damaged part or region map, or
+            DuckDB rejected the query (its message kept; a refused file access or setting
+            adds a hint about ``--allow-files``).
     """
     import duckdb
 
@@ -198,17 +240,64 @@ def query(out: str | Path, sql: str) -> pd.DataFrame:
     parts = sweep_parts(out, space)
     if not parts:
         raise SweeperInputError(f"no points under {out / 'points'}; nothing to query")
-    con = duckdb.connect()
+    tables = {"points": parts}
+    if (out / REGION_MAP).exists():
+        tables["region_map"] = [out / REGION_MAP]
     try:
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
-        con.execute(f"CREATE VIEW points AS SELECT * FROM read_parquet([{files}], "
-                    "union_by_name = true)")
-        if (out / REGION_MAP).exists():
-            path = str(out / REGION_MAP).replace("'", "''")
-            con.execute(f"CREATE VIEW region_map AS SELECT * FROM read_parquet('{path}')")
+        con = duckdb.connect(config={} if allow_files else CONFINED)
+    except duckdb.Error as exc:
+        raise SweeperInputError(f"DuckDB did not start: {exc}") from None
+    try:
+        for name, files in tables.items():
+            _load_table(con, name, files, out, lazy=allow_files)
+        if not allow_files:
+            _confine(con)
         try:
             return con.execute(sql).df()
         except duckdb.Error as exc:
-            raise SweeperInputError(f"query failed: {exc}") from None
+            refused = _refused(exc) and not allow_files
+            hint = ("\nhint: a query reads only the tables points and region_map and "
+                    "changes no setting; --allow-files lets it read and write other files, "
+                    "attach databases and load extensions") if refused else ""
+            raise SweeperInputError(f"query failed: {exc}{hint}") from None
     finally:
         con.close()
+
+
+def _load_table(con, name: str, files: list[Path], out: Path, *, lazy: bool) -> None:
+    """``name`` over the Parquet ``files``: a view (read at each query) when ``lazy``, else a
+    table in memory, so that no file access is left for the SQL to need."""
+    import duckdb
+
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    kind = "VIEW" if lazy else "TABLE"
+    try:
+        con.execute(f"CREATE {kind} {name} AS SELECT * FROM read_parquet([{listed}], "
+                    "union_by_name = true)")
+    except duckdb.Error as exc:
+        repair = (f"; run `sweeper aggregate {out}` to write it again"
+                  if name == "region_map" else "")
+        raise SweeperInputError(f"cannot read {name} from {out}: {exc}{repair}") from None
+
+
+def _confine(con) -> None:
+    """Switch off DuckDB's access to files, network and extensions, then lock the
+    configuration, so no statement can switch it back (``SET``, ``RESET``, ``PRAGMA``)."""
+    import duckdb
+
+    try:
+        # Order matters: locked first, the second setting could not be made.
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except duckdb.Error as exc:  # an older DuckDB without these settings: refuse, not run
+        raise SweeperInputError(f"cannot confine the query ({exc}); pass --allow-files to "
+                                "run it unconfined") from None
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether DuckDB refused the statement for the confinement (a file, an extension, a
+    setting) rather than for the SQL itself."""
+    import duckdb
+
+    return (isinstance(exc, duckdb.PermissionException)
+            or "configuration has been locked" in str(exc))
