@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
 from .errors import SweeperInputError
+
+#: Exit codes beside 0 (done), 1 (some trials failed) and 2 (bad input); a sweep stopped by
+#: a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
+EXIT_TRACKING_FAILED = 3
 
 
 def _task_param(text: str) -> tuple[str, Any]:
@@ -76,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=["ray", "local"], default="ray",
                    help="ray (default) or local (in-process, no Ray)")
     r.add_argument("--device", default=None)
+    r.add_argument("--allow-large", action="store_true",
+                   help="start a sweep over the size limits (points, trials, a trial's memory)")
     s = commands.add_parser("submit", help="send a sweep to a Ray cluster (Jobs API)",
                             description="Submit `sweeper run` to a Ray cluster through the "
                                         "Jobs API, stream its logs, exit with its status.")
@@ -102,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--json", action="store_true", help="print JSON records")
+    q.add_argument("--allow-files", action="store_true",
+                   help="let the SQL read and write files outside the results directory "
+                        "(COPY TO, read_csv of any path, ATTACH, extensions); off by default")
     sh = commands.add_parser("show", help="print the region map in the terminal",
                              description="Print the region map, one character per cell "
                                          "(F forgetful, M memory, C chaotic).")
@@ -118,22 +128,43 @@ def _parser() -> argparse.ArgumentParser:
                             description="Validate a search-space file (YAML); report every "
                                         "problem with its key path, exit 2 if any.")
     v.add_argument("file")
+    v.add_argument("--allow-large", action="store_true",
+                   help="accept a sweep over the size limits")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .interrupt import signals_raise_interrupted
+
+    # SIGINT and SIGTERM raise Interrupted from here on: the sweep stops its trials, closes
+    # its runs and says how to finish, whichever signal came.
+    with signals_raise_interrupted():
+        return _run_sweep(args)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .adapters.lock import results_lock
+    from .adapters.space_file import load_space, machine_memory_bytes
+    from .errors import require
+    from .space import check_size
+
+    space = load_space(args.file)  # exits 2 before anything starts when invalid
+    check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
+    require(args.max_failures >= 0, f"--max-failures must be >= 0, got {args.max_failures}")
+    out = Path(args.out or Path("results") / space.name)
+    with results_lock(out):  # one driver per results directory
+        return _run_locked(args, space, out)
+
+
+def _run_locked(args: argparse.Namespace, space, out) -> int:
     from .adapters.mlflow_tracker import MlflowTracker
     from .adapters.parquet_sink import ParquetSink
     from .adapters.results import write_record
-    from .adapters.space_file import load_space
-    from .errors import require
-    from .sweep import LocalExecutor, run_sweep
+    from .interrupt import SweepInterrupted
+    from .sweep import LocalExecutor, TrackingError, run_sweep
 
-    space = load_space(args.file)  # exits 2 before anything starts when invalid
-    require(args.max_failures >= 0, f"--max-failures must be >= 0, got {args.max_failures}")
-    out = Path(args.out or Path("results") / space.name)
     tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
     sink = ParquetSink(out)
     if args.executor == "local":
@@ -143,9 +174,18 @@ def _run(args: argparse.Namespace) -> int:
 
         executor = RayTuneExecutor(args.address, out / "ray_results", space.resources,
                                    args.device)
+    resume = f"sweeper run {args.file} --out {out} --resume"
+    tracking_failed = None
     try:
         counts = run_sweep(space, sink, tracker, executor, resume=args.resume,
                            max_failures=args.max_failures)
+    except SweepInterrupted as stopped:
+        # No region map: a map of part of the grid would pass for the whole sweep.
+        print(f"interrupted: {stopped.done} of {stopped.total} trials done; finish with: "
+              f"{resume}", file=sys.stderr)
+        return stopped.exit_code
+    except TrackingError as exc:
+        tracking_failed, counts = str(exc), exc.counts
     finally:
         if tracker.parent is not None:  # the sweep started (it was not refused)
             write_record(out, space, args.tracking_uri, tracker.parent)
@@ -153,18 +193,22 @@ def _run(args: argparse.Namespace) -> int:
           f"done, {counts['failed']} failed, of {counts['trials']}; points in "
           f"{out / 'points'}; runs in {args.tracking_uri} (experiment {space.name!r})")
     if counts["done"] + counts["skipped"] > 0:
-        _aggregate_and_report(out, plots=True)
+        # A store that failed is not asked again to hold the plots.
+        _aggregate_and_report(out, plots=True, attach=tracking_failed is None)
+    if tracking_failed is not None:
+        print(f"sweeper: {tracking_failed}: {resume}", file=sys.stderr)
+        return EXIT_TRACKING_FAILED
     return 0 if counts["failed"] == 0 else 1
 
 
-def _aggregate_and_report(out, plots: bool) -> None:
+def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
     from .adapters.mlflow_tracker import log_sweep_artifacts
     from .adapters.results import aggregate, read_record
     from .terminal import render_map
 
     result = aggregate(out, plots=plots)
     record = read_record(out)
-    if record.get("parent_run_id"):
+    if attach and record.get("parent_run_id"):
         log_sweep_artifacts(record["tracking_uri"], record["parent_run_id"],
                             [result.map_path, *result.plots], "summary")
     x, y = result.space.map
@@ -201,7 +245,7 @@ def _json_records(frame) -> str:
 def _query(args: argparse.Namespace) -> int:
     from .adapters.results import query
 
-    frame = query(args.results, args.sql)
+    frame = query(args.results, args.sql, allow_files=args.allow_files)
     if args.csv:
         print(frame.to_csv(index=False), end="")
     elif args.json:
@@ -224,6 +268,13 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from .interrupt import signals_raise_interrupted
+
+    with signals_raise_interrupted():  # SIGTERM, too, stops the server it started
+        return _serve_ui(args)
+
+
+def _serve_ui(args: argparse.Namespace) -> int:
     import time
 
     from .adapters.mlflow_ui import experiment_url, start_ui, stop_ui
@@ -262,14 +313,17 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .adapters.space_file import load_space
+    from .adapters.space_file import load_space, machine_memory_bytes
+    from .space import check_size
 
     space = load_space(args.file)
+    size = check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     trials = space.trials()
     axes = ", ".join(f"{k}[{len(v)}]" for k, v in space.axes.items())
     print(f"{args.file}: valid. sweep {space.name!r}: {space.cell} on {space.task}; axes {axes};"
           f" {len(trials)} trials x {trials[0].n_points} points = {space.n_points} points; "
-          f"vectorized {list(space.vectorize)}; metrics {list(space.metrics)}")
+          f"vectorized {list(space.vectorize)}; metrics {list(space.metrics)}; about "
+          f"{size.trial_bytes / 2**30:.1f} GiB per trial")
     return 0
 
 
@@ -346,9 +400,27 @@ COMMANDS = {"measure": _measure, "figure": _figure, "validate": _validate, "run"
             "submit": _submit}
 
 
+class _NewLineHandler(logging.StreamHandler):
+    """The package's warnings on stderr, each on a line of its own (not after the progress
+    line's carriage return)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream.write("\n")
+        super().emit(record)
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("sweeper")
+    if not logger.handlers:
+        handler = _NewLineHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("sweeper: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    _log_to_stderr()
     try:
         return COMMANDS[args.command](args)
     except SweeperInputError as exc:

@@ -286,7 +286,9 @@ def test_trials_compute_while_the_tracker_is_still_opening_runs(tmp_path):
     _check_results(out, tmp_path / "mlflow.db", SMOKE, 2, 20)
 
 
-def test_tracking_failure_fails_the_sweep_and_no_worker_waits_for_a_run(tmp_path):
+def test_tracking_failure_fails_the_sweep_but_not_the_computing(tmp_path):
+    from sweeper.sweep import TrackingError
+
     space = validate_space(SMOKE)
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     last = space.trials()[-1].trial_id
@@ -298,29 +300,62 @@ def test_tracking_failure_fails_the_sweep_and_no_worker_waits_for_a_run(tmp_path
             return super().trial_started(trial)
 
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="tracking store went away"):
+    with pytest.raises(TrackingError, match="tracking store went away") as failed:
         run_sweep(space, ParquetSink(out), Failing(db, out / "art", str(out)),
                   LocalExecutor("cpu"))
-    # The trial whose run could not be opened was not written; nothing is left RUNNING.
+    assert failed.value.counts == {"trials": 2, "skipped": 0, "done": 2, "failed": 0}
+    # Both trials were computed and written; the one whose run never opened has no run id.
     frame = pd.read_parquet(out / "points")
-    assert len(frame) == 10 and set(frame.trial_id) == {space.trials()[0].trial_id}
+    assert len(frame) == 20 and set(frame.trial_id) == {t.trial_id for t in space.trials()}
+    assert frame[frame.trial_id == last].mlflow_run_id.isna().all()
     client = MlflowClient(db)
     runs = client.search_runs([client.get_experiment_by_name(SMOKE["name"]).experiment_id])
     assert runs and not any(r.info.status == "RUNNING" for r in runs)
+    # A resume with a working tracker logs both from their parts, computing nothing.
+    counts = run_sweep(space, ParquetSink(out), MlflowTracker(db, out / "art", str(out)),
+                       LocalExecutor("cpu"), resume=True)
+    assert counts == {"trials": 2, "skipped": 2, "done": 0, "failed": 0}
+    _check_results_no_history(out, tmp_path / "mlflow.db", SMOKE["name"], 2, 20)
 
 
 def test_run_ids_reach_workers_through_the_results_directory(tmp_path):
     driver, worker = ParquetSink(tmp_path), ParquetSink(tmp_path)  # as on two machines
-    assert worker.run_id("t1", wait=False) is None  # nothing published yet
-    with pytest.raises(RuntimeError, match="no MLflow run id"):
-        worker.run_id("t1", timeout_s=0.3, poll_s=0.05)
+    assert worker.run_id("t1") is None  # nothing published yet: the worker does not wait
     driver.publish_run_ids({"t1": "run-a"})
     assert worker.run_id("t1") == "run-a"
-    assert worker.run_id("t2", wait=False) is None
-    driver.publish_run_ids({"t1": "run-a"}, error="OperationalError: database is locked")
-    with pytest.raises(RuntimeError, match="database is locked"):
-        worker.run_id("t2")
-    assert worker.run_id("t1") == "run-a"  # a trial whose run was opened still records
+    assert worker.run_id("t2") is None
     driver.publish_run_ids({})  # a new driver forgets an earlier one's ids
-    assert worker.run_id("t1", wait=False) is None
+    assert worker.run_id("t1") is None
     assert [p.name for p in tmp_path.iterdir()] == ["mlflow_runs.json"]  # no temporary left
+
+
+def test_two_drivers_on_one_results_directory(tmp_path):
+    import signal
+    import time
+
+    space = dict(SMOKE, hidden_size=24, seq_len=150, metrics=["lyapunov", "memory"],
+                 axes={"recurrent_scale": [0.5, 1.5], "input_scale": [0.2, 0.6, 1.0, 1.4]},
+                 vectorize=["recurrent_scale"])
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "sweeper.cli", "run", str(path), "--out", str(out),
+            "--executor", "local"]
+    first = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "points").glob("part-*.parquet")):  # it holds the lock now
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = _cli([*args[3:], "--resume"], cwd=tmp_path)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"is in use by pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None  # the first driver was left alone
+        assert first.wait(timeout=300) == 0
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    # Nothing of the refused driver got in: each point once, each run the first driver's.
+    _check_results_no_history(out, tmp_path / "mlflow.db", "smoke", 4, 8)

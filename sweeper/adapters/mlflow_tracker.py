@@ -45,6 +45,15 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
                                 f"({exc}); start it or pass another --tracking-uri") from None
 
 
+def reachable(tracking_uri: str, timeout_s: float = 3.0) -> bool:
+    """Whether the tracking store answers now (a database URI always counts as reachable)."""
+    try:
+        check_reachable(tracking_uri, timeout_s)
+    except SweeperInputError:
+        return False
+    return True
+
+
 class MlflowTracker(Tracker):
     def __init__(self, tracking_uri: str, artifact_root: str | Path, sweep_key: str = ""):
         """``sweep_key`` (e.g. the results directory) tells apart two sweeps of one file.
@@ -158,6 +167,9 @@ class MlflowTracker(Tracker):
             self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
         self.client.log_artifact(run_id, location)
         self.client.set_terminated(run_id, status="FINISHED")
+
+    def available(self) -> bool:
+        return reachable(self.tracking_uri)
 
     def trial_failed(self, trial: Trial, error: str) -> None:
         run_id = self.runs[trial.trial_id]

@@ -5,7 +5,9 @@ be a path every node sees); the driver's callback hands each finished part to th
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 from pathlib import Path
 
 from ..errors import SweeperInputError
@@ -55,6 +57,10 @@ class RayTuneExecutor(Executor):
             # prestarted task workers to actors: starting them costs about a second of CPU
             # during start-up for nothing (the user's own setting wins).
             os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+        # Ray's core worker installs C++ handlers for SIGTERM (print a stack, abort); the
+        # driver's own handlers (sweeper.interrupt) are put back so it can clean up.
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT,
+                                                                   signal.SIGTERM)}
         try:
             ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
                      log_to_driver=False, configure_logging=False)
@@ -64,6 +70,11 @@ class RayTuneExecutor(Executor):
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
             raise SweeperInputError(f"cannot join the Ray cluster at {self.address}: {reason}; "
                                     f"{TOKEN_HINT}") from None
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for signum, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(signum, handler)
         self._started = True
 
     def stop(self) -> None:
@@ -87,6 +98,9 @@ class RayTuneExecutor(Executor):
         # Tune's automatic loggers include TensorBoard's, whose import pulls torch into the
         # driver (seconds at start-up); the sweep keeps Tune's JSON and CSV result files.
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        # The sweep handles Ctrl-C itself (sweeper.interrupt): Tune's own handler would end
+        # fit() quietly, as if the sweep were complete, and advise Tuner.restore.
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
         by_id = {t.trial_id: t for t in trials}
         device = self.device

@@ -1,0 +1,145 @@
+"""Stopping `sweeper run` on purpose: Ctrl-C (SIGINT to the whole process group, as a
+terminal sends it) with the Ray executor, SIGTERM to the driver alone with the in-process
+executor, and SIGTERM to `sweeper ui`. Real Ray, sqlite MLflow and Parquet throughout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+TESTS = Path(__file__).resolve().parent
+# Eight trials of a few seconds each: long enough to stop the sweep in the middle.
+SPACE = {"name": "interrupted", "task": "noise", "cell": "rnn_tanh", "hidden_size": 24,
+         "seq_len": 150, "metrics": ["lyapunov", "memory"],
+         "axes": {"recurrent_scale": [0.5, 1.5], "seed": [0, 1],
+                  "input_scale": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6]},
+         "vectorize": ["recurrent_scale", "seed"]}
+N_TRIALS, N_POINTS = 8, 32
+
+
+def _pids(name: str) -> set[int]:
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+    return {int(p) for p in found.stdout.split()}
+
+
+def _start(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return subprocess.Popen([sys.executable, "-m", "sweeper.cli", "run", "space.yaml", "--out",
+                             "out", *extra], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=str(TESTS)))
+
+
+def _stop_after_parts(driver: subprocess.Popen, out: Path, parts: int, send) -> tuple:
+    deadline = time.monotonic() + 300
+    while len(list((out / "points").glob("part-*.parquet"))) < parts:
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            pytest.fail(f"the sweep ended before it could be stopped: {driver.communicate()}")
+        time.sleep(0.05)
+    send()
+    try:
+        stdout, stderr = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    return driver.returncode, stdout, stderr
+
+
+def _statuses(db: Path) -> Counter:
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name(SPACE["name"]).experiment_id])
+    return Counter((r.data.tags["sweeper.role"], r.info.status) for r in runs)
+
+
+def _check_interrupted(tmp_path: Path, code: int, stdout: str, stderr: str, exit_code: int):
+    out = tmp_path / "out"
+    parts = sorted((out / "points").glob("part-*.parquet"))
+    assert code == exit_code, stderr[-3000:]
+    assert f"interrupted: {len(parts)} of {N_TRIALS} trials done; finish with: sweeper run " \
+           "space.yaml --out out --resume" in stderr
+    for noise in ("Tuner.restore", "Failed to fetch metrics", "Traceback", "SIGTERM received"):
+        assert noise not in stdout + stderr
+    assert not (out / "region_map.parquet").exists() and not (out / "plots").exists()
+    assert 2 <= len(parts) < N_TRIALS
+    # Parts on disk are FINISHED runs (also those the executor never reported), others KILLED.
+    assert _statuses(tmp_path / "mlflow.db") == Counter({
+        ("sweep", "KILLED"): 1, ("trial", "FINISHED"): len(parts),
+        ("trial", "KILLED"): N_TRIALS - len(parts)})
+    return {p.name: p.stat().st_mtime_ns for p in parts}
+
+
+def _check_resumed(tmp_path: Path, finished: dict[str, int]):
+    resumed = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "space.yaml",
+                              "--out", "out", "--resume", "--executor", "local"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{N_TRIALS - len(finished)} trials run, {len(finished)} already done" \
+        in resumed.stdout
+    for name, mtime in finished.items():  # not recomputed
+        assert (tmp_path / "out" / "points" / name).stat().st_mtime_ns == mtime
+    frame = pd.read_parquet(tmp_path / "out" / "points")
+    assert len(frame) == N_POINTS and frame.point_id.is_unique
+    assert _statuses(tmp_path / "mlflow.db") == Counter({("sweep", "FINISHED"): 1,
+                                                         ("trial", "FINISHED"): N_TRIALS})
+
+
+def test_ctrl_c_on_a_ray_sweep_stops_ray_and_says_how_to_finish(tmp_path):
+    raylets = _pids("raylet")
+    driver = _start(tmp_path)  # the Ray executor, embedded
+    # The terminal sends SIGINT to the whole foreground process group, Ray's processes too.
+    code, stdout, stderr = _stop_after_parts(
+        driver, tmp_path / "out", 2, lambda: os.killpg(driver.pid, signal.SIGINT))
+    finished = _check_interrupted(tmp_path, code, stdout, stderr, 130)
+    assert _pids("raylet") <= raylets  # the embedded Ray is gone
+    _check_resumed(tmp_path, finished)
+
+
+def test_sigterm_to_the_driver_alone_stops_a_local_sweep(tmp_path):
+    driver = _start(tmp_path, "--executor", "local")
+    code, stdout, stderr = _stop_after_parts(driver, tmp_path / "out", 2,
+                                             lambda: driver.send_signal(signal.SIGTERM))
+    finished = _check_interrupted(tmp_path, code, stdout, stderr, 143)
+    _check_resumed(tmp_path, finished)
+
+
+def test_sigterm_to_sweeper_ui_stops_its_mlflow_server(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # a store to serve
+    ui = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "ui", "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)],
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True)
+    try:
+        line = ui.stdout.readline()  # "MLflow UI for ...: http://127.0.0.1:PORT"
+        assert "MLflow UI for" in line, ui.stderr.read()[-3000:] if ui.poll() else line
+        pattern = f"mlflow server.*{tmp_path / 'mlflow.db'}"
+        servers = subprocess.run(["pgrep", "-f", pattern], capture_output=True,
+                                 text=True).stdout.split()
+        assert servers
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=60) == 0
+        left = subprocess.run(["pgrep", "-f", pattern], capture_output=True,
+                              text=True).stdout.split()
+        assert not left, "the mlflow server outlived `sweeper ui`"
+        for pid in map(int, servers):  # nor any worker of its process group
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
