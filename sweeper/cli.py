@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="absolute results path every node sees")
     s.add_argument("--max-failures", type=int, default=0)
     s.add_argument("--resume", action="store_true")
+    s.add_argument("--allow-large", action="store_true",
+                   help="let the cluster start a sweep over the size limits")
     a = commands.add_parser("aggregate", help="classify points, write the region map and plots",
                             description="Classify every point of a results directory into "
                                         "forgetful / memory / chaotic, write "
@@ -392,7 +394,8 @@ def _submit(args: argparse.Namespace) -> int:
     from .adapters.ray_jobs import submit
 
     return submit(args.file, args.address, args.tracking_uri, args.out,
-                  max_failures=args.max_failures, resume=args.resume)
+                  max_failures=args.max_failures, resume=args.resume,
+                  allow_large=args.allow_large)
 
 
 COMMANDS = {"measure": _measure, "figure": _figure, "validate": _validate, "run": _run,

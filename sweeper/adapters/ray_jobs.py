@@ -42,7 +42,7 @@ def auth_headers() -> dict[str, str]:
 
 
 def submit(file: str, address: str, tracking_uri: str, out: str, *, max_failures: int = 0,
-           resume: bool = False) -> int:
+           resume: bool = False, allow_large: bool = False) -> int:
     """Submit, stream the job's logs, and return 0 if it succeeded (1 otherwise)."""
     space = load_space(file)
     if not Path(out).is_absolute():
@@ -62,6 +62,8 @@ def submit(file: str, address: str, tracking_uri: str, out: str, *, max_failures
                "--tracking-uri", tracking_uri, "--max-failures", str(max_failures)]
     if resume:
         command.append("--resume")
+    if allow_large:
+        command.append("--allow-large")
     deadline = time.monotonic() + 300
     while True:
         try:
