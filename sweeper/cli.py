@@ -156,26 +156,29 @@ def _run_sweep(args: argparse.Namespace) -> int:
     check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     require(args.max_failures >= 0, f"--max-failures must be >= 0, got {args.max_failures}")
     out = Path(args.out or Path("results") / space.name)
-    with results_lock(out):  # one driver per results directory
-        return _run_locked(args, space, out)
-
-
-def _run_locked(args: argparse.Namespace, space, out) -> int:
-    from .adapters.mlflow_tracker import MlflowTracker
-    from .adapters.parquet_sink import ParquetSink
-    from .adapters.results import write_record
-    from .interrupt import SweepInterrupted
-    from .sweep import LocalExecutor, TrackingError, run_sweep
-
-    tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
-    sink = ParquetSink(out)
     if args.executor == "local":
+        from .sweep import LocalExecutor
+
         executor = LocalExecutor(args.device)
     else:
         from .adapters.ray_executor import RayTuneExecutor
 
+        # Checks --address: an unreachable cluster exits 2 before the results directory exists.
         executor = RayTuneExecutor(args.address, out / "ray_results", space.resources,
                                    args.device)
+    with results_lock(out):  # one driver per results directory
+        return _run_locked(args, space, out, executor)
+
+
+def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
+    from .adapters.mlflow_tracker import MlflowTracker
+    from .adapters.parquet_sink import ParquetSink
+    from .adapters.results import write_record
+    from .interrupt import SweepInterrupted
+    from .sweep import TrackingError, run_sweep
+
+    tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
+    sink = ParquetSink(out)
     resume = f"sweeper run {args.file} --out {out} --resume"
     tracking_failed = None
     try:
@@ -404,31 +407,48 @@ COMMANDS = {"measure": _measure, "figure": _figure, "validate": _validate, "run"
 
 
 class _NewLineHandler(logging.StreamHandler):
-    """The package's warnings on stderr, each on a line of its own (not after the progress
-    line's carriage return)."""
+    """The package's warnings on the current stderr, each on a line of its own (not after the
+    progress line's carriage return)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # the stderr of the moment: tests and callers may swap it
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # set by StreamHandler.__init__; always follow sys.stderr
+        pass
 
     def emit(self, record: logging.LogRecord) -> None:
         self.stream.write("\n")
         super().emit(record)
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr() -> logging.Handler | None:
+    """Attach the stderr handler for one command; ``main`` removes it again."""
     logger = logging.getLogger("sweeper")
-    if not logger.handlers:
-        handler = _NewLineHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("sweeper: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
+    if any(isinstance(h, _NewLineHandler) for h in logger.handlers):
+        return None
+    handler = _NewLineHandler()
+    handler.setFormatter(logging.Formatter("sweeper: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    _log_to_stderr()
+    handler = _log_to_stderr()
     try:
         return COMMANDS[args.command](args)
     except SweeperInputError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if handler is not None:
+            logging.getLogger("sweeper").removeHandler(handler)
 
 
 if __name__ == "__main__":

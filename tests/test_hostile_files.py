@@ -66,7 +66,8 @@ REPLACEMENTS = {  # key path -> values that make it invalid
                              "{logspace: [1e-3, 1e3, 1e7]}", "{linspace: [0, 1e400, 5]}",
                              "{linspace: [-1e308, 1e308, 3]}", "{grid: [1]}", "[1e-3, 1e-3]"],
     "axes.seed": [*ODD, "[0, 4294967296]", "[0, 1e3]", "{linspace: [0, 3, 4]}", "[-1]"],
-    "vectorize": [*ODD, "seed", "[seed, seed]", "[hidden_size]", "[1e-3]"],
+    "vectorize": [*(v for v in ODD if v != "[]"), "seed",  # [] is valid: nothing vectorized
+                  "[seed, seed]", "[hidden_size]", "[1e-3]"],
     "metrics": [*ODD, "[]", "[chaos]", "lyapunov", "[landscape]", "[lyapunov, !!int abc]"],
     "resources.cpu": [*NOT_SCALE, "0"],
     "resources.gpu": NOT_SCALE,

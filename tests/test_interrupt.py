@@ -107,11 +107,11 @@ def test_ctrl_c_on_a_ray_sweep_stops_ray_and_says_how_to_finish(tmp_path):
 
 
 def test_sigterm_to_the_driver_alone_stops_a_local_sweep(tmp_path):
+    # What --resume does after a stop is the same for both signals: checked once, above.
     driver = _start(tmp_path, "--executor", "local")
     code, stdout, stderr = _stop_after_parts(driver, tmp_path / "out", 2,
                                              lambda: driver.send_signal(signal.SIGTERM))
-    finished = _check_interrupted(tmp_path, code, stdout, stderr, 143)
-    _check_resumed(tmp_path, finished)
+    _check_interrupted(tmp_path, code, stdout, stderr, 143)
 
 
 def test_sigterm_to_sweeper_ui_stops_its_mlflow_server(tmp_path):

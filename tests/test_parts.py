@@ -200,7 +200,6 @@ def test_a_part_over_the_file_size_limit_names_it_and_leaves_nothing(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     message = f"cannot write {tmp_path / 'points' / 'part-aaaa.parquet'}: File too large"
     assert result.stdout.splitlines() == [f"WriteError 27 {message}", message]
-    assert message in result.stderr  # said where the user looks, too
     assert list((tmp_path / "points").iterdir()) == []  # no part, no temporary file
 
 

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from sweeper.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"name": "tiny", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8, "seq_len": 30,
         "axes": {"recurrent_scale": {"linspace": [0.5, 2.5, 5]}, "input_scale": [0.5, 1.0],
@@ -91,16 +93,21 @@ ESCAPES = {
 
 
 @pytest.mark.parametrize("escape", ESCAPES)
-def test_each_way_out_of_the_tables_exits_2_and_leaves_nothing(sweep, tmp_path, escape):
+def test_each_way_out_of_the_tables_exits_2_and_leaves_nothing(sweep, tmp_path, escape, capsys,
+                                                               monkeypatch):
+    # In this process (the command's own entry point; a fresh process per way out costs a
+    # torch import each): the queries above and below run it as a user does.
     template, says, must_not_exist = ESCAPES[escape]
     part = next((sweep / "points").glob("part-*.parquet"))
     sql = template.format(tmp=tmp_path, out=sweep, part=part,
                           elsewhere=_outside_parquet(tmp_path))
     before = _snapshot(sweep)
-    result = _cli("query", sql, "--results", sweep, cwd=tmp_path)
-    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
-    assert says in result.stderr and HINT in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+    monkeypatch.chdir(tmp_path)
+    code = main(["query", sql, "--results", str(sweep)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 2, (stdout[-2000:], stderr[-2000:])
+    assert says in stderr and HINT in stderr, stderr
+    assert "Traceback" not in stderr
     assert _snapshot(sweep) == before  # no part, map or new file in the results
     if must_not_exist:
         assert not (tmp_path / must_not_exist).exists()

@@ -295,11 +295,12 @@ def test_machine_memory_is_a_positive_figure_no_larger_than_the_physical_memory(
 
 
 MEASURE_PEAK = """
-import resource, sys, yaml
+import os, resource, sys, yaml
 from sweeper.space import PROCESS_BYTES, estimate, validate_space
 from sweeper.sweep import trial_frame
 space = validate_space(yaml.safe_load(sys.argv[1]))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# The resident memory now, not the peak so far (an import's passing peak would hide growth).
+before = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 trial_frame(space, space.trials()[0], "cpu")
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(peak - before, estimate(space).trial_bytes - PROCESS_BYTES)
@@ -309,8 +310,10 @@ print(peak - before, estimate(space).trial_bytes - PROCESS_BYTES)
 @pytest.mark.slow
 def test_the_memory_estimate_is_near_a_measured_peak():
     """One trial whose memory is mostly the landscape slices (41 x 8 rollouts of 16 sequences
-    of 200 steps, H = 64): the estimate above the process's own memory is within a factor 2
-    of the growth of the measured peak resident memory."""
+    of 200 steps, H = 64): the estimate above the process's own memory is not under half the
+    growth of the measured peak resident memory (the direction that would let a sweep run out
+    of memory) and not over 4 times it (the allocator's reuse of freed slices varies from
+    machine to machine: 0.85 to 1.04 GB here, 0.22 GB seen on another machine)."""
     space = {"name": "peak", "task": "teacher", "cell": "rnn_tanh", "hidden_size": 64,
              "seq_len": 200, "axes": {"recurrent_scale": {"linspace": [0.5, 2.5, 8]}},
              "metrics": ["landscape"], "landscape": {"hessian_steps": 0}}
@@ -318,4 +321,4 @@ def test_the_memory_estimate_is_near_a_measured_peak():
                          capture_output=True, text=True, check=True, timeout=300)
     measured, estimated = map(int, out.stdout.split())
     assert measured > 200 * 2**20  # the trial itself allocated a lot: the test means something
-    assert 0.5 < estimated / measured < 2, (estimated, measured)
+    assert 0.5 < estimated / measured < 4, (estimated, measured)
