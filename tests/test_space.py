@@ -310,10 +310,9 @@ print(peak - before, estimate(space).trial_bytes - PROCESS_BYTES)
 @pytest.mark.slow
 def test_the_memory_estimate_is_near_a_measured_peak():
     """One trial whose memory is mostly the landscape slices (41 x 8 rollouts of 16 sequences
-    of 200 steps, H = 64): the estimate above the process's own memory is not under half the
-    growth of the measured peak resident memory (the direction that would let a sweep run out
-    of memory) and not over 4 times it (the allocator's reuse of freed slices varies from
-    machine to machine: 0.85 to 1.04 GB here, 0.22 GB seen on another machine)."""
+    of 200 steps, H = 64): the estimate above the process's own memory is within a factor 2
+    of the growth of the measured peak resident memory, counted from the resident memory
+    before the trial (not from the peak so far, which an import's passing peak can raise)."""
     space = {"name": "peak", "task": "teacher", "cell": "rnn_tanh", "hidden_size": 64,
              "seq_len": 200, "axes": {"recurrent_scale": {"linspace": [0.5, 2.5, 8]}},
              "metrics": ["landscape"], "landscape": {"hessian_steps": 0}}
@@ -321,4 +320,4 @@ def test_the_memory_estimate_is_near_a_measured_peak():
                          capture_output=True, text=True, check=True, timeout=300)
     measured, estimated = map(int, out.stdout.split())
     assert measured > 200 * 2**20  # the trial itself allocated a lot: the test means something
-    assert 0.5 < estimated / measured < 4, (estimated, measured)
+    assert 0.5 < estimated / measured < 2, (estimated, measured)
