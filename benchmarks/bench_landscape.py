@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from _timing import median_time
 
+from rnn_sweeper_tasks.chaotic_lstm import THETA_STAR
 from sweeper.paper import line_loss
-from tasks.chaotic_lstm import THETA_STAR
 
 SEQ_LEN, BURN_IN = 200, 100
 
@@ -83,7 +83,7 @@ def generic(repeats: int) -> None:
     from sweeper.measure import build_params
     from sweeper.model import init_readout
     from sweeper.objective import build_objective
-    from tasks import get_task
+    from sweeper.task import get_task
 
     cell, task, hidden, offsets = CELLS["rnn_tanh"], get_task("teacher"), 64, 41
     rs = torch.linspace(0.5, 2.0, 8, dtype=torch.float64)[None]

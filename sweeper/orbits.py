@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 
 from .cells._base import Cell
 from .dynamics import rollout
 from .params import CellParams
+from .task import Task, get_task
 
 Tensor = torch.Tensor
 
@@ -29,7 +33,7 @@ def orbit_diagram(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, ke
     return values.reshape(*values.shape[:2], -1)
 
 
-def orbits_for(cell: str, hidden_size: int, task, scales, *, seed: int = 0,
+def orbits_for(cell: str, hidden_size: int, task: Task, scales: Sequence[float], *, seed: int = 0,
                steps: int = 1000, keep: int = 60, inits: int = 6,
                dtype: torch.dtype = torch.float64,
                device: torch.device | str = "cpu") -> dict[str, Tensor]:
@@ -61,3 +65,28 @@ def orbits_for(cell: str, hidden_size: int, task, scales, *, seed: int = 0,
     inputs = constant.reshape(1, 1, 1, -1).expand(1, inits, steps, -1)
     orbit = orbit_diagram(cell_obj, params, inputs, x0, keep)
     return {"scale": rs[0], "orbit": orbit.reshape(-1, orbit.shape[-1]).double().cpu()}
+
+
+def sweep_orbits(cell: str, hidden_size: int, task: str, task_params: Mapping[str, Any],
+                 scales: Sequence[float], *, seed: int = 0, steps: int = 1000,
+                 keep: int = 60, inits: int = 6,
+                 device: torch.device | str = "cpu") -> dict[str, Tensor] | None:
+    """The orbit diagram of a sweep along its recurrent_scale axis, from plain sweep values.
+
+    Args:
+        cell, hidden_size: the network; task, task_params: as in a search space.
+        scales: the sweep's recurrent_scale values (P of them).
+        seed, steps, keep, inits: as in :func:`orbits_for`.
+
+    Returns:
+        As :func:`orbits_for`; None when the task draws no orbit diagram
+        (``Task.orbit_diagram`` is False) or P < 2.
+
+    Raises:
+        SweeperInputError: an unknown task or invalid task_params.
+    """
+    resolved = get_task(task, dict(task_params))
+    if not resolved.orbit_diagram or len(scales) < 2:
+        return None
+    return orbits_for(cell, hidden_size, resolved, scales, seed=seed, steps=steps, keep=keep,
+                      inits=inits, device=device)

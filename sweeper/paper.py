@@ -13,16 +13,15 @@ from .dynamics import DynamicsConfig, rollout, run_dynamics
 from .errors import require
 from .orbits import orbits_for
 from .params import CellParams
+from .task import get_task
 
 Tensor = torch.Tensor
 
 
 def _setup(scales: Sequence[float], dtype: torch.dtype, device: torch.device):
-    from tasks import ChaoticLSTM
-
     from .measure import build_params
 
-    task = ChaoticLSTM()
+    task = get_task("chaotic_lstm")
     cell = CELLS["lstm"]
     rs = torch.as_tensor(list(scales), dtype=torch.float64)[None]
     params = build_params(cell, 2, 1, [0], rs, torch.ones_like(rs), dtype, device,
@@ -96,9 +95,7 @@ def chaotic_lstm_line(scales: Sequence[float], seq_len: int = 200, burn_in: int 
     config = DynamicsConfig(burn_in=burn_in, lipschitz_samples=0)
     dyn = run_dynamics(cell, params, inputs, x0.expand(1, members, 1, 4), lyapunov_steps,
                        config, [0])
-    from tasks import ChaoticLSTM
-
-    orbit = orbits_for("lstm", 2, ChaoticLSTM(), scales, steps=orbit_steps, keep=orbit_keep,
-                       inits=orbit_inits, dtype=dtype, device=device)["orbit"]
+    orbit = orbits_for("lstm", 2, get_task("chaotic_lstm"), scales, steps=orbit_steps,
+                       keep=orbit_keep, inits=orbit_inits, dtype=dtype, device=device)["orbit"]
     return {"scale": torch.as_tensor(list(scales), dtype=torch.float64), "loss": loss.cpu(),
             "lyapunov_max": dyn.lyapunov[0, :, 0].cpu(), "orbit": orbit}

@@ -15,8 +15,8 @@ import torch
 
 from sweeper.errors import require
 from sweeper.seeding import generator
+from sweeper.task import Task, TaskBatch
 
-from ._base import Task, TaskBatch
 from ._checks import split_purpose
 
 

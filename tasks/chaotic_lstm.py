@@ -5,14 +5,13 @@ from a stable fixed point through period doubling into chaos (s = 1 is chaotic).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
 from sweeper.errors import SweeperInputError
+from sweeper.task import Task, TaskBatch
 
-from ._base import Task, TaskBatch
-from ._checks import positive_int, split_purpose
+from ._checks import finite_number, positive_int, split_purpose
 
 # Rows of weight_hh in PyTorch's gate order (i, f, g, o), two rows per gate.
 THETA_STAR = (
@@ -40,10 +39,7 @@ class ChaoticLSTM(Task):
     burn_in: int = 100
 
     def __post_init__(self):
-        if isinstance(self.initial, bool) or not isinstance(self.initial, (int, float)) \
-                or not math.isfinite(self.initial):
-            raise SweeperInputError(
-                f"chaotic_lstm requires a finite initial, got initial={self.initial!r}")
+        finite_number(self.name, "initial", self.initial)
         positive_int(self.name, "burn_in", self.burn_in, minimum=0)
 
     @property

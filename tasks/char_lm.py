@@ -19,10 +19,10 @@ import string
 import torch
 import torch.nn.functional as F
 
-from sweeper.errors import SweeperInputError, require
+from sweeper.errors import SweeperInputError, invalid, require
 from sweeper.seeding import generator
+from sweeper.task import Task, TaskBatch
 
-from ._base import Task, TaskBatch
 from ._checks import split_purpose
 
 TRAIN_FRACTION = 0.9
@@ -79,8 +79,7 @@ class CharLM(Task):
 
     def __post_init__(self):
         if not isinstance(self.lowercase, bool):
-            raise SweeperInputError(f"task 'char_lm' requires a bool lowercase, "
-                                    f"got lowercase={self.lowercase!r}")
+            raise invalid("task_params.lowercase", self.lowercase, "true or false")
 
     @property
     def corpus(self) -> Corpus:

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from sweeper.errors import require
 from sweeper.seeding import generator
+from sweeper.task import Task, TaskBatch
 
-from ._base import Task, TaskBatch
 from ._checks import positive_int, split_purpose
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
-from sweeper.errors import SweeperInputError
 from sweeper.seeding import generator
+from sweeper.task import Task
 
-from ._base import Task
+from ._checks import finite_number, positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,15 +26,8 @@ class Noise(Task):
     input_std: float = 1.0
 
     def __post_init__(self):
-        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) \
-                or self.input_size < 1:
-            raise SweeperInputError(
-                "noise task requires a positive integer input_size, "
-                f"got input_size={self.input_size!r}")
-        if isinstance(self.input_std, bool) or not isinstance(self.input_std, (int, float)) \
-                or not math.isfinite(self.input_std) or self.input_std < 0:
-            raise SweeperInputError(
-                f"noise task requires a finite input_std >= 0, got input_std={self.input_std!r}")
+        positive_int(self.name, "input_size", self.input_size)
+        finite_number(self.name, "input_std", self.input_std, minimum=0)
 
     def inputs(self, seed, n_trajectories, steps):
         gen = generator(seed, "task-inputs")

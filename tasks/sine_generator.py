@@ -9,8 +9,8 @@ import math
 import torch
 
 from sweeper.seeding import generator
+from sweeper.task import Task, TaskBatch
 
-from ._base import Task, TaskBatch
 from ._checks import finite_number, split_purpose
 
 

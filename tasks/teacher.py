@@ -8,8 +8,8 @@ import dataclasses
 import torch
 
 from sweeper.seeding import generator
+from sweeper.task import Task, TaskBatch
 
-from ._base import Task, TaskBatch
 from ._checks import finite_number, positive_int, split_purpose
 
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from sweeper.errors import SweeperInputError, require
 from sweeper.seeding import generator
+from sweeper.task import Task, TaskBatch
 
-from ._base import Task, TaskBatch
 from ._checks import positive_int, split_purpose
 
 N_SYMBOLS = 6  # X, Y, a, b, c, d

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tasks import Noise
+from rnn_sweeper_tasks import Noise
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from helpers import F64, params_from
 
+from rnn_sweeper_tasks.chaotic_lstm import THETA_STAR
 from sweeper import CELLS, MemoryConfig, attractor_count, measure
 from sweeper.memory import attractors
-from tasks.chaotic_lstm import THETA_STAR
 
 ZERO = torch.zeros(1, dtype=F64)
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from rnn_sweeper_tasks.chaotic_lstm import THETA_STAR
 from sweeper import SweeperInputError, measure
 from sweeper.cli import main
 from sweeper.landscape import loss_lipschitz, roughness_tv
 from sweeper.paper import chaotic_lstm_line, line_loss
-from tasks import get_task
-from tasks.chaotic_lstm import THETA_STAR
+from sweeper.task import get_task
 
 
 def test_anchor_task_serves_only_the_two_unit_lstm():
@@ -80,7 +80,6 @@ def test_orbit_command_for_any_cell(tmp_path):
     # The zero-input tanh network: the origin is the only attractor for small gain, so the
     # orbit diagram there is a single value (0), and it spreads once s passes the transition.
     from sweeper.orbits import orbits_for
-    from tasks import get_task
 
     found = orbits_for("rnn_tanh", 8, get_task("noise", {"input_std": 0.0}), [0.5, 3.0],
                        seed=3, steps=600, keep=20, inits=4)
@@ -130,3 +129,18 @@ def test_theta_star_lyapunov_exponent_matches_an_independent_loop():
                     metrics=["lyapunov"], dtype="float64")
     assert reference == pytest.approx(0.167, abs=0.01)
     assert frame.lyapunov_max.item() == pytest.approx(reference, abs=0.015)
+
+
+def test_sweep_orbits_only_for_tasks_that_draw_one():
+    # What `sweeper aggregate` draws, from the search space's plain values: the chaotic LSTM's
+    # orbit diagram equals orbits_for on the same task; noise (or one scaling) draws none.
+    from sweeper.orbits import orbits_for, sweep_orbits
+
+    scales = [0.5, 1.0]
+    found = sweep_orbits("lstm", 2, "chaotic_lstm", {}, scales, steps=200, keep=5, inits=2)
+    expected = orbits_for("lstm", 2, get_task("chaotic_lstm"), scales, steps=200, keep=5,
+                          inits=2)
+    torch.testing.assert_close(found["orbit"], expected["orbit"], rtol=0, atol=0)
+    assert found["orbit"].shape == (2, 10)
+    assert sweep_orbits("rnn_tanh", 4, "noise", {}, scales) is None
+    assert sweep_orbits("lstm", 2, "chaotic_lstm", {}, [1.0]) is None

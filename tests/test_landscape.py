@@ -71,9 +71,9 @@ def test_batched_slices_and_divergence():
 def test_hessian_top_eig_equals_exact_hessian_on_the_chaotic_lstm():
     # 16 parameters (weight_hh of the 2-unit LSTM), N = 12, float64. Lanczos with 16 steps
     # spans the whole space, so the top eigenvalue matches the dense Hessian to rounding.
+    from rnn_sweeper_tasks.chaotic_lstm import THETA_STAR
     from sweeper.landscape import grad_norm, hessian_top_eig
     from sweeper.paper import anchor_loss
-    from tasks.chaotic_lstm import THETA_STAR
 
     loss = anchor_loss(seq_len=12, burn_in=0)
     theta_star = torch.tensor(THETA_STAR, dtype=F64).reshape(-1)

@@ -1,14 +1,30 @@
-"""House rule: the core imports no orchestration, tracking or storage packages (only the thin
-adapters in sweeper/adapters/ may), and matplotlib only in figures.py. Checked on the source
-(an installed pandas may load pyarrow by itself)."""
+"""House rules on who imports whom, checked on the source (an installed pandas may load
+pyarrow by itself):
+
+- the core imports no orchestration, tracking or storage packages (only the thin adapters in
+  sweeper/adapters/ may), and matplotlib only in figures.py;
+- dependencies point one way: the built-in tasks (tasks/, installed as rnn_sweeper_tasks)
+  import sweeper, and sweeper never imports them - it finds them by entry point;
+- adapters compute nothing: they read and write, and call the core's functions with plain
+  data, never its tensor-level building blocks.
+"""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"ray", "mlflow", "yaml", "pyarrow", "duckdb"}
+TASK_PACKAGES = {"tasks", "rnn_sweeper_tasks"}
+#: What an adapter may not import: torch and numpy, and the core modules that work on tensors
+#: (an adapter calls entry points such as sweep.TrialWork.compute_part or orbits.sweep_orbits
+#: instead).
+NUMERICS = {"torch", "numpy", "sweeper.cells", "sweeper.params", "sweeper.dynamics",
+            "sweeper.memory", "sweeper.lyapunov", "sweeper.lipschitz", "sweeper.landscape",
+            "sweeper.landscape_metrics", "sweeper.model", "sweeper.objective",
+            "sweeper.training", "sweeper.seeding", "sweeper.paper"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -31,3 +47,79 @@ def test_core_modules_import_no_service_packages():
         assert not found & SERVICES, (path, found & SERVICES)
         if path.name != "figures.py":
             assert "matplotlib" not in found, path
+
+
+def _imported_modules(path: Path) -> set[str]:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return _imports_in(path.read_text(), ".".join(parts))
+
+
+def _imports_in(source: str, module: str) -> set[str]:
+    """Every module that ``source`` imports, in any form and at any depth, as absolute dotted
+    names: ``import a.b``; ``from a import b`` (a and a.b); relative imports resolved from
+    ``module`` (the file's dotted path, ``pkg.__init__`` for a package); string constants
+    passed to ``import_module`` or ``__import__``."""
+    here = module.split(".")[:-1]  # the package a relative import starts from
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = here[:len(here) - node.level + 1] if node.level else []
+            source_module = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(source_module)
+            names.update(f"{source_module}.{alias.name}" for alias in node.names)
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", None))
+              in ("import_module", "__import__")):
+            names.add(node.args[0].value)
+    return names
+
+
+def _within(name: str, modules: set[str]) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
+def test_the_import_scanner_sees_every_form():
+    source = ("import importlib\n"
+              "from ..orbits import sweep_orbits\n"
+              "from .. import dynamics\n"
+              "def load():\n"
+              "    import tasks.noise\n"
+              "    from .lock import Lock\n"
+              "    importlib.import_module('rnn_sweeper_tasks')\n"
+              "    return __import__('torch')\n")
+    found = _imports_in(source, "sweeper.adapters.results")
+    assert {"sweeper.orbits", "sweeper.orbits.sweep_orbits", "sweeper.dynamics", "tasks.noise",
+            "sweeper.adapters.lock", "rnn_sweeper_tasks", "torch"} <= found
+    assert "sweeper.cells" in _imports_in("from .cells import CELLS", "sweeper.__init__")
+
+
+def test_sweeper_never_imports_the_tasks():
+    files = sorted((ROOT / "sweeper").rglob("*.py"))
+    assert len(files) > 20
+    for path in files:
+        found = {name for name in _imported_modules(path) if _within(name, TASK_PACKAGES)}
+        assert not found, (path, found)
+
+
+def test_adapters_compute_nothing():
+    files = sorted((ROOT / "sweeper" / "adapters").glob("*.py"))
+    assert len(files) > 5
+    for path in files:
+        found = {name for name in _imported_modules(path) if _within(name, NUMERICS)}
+        assert not found, (path, found)
+
+
+def test_every_package_is_installed():
+    # pyproject lists the packages (tasks/ is installed under another name, which find cannot
+    # do), so a new folder of modules must be added there by hand.
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {setuptools["package-dir"].get(p, p.replace(".", "/")): p
+               for p in setuptools["packages"]}
+    on_disk = {str(d.relative_to(ROOT)) for top in ("sweeper", "tasks")
+               for d in [ROOT / top, *(ROOT / top).rglob("*")]
+               if d.is_dir() and any(d.glob("*.py"))}
+    assert on_disk == set(folders), on_disk ^ set(folders)
+    assert folders["tasks"] == "rnn_sweeper_tasks"

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+
 import pytest
 import torch
 
+import sweeper.task
+from rnn_sweeper_tasks import Noise
 from sweeper import SweeperInputError, measure
-from tasks import TASKS, Noise, get_task
+from sweeper.task import ENTRY_POINT_GROUP, get_task, task_names
+
+BUILTIN = ["adding", "char_lm", "chaotic_lstm", "copy_memory", "noise", "sine_generator",
+           "teacher", "temporal_order"]
 
 
 def test_noise_shapes_statistics_and_determinism():
@@ -39,6 +48,8 @@ def test_unknown_task_lists_known_names():
         get_task("sine")
     with pytest.raises(SweeperInputError, match="cannot load task"):
         get_task("no_such_module:Task")
+    with pytest.raises(SweeperInputError, match=r"not a subclass of sweeper\.task\.Task"):
+        get_task("sweeper.errors:SweeperInputError")
 
 
 def test_user_task_by_dotted_path_runs_like_a_builtin():
@@ -49,8 +60,48 @@ def test_user_task_by_dotted_path_runs_like_a_builtin():
     assert frame.task.tolist() == ["ramp"] and frame.status.tolist() == ["ok"]
 
 
-def test_registry_holds_noise():
-    assert TASKS["noise"] is Noise
+def test_builtins_are_registered_by_entry_point_under_their_own_names():
+    assert set(BUILTIN) <= set(task_names()) and task_names() == sorted(task_names())
+    assert type(get_task("noise")) is Noise
+    for name in BUILTIN:
+        cls = type(get_task(name))
+        assert cls.name == name and cls.__module__.startswith("rnn_sweeper_tasks."), cls
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The installed entry points plus the ones a test adds (as another package would)."""
+    added: dict[str, EntryPoint] = {}
+    installed = sweeper.task._registered()
+    monkeypatch.setattr(sweeper.task, "_registered", lambda: {**installed, **added})
+    yield added
+    sweeper.task._registered_class.cache_clear()
+
+
+def test_a_package_registers_its_task_by_entry_point(registry):
+    registry["ramp"] = EntryPoint("ramp", "usertask:Ramp", ENTRY_POINT_GROUP)
+    registry["broken"] = EntryPoint("broken", "no_such_module:Task", ENTRY_POINT_GROUP)
+    registry["not_a_task"] = EntryPoint("not_a_task", "sweeper.errors:SweeperInputError",
+                                        ENTRY_POINT_GROUP)
+    assert "ramp" in task_names()
+    assert get_task("ramp", {"slope": 3.0}).slope == 3.0
+    with pytest.raises(SweeperInputError, match="cannot load task 'broken' registered under"):
+        get_task("broken")
+    with pytest.raises(SweeperInputError, match=r"not a subclass of sweeper\.task\.Task"):
+        get_task("not_a_task")
+
+
+def test_a_tasks_py_in_the_working_directory_does_not_shadow_the_builtins(tmp_path):
+    # The built-ins are installed as rnn_sweeper_tasks and found by entry point, so a user's
+    # own tasks.py (first on sys.path when it sits in the working directory) is never imported.
+    (tmp_path / "tasks.py").write_text("raise SystemExit('the user tasks.py was imported')\n")
+    script = ("from sweeper import measure; "
+              "frame = measure('rnn_tanh', 4, task='noise', seq_len=20, metrics=['lyapunov']); "
+              "print(frame.status.tolist())")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['ok']"
 
 
 @pytest.mark.parametrize(("name", "params", "match"), [

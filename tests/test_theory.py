@@ -86,7 +86,7 @@ def test_bad_arguments_name_the_value():
 
 
 def test_drive_maps_the_sweep_axes_and_knows_where_it_applies():
-    from tasks.noise import Noise
+    from rnn_sweeper_tasks.noise import Noise
 
     defaults = {f.name: f.default for f in dataclasses.fields(Noise)
                 if f.name in theory.NOISE_DEFAULTS}

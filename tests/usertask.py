@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from tasks import Task
+from sweeper.task import Task
 
 
 @dataclasses.dataclass(frozen=True)

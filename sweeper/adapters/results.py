@@ -21,6 +21,7 @@ import pandas as pd
 from ..aggregate import SCHEMA_VERSION, region_map
 from ..atomic import atomic_write
 from ..errors import SweeperInputError
+from ..orbits import sweep_orbits
 from ..regions import classify
 from ..space import SearchSpace, validate_space
 from ..theory import mean_field_drive
@@ -196,17 +197,13 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu") -> Ag
 
 def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
     """The orbit (bifurcation) diagram along recurrent_scale, for tasks that define one."""
-    from tasks import get_task
-
-    task = get_task(space.task, dict(space.task_params))
-    scales = space.axes["recurrent_scale"]
-    if not getattr(task, "orbit_diagram", False) or len(scales) < 2:
-        return None
     from ..figures import plot_orbits
-    from ..orbits import orbits_for
 
     seed, hidden = space.axes["seed"][0], space.axes["hidden_size"][0]
-    found = orbits_for(space.cell, hidden, task, scales, seed=seed, device=device)
+    found = sweep_orbits(space.cell, hidden, space.task, space.task_params,
+                         space.axes["recurrent_scale"], seed=seed, device=device)
+    if found is None:
+        return None
     return plot_orbits(found["scale"], found["orbit"], path,
                        f"{space.name}: orbit diagram ({space.cell}, H = {hidden}, "
                        f"task {space.task}, seed {seed})")

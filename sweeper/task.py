@@ -1,17 +1,29 @@
-"""The task contract: seeded input sequences and, for supervised tasks, targets and a loss."""
+"""Tasks: the contract (:class:`Task`, :class:`TaskBatch`) and how a name becomes a task.
+
+The built-in tasks live in the separate package ``rnn_sweeper_tasks``; like any user's tasks,
+they register under the entry-point group ``rnn_sweeper.tasks`` (see pyproject.toml), so
+sweeper never imports them by module. A task can also be named by a dotted path
+``"package.module:ClassName"``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 from abc import ABC, abstractmethod
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
 
 import torch
 
-from sweeper.errors import SweeperInputError
+from .errors import SweeperInputError, unknown_name
 
 LOSS_KINDS = ("mse", "cross_entropy")
 SPLITS = ("train", "val")
+#: The entry-point group a package registers its tasks under (name = task name,
+#: value = "package.module:ClassName").
+ENTRY_POINT_GROUP = "rnn_sweeper.tasks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,3 +123,74 @@ class Task(ABC):
             raise SweeperInputError(
                 f"task {cls.name!r} got unknown task_params {unknown}; known: {known}")
         return cls(**params)
+
+
+@functools.cache
+def _registered() -> dict[str, EntryPoint]:
+    # Read once per process: installing a task package takes effect in the next one.
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def task_names() -> list[str]:
+    """The names of the installed tasks (entry-point group ``rnn_sweeper.tasks``), sorted."""
+    return sorted(_registered())
+
+
+@functools.cache
+def _registered_class(name: str) -> type[Task]:
+    # Loaded only when asked for, so a broken plugin affects only its own name.
+    try:
+        cls = _registered()[name].load()
+    except (ImportError, AttributeError) as exc:
+        raise SweeperInputError(f"cannot load task {name!r} registered under "
+                                f"{ENTRY_POINT_GROUP}: {exc}") from exc
+    return _check_class(name, cls)
+
+
+def _imported_class(path: str) -> type[Task]:
+    module_name, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SweeperInputError(f"cannot load task {path!r}: {exc}") from exc
+    return _check_class(path, cls)
+
+
+def _check_class(name: str, cls: object) -> type[Task]:
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise SweeperInputError(f"task {name!r} is {cls!r}, not a subclass of sweeper.task.Task")
+    return cls
+
+
+def get_task(name: str | Task, params: dict[str, Any] | None = None) -> Task:
+    """Resolve a task and build it from ``params`` (its ``task_params``).
+
+    Args:
+        name: a registered task name (:func:`task_names`), a ``"package.module:ClassName"``
+            path to a :class:`Task` subclass, or a Task object (then ``params`` must be empty).
+        params: the task's dataclass fields; None or {} for the defaults.
+
+    Returns:
+        The task object.
+
+    Raises:
+        SweeperInputError: unknown name (the message lists the known ones), unimportable
+            path, a class that is not a Task, or invalid task_params.
+
+    Example:
+        >>> get_task("noise", {"input_std": 0.5}).input_std
+        0.5
+    """
+    if isinstance(name, Task):
+        if params:
+            raise SweeperInputError("task_params must be empty when task is already a Task object")
+        return name
+    if not isinstance(name, str):
+        raise SweeperInputError(f"task must be a name or 'module:Class', got {name!r}")
+    if ":" in name:
+        cls = _imported_class(name)
+    elif name in _registered():
+        cls = _registered_class(name)
+    else:
+        raise unknown_name("task", name, [*task_names(), "module.path:Class"])
+    return cls.from_params(params)
