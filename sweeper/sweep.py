@@ -1,8 +1,12 @@
 """Running a sweep: trials in, one Parquet part and one tracked run per trial out.
 
-Pure orchestration against three small contracts (results sink, tracker, executor), so the
-logic runs the same in-process and on Ray; the adapters in :mod:`sweeper.adapters` implement
-them for Parquet, MLflow and Ray Tune.
+Pure orchestration against four small contracts (results sink, run-id registry, tracker,
+executor), so the logic runs the same in-process and on Ray; the adapters in
+:mod:`sweeper.adapters` implement them for Parquet, a JSON file, MLflow and Ray Tune.
+
+:func:`run_sweep` reads top to bottom: find what is done, start the tracking thread, run the
+pending trials on the executor, close the runs. :class:`LocalExecutor` is the in-process
+reference every executor must match (``tests/test_executors.py`` holds them to it).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -57,18 +62,9 @@ def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> 
     return frame
 
 
-def compute_part(space: SearchSpace, trial: Trial, sink: ResultSink,
-                 device: str | None = None) -> str:
-    """The unit of work an executor runs (in-process or on a Ray worker): measure the trial,
-    stamp its rows with the trial's tracking run id when the driver has published it (see
-    :meth:`ResultSink.publish_run_ids`; null otherwise, filled in by the driver when it logs
-    the trial), write its part; returns the part's location. Computing never waits for
-    tracking."""
-    frame = trial_frame(space, trial, device)
-    run_id = sink.run_id(trial.trial_id)
-    frame.insert(3, "mlflow_run_id", pd.Series([run_id] * len(frame), dtype="str",
-                                               index=frame.index))
-    return sink.write(trial.trial_id, frame)
+def failure_message(error: BaseException) -> str:
+    """How a failed trial is reported, whichever executor ran it: ``"RuntimeError: why"``."""
+    return f"{type(error).__name__}: {error}"
 
 
 class ResultSink(ABC):
@@ -98,15 +94,71 @@ class ResultSink(ABC):
     def location(self, trial_id: str) -> str:
         """Where a completed trial's rows are."""
 
-    @abstractmethod
-    def publish_run_ids(self, run_ids: dict[str, str]) -> None:
-        """Driver side: make the trials' tracking run ids (all opened so far) visible to
-        workers, replacing what was published before."""
+
+class RunIdRegistry(ABC):
+    """The hand-off of tracking run ids from the driver, which opens the runs, to the workers,
+    which stamp them on their rows. An optimisation only: a row written before its run id was
+    published gets it from the driver when the driver logs the trial.
+
+    Invariants: ``publish`` replaces everything published before (a new driver forgets an
+    earlier one's ids) and is atomic for readers; ``lookup`` never waits and answers None
+    for a trial not published yet. Picklable; only the driver publishes.
+    """
 
     @abstractmethod
-    def run_id(self, trial_id: str) -> str | None:
-        """Worker side: the trial's published run id, or None when it is not published yet
-        (tracking is slow or down); never waits."""
+    def publish(self, run_ids: Mapping[str, str]) -> None:
+        """Driver side: make these run ids (trial id -> run id) the published ones."""
+
+    @abstractmethod
+    def lookup(self, trial_id: str) -> str | None:
+        """Worker side: the trial's published run id, or None."""
+
+
+class RunIdsInProcess(RunIdRegistry):
+    """Run ids in the driver's memory: what the driver publishes is seen in its own process
+    at once; a copy pickled to another process keeps what was published when it was
+    pickled (its other rows get their ids from the driver). See
+    :class:`sweeper.adapters.run_id_file.RunIdFile` for workers on other machines."""
+
+    def __init__(self) -> None:
+        self._published: Mapping[str, str] = {}
+
+    def publish(self, run_ids: Mapping[str, str]) -> None:
+        self._published = dict(run_ids)  # one reference swap: readers see old or new, whole
+
+    def lookup(self, trial_id: str) -> str | None:
+        return self._published.get(trial_id)
+
+
+@dataclass(frozen=True)
+class TrialWork:
+    """What an executor runs for each trial, in-process or on a worker (picklable): measure
+    the trial, write its part, return where it is.
+
+    Args:
+        space: the validated sweep.
+        sink: where parts are written (a directory every worker sees, on a cluster).
+        run_ids: where the driver publishes the trials' tracking run ids.
+    """
+
+    space: SearchSpace
+    sink: ResultSink
+    run_ids: RunIdRegistry
+
+    def compute_part(self, trial: Trial, device: str | None = None) -> str:
+        """Measure the trial, stamp its rows with its tracking run id if the driver has
+        published it (null otherwise: the driver fills it in when it logs the trial; computing
+        never waits for tracking), write its part; returns the part's location.
+
+        Raises:
+            SweeperInputError: the trial's input is invalid (e.g. the device); retrying
+                would fail the same way.
+        """
+        frame = trial_frame(self.space, trial, device)
+        run_id = self.run_ids.lookup(trial.trial_id)
+        frame.insert(3, "mlflow_run_id", pd.Series([run_id] * len(frame), dtype="str",
+                                                   index=frame.index))
+        return self.sink.write(trial.trial_id, frame)
 
 
 class Tracker(ABC):
@@ -147,13 +199,23 @@ class Tracker(ABC):
 
 
 class Executor(ABC):
-    """Runs ``compute_part`` for each trial and calls, in the driver, ``on_done(trial,
-    location)`` or ``on_error(trial, message)``; a failing trial is retried up to
-    ``max_failures`` times before it counts as failed.
+    """Runs :meth:`TrialWork.compute_part` for each trial and reports each trial exactly
+    once, in the thread that called ``run``: ``on_done(trial, location)`` or
+    ``on_error(trial, message)``.
 
-    ``start`` brings up workers ahead of ``run``; the driver calls it in its main thread while
-    the tracker sets up in another, so the two fixed costs overlap. ``run`` must work
-    whether or not ``start`` was called; ``stop`` is always called at the end of a sweep.
+    Invariants (``tests/test_executors.py`` holds every executor to them):
+
+    * a trial that raises is tried again, up to ``max_failures`` times, then reported with
+      :func:`failure_message` of its last error; a :class:`SweeperInputError` is reported at
+      once, never retried (the same input fails the same way);
+    * a KeyboardInterrupt (Ctrl-C, or a signal turned into one) raised while ``run`` runs,
+      also inside ``on_done`` or ``on_error``, propagates out of ``run``, and no further
+      trial is reported;
+    * ``start`` brings up workers ahead of ``run`` (the driver calls it in its main thread
+      while the tracker sets up in another, so the two fixed costs overlap); ``run`` works
+      whether or not ``start`` was called, and again after ``stop``; ``stop`` releases what
+      ``start`` or ``run`` brought up, is safe to call any number of times, and is always
+      called at the end of a sweep.
     """
 
     def start(self) -> None:  # noqa: B027  (an optional hook: most executors need none)
@@ -163,7 +225,7 @@ class Executor(ABC):
         """Release what ``start`` or ``run`` brought up; safe to call more than once."""
 
     @abstractmethod
-    def run(self, space: SearchSpace, trials: list[Trial], sink: ResultSink,
+    def run(self, work: TrialWork, trials: list[Trial],
             on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
             max_failures: int) -> None: ...
 
@@ -174,16 +236,19 @@ class LocalExecutor(Executor):
     def __init__(self, device: str | None = None):
         self.device = device
 
-    def run(self, space, trials, sink, on_done, on_error, max_failures):
+    def run(self, work: TrialWork, trials: list[Trial],
+            on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
+            max_failures: int) -> None:
         for trial in trials:
             for attempt in range(max_failures + 1):
                 try:
-                    location = compute_part(space, trial, sink, self.device)
-                except SweeperInputError:
-                    raise
+                    location = work.compute_part(trial, self.device)
+                except SweeperInputError as exc:  # not retried: it would fail the same way
+                    on_error(trial, failure_message(exc))
+                    break
                 except Exception as exc:  # a failed trial is recorded, the sweep goes on
                     if attempt == max_failures:
-                        on_error(trial, f"{type(exc).__name__}: {exc}")
+                        on_error(trial, failure_message(exc))
                     continue
                 on_done(trial, location)
                 break
@@ -232,8 +297,8 @@ class _TrackingThread:
     computing is not held up by it.
     """
 
-    def __init__(self, tracker: Tracker, sink: ResultSink):
-        self.tracker, self.sink = tracker, sink
+    def __init__(self, tracker: Tracker, sink: ResultSink, run_ids: RunIdRegistry):
+        self.tracker, self.sink, self.registry = tracker, sink, run_ids
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="tracker")
         self.futures: list[Future] = []
         self.run_ids: dict[str, str] = {}
@@ -266,7 +331,7 @@ class _TrackingThread:
                 return
             self.run_ids[trial.trial_id] = self.tracker.trial_started(trial)
             if i == 0 or i == len(pending) - 1 or time.monotonic() - last >= 0.5:
-                self.sink.publish_run_ids(dict(self.run_ids))
+                self.registry.publish(self.run_ids)
                 last = time.monotonic()
 
     def log_finished(self, trial: Trial, location: str) -> None:
@@ -323,12 +388,70 @@ class _TrackingThread:
         self.pool.shutdown(wait=True)
 
 
+class _Ledger:
+    """The driver's account of a sweep. The executor's reports land here (``trial_done`` and
+    ``trial_failed`` are its ``on_done`` and ``on_error``): each is counted, shown on the
+    progress line and queued for the tracking thread."""
+
+    def __init__(self, trials: list[Trial], done_before: set[str], tracking: _TrackingThread,
+                 progress: Progress):
+        self.counts = {"trials": len(trials), "skipped": len(done_before), "done": 0,
+                       "failed": 0}
+        self.tracking, self.progress = tracking, progress
+        progress.update(points=sum(t.n_points for t in trials if t.trial_id in done_before))
+
+    def trial_done(self, trial: Trial, location: str) -> None:
+        self.tracking.submit(self.tracking.log_finished, trial, location)
+        self.counts["done"] += 1
+        self.progress.update(points=trial.n_points)
+
+    def trial_failed(self, trial: Trial, message: str) -> None:
+        log.error("trial %s failed: %s", trial.trial_id, message)
+        self.tracking.submit(self.tracking.log_failed, trial, message)
+        self.counts["failed"] += 1
+        self.progress.update(failed=1)
+
+
+def _points(trials: list[Trial]) -> dict[str, int]:
+    return {t.trial_id: t.n_points for t in trials}
+
+
+def _completed_before(sink: ResultSink, trials: list[Trial], resume: bool) -> set[str]:
+    """The trials whose part is already written; without ``resume`` there must be none, so
+    two sweeps never mix in one output."""
+    done = sink.completed(_points(trials))
+    if done and not resume:
+        raise SweeperInputError(f"the output already holds {len(done)} finished trials "
+                                "of this sweep; pass --resume to finish it, or choose --out")
+    return done
+
+
+def _wind_down(signum: int, trials: list[Trial], sink: ResultSink, executor: Executor,
+               tracking: _TrackingThread) -> SweepInterrupted:
+    """After Ctrl-C or SIGTERM: stop the workers, drop the tracker calls not yet started,
+    and log as FINISHED every part that reached the disk, also those the executor never
+    reported; returns the exception that says how far the sweep got."""
+    executor.stop()
+    tracking.drain(cancel=True)
+    on_disk = sink.completed(_points(trials))
+    tracking.submit(tracking.reconcile, [t for t in trials if t.trial_id in on_disk])
+    tracking.drain()
+    return SweepInterrupted(signum, len(on_disk), len(trials))
+
+
 def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: Executor,
-              *, resume: bool = False, max_failures: int = 0,
-              progress: Progress | None = None) -> dict[str, int]:
+              *, run_ids: RunIdRegistry | None = None, resume: bool = False,
+              max_failures: int = 0, progress: Progress | None = None) -> dict[str, int]:
     """Run every trial not yet completed; returns counts (trials, skipped, done, failed).
 
     Without ``resume`` an output that already holds parts is refused, so two sweeps never mix.
+    ``run_ids`` hands the trials' run ids to the workers (default: in the driver's memory,
+    enough for the in-process executor; pass a
+    :class:`~sweeper.adapters.run_id_file.RunIdFile` for workers in other processes).
+
+    Example::
+
+        run_sweep(space, ParquetSink("out"), MlflowTracker(uri, "out/art"), LocalExecutor())
 
     Raises:
         SweeperInputError: the output holds parts and ``resume`` is False.
@@ -338,57 +461,35 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
         TrackingError: tracking failed; every trial was still computed and written.
     """
     trials = space.trials()
-    expected = {t.trial_id: t.n_points for t in trials}
-    done_before = sink.completed(expected)
-    if done_before and not resume:
-        raise SweeperInputError(f"the output already holds {len(done_before)} finished trials "
-                                "of this sweep; pass --resume to finish it, or choose --out")
+    done_before = _completed_before(sink, trials, resume)
     pending = [t for t in trials if t.trial_id not in done_before]
-    progress = progress or Progress(space.n_points)
-    progress.update(points=sum(t.n_points for t in trials if t.trial_id in done_before))
-    counts = {"trials": len(trials), "skipped": len(done_before), "done": 0, "failed": 0}
-    tracking = _TrackingThread(tracker, sink)
-
-    def on_done(trial: Trial, location: str) -> None:
-        tracking.submit(tracking.log_finished, trial, location)
-        counts["done"] += 1
-        progress.update(points=trial.n_points)
-
-    def on_error(trial: Trial, message: str) -> None:
-        log.error("trial %s failed: %s", trial.trial_id, message)
-        tracking.submit(tracking.log_failed, trial, message)
-        counts["failed"] += 1
-        progress.update(failed=1)
-
+    run_ids = run_ids or RunIdsInProcess()
+    tracking = _TrackingThread(tracker, sink, run_ids)
+    ledger = _Ledger(trials, done_before, tracking, progress or Progress(space.n_points))
     status = "FAILED"
     try:
-        sink.publish_run_ids({})  # before any worker reads: no ids of an earlier driver
+        run_ids.publish({})  # before any worker reads: no ids of an earlier driver
         tracking.submit(tracking.open_runs, space, pending)
         tracking.submit(tracking.reconcile, [t for t in trials if t.trial_id in done_before])
         if pending:
             executor.start()
-            executor.run(space, pending, sink, on_done, on_error, max_failures)
+            executor.run(TrialWork(space, sink, run_ids), pending, ledger.trial_done,
+                         ledger.trial_failed, max_failures)
         executor.stop()  # before waiting for the tracker: the two overlap
         tracking.drain()
-        status = "FINISHED" if counts["failed"] == 0 else "FAILED"
+        status = "FINISHED" if ledger.counts["failed"] == 0 else "FAILED"
     except KeyboardInterrupt as exc:
         status = "KILLED"
         signum = getattr(exc, "signum", signal.SIGINT)
-        executor.stop()
-        tracking.drain(cancel=True)
-        # Parts that reached the disk count as done even if the executor never said so.
-        on_disk = sink.completed(expected)
-        tracking.submit(tracking.reconcile, [t for t in trials if t.trial_id in on_disk])
-        tracking.drain()
-        raise SweepInterrupted(signum, len(on_disk), len(trials)) from None
+        raise _wind_down(signum, trials, sink, executor, tracking) from None
     finally:
         try:
             executor.stop()
         finally:
             tracking.close(status)
-            progress.close()
+            ledger.progress.close()
     if tracking.error is not None:
         raise TrackingError(f"tracking failed: {tracking.error}; the computed trials' points "
                             "are on disk, and a resume logs their runs without recomputing",
-                            counts)
-    return counts
+                            ledger.counts)
+    return ledger.counts

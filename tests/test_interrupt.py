@@ -73,10 +73,14 @@ def _check_interrupted(tmp_path: Path, code: int, stdout: str, stderr: str, exit
         assert noise not in stdout + stderr
     assert not (out / "region_map.parquet").exists() and not (out / "plots").exists()
     assert 2 <= len(parts) < N_TRIALS
-    # Parts on disk are FINISHED runs (also those the executor never reported), others KILLED.
-    assert _statuses(tmp_path / "mlflow.db") == Counter({
-        ("sweep", "KILLED"): 1, ("trial", "FINISHED"): len(parts),
-        ("trial", "KILLED"): N_TRIALS - len(parts)})
+    # Parts on disk are FINISHED runs (also those the executor never reported), every other
+    # trial run opened so far is KILLED, none is left RUNNING. (The tracker opens the runs
+    # while the trials compute; a stop can come before it has opened all eight.)
+    statuses = _statuses(tmp_path / "mlflow.db")
+    assert statuses[("sweep", "KILLED")] == 1
+    assert statuses[("trial", "FINISHED")] == len(parts)
+    assert len(parts) + statuses[("trial", "KILLED")] <= N_TRIALS
+    assert set(statuses) <= {("sweep", "KILLED"), ("trial", "FINISHED"), ("trial", "KILLED")}
     return {p.name: p.stat().st_mtime_ns for p in parts}
 
 

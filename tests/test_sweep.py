@@ -17,8 +17,9 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.adapters.mlflow_tracker import MlflowTracker
 from sweeper.adapters.parquet_sink import ParquetSink
+from sweeper.adapters.run_id_file import RunIdFile
 from sweeper.space import validate_space
-from sweeper.sweep import LocalExecutor, run_sweep
+from sweeper.sweep import LocalExecutor, RunIdsInProcess, run_sweep
 
 SMOKE = {
     "name": "smoke",
@@ -175,14 +176,23 @@ def test_driver_killed_mid_sweep_then_resume_finishes_without_recomputing(tmp_pa
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=60)
-    finished = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("part-*.parquet")}
+    finished = {p.name: (p.stat().st_mtime_ns, pd.read_parquet(p))
+                for p in (out / "points").glob("part-*.parquet")}
     assert 2 <= len(finished) < 8
     resumed = _cli(["run", str(path), "--out", str(out), "--executor", "local", "--resume"],
                    cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{len(finished)} already done" in resumed.stdout
-    for name, mtime in finished.items():  # finished trials were not recomputed
-        assert (out / "points" / name).stat().st_mtime_ns == mtime
+    for name, (mtime, before) in finished.items():  # finished trials were not recomputed
+        part = out / "points" / name
+        if before.mlflow_run_id.notna().all():
+            assert part.stat().st_mtime_ns == mtime
+        else:  # written before its run id was published, and the kill came before the
+            # driver wrote the id in: the resume writes it in, every measured value kept
+            after = pd.read_parquet(part)
+            assert after.mlflow_run_id.notna().all()
+            pd.testing.assert_frame_equal(after.drop(columns="mlflow_run_id"),
+                                          before.drop(columns="mlflow_run_id"))
     _check_results_no_history(out, tmp_path / "mlflow.db", space["name"], 8, 16)
 
 
@@ -319,14 +329,31 @@ def test_tracking_failure_fails_the_sweep_but_not_the_computing(tmp_path):
 
 
 def test_run_ids_reach_workers_through_the_results_directory(tmp_path):
-    driver, worker = ParquetSink(tmp_path), ParquetSink(tmp_path)  # as on two machines
-    assert worker.run_id("t1") is None  # nothing published yet: the worker does not wait
-    driver.publish_run_ids({"t1": "run-a"})
-    assert worker.run_id("t1") == "run-a"
-    assert worker.run_id("t2") is None
-    driver.publish_run_ids({})  # a new driver forgets an earlier one's ids
-    assert worker.run_id("t1") is None
+    import pickle
+
+    driver = RunIdFile(tmp_path)
+    worker = pickle.loads(pickle.dumps(driver))  # sent once, as an executor sends it
+    assert worker.lookup("t1") is None  # nothing published yet: the worker does not wait
+    driver.publish({"t1": "run-a"})
+    assert worker.lookup("t1") == "run-a"
+    assert worker.lookup("t2") is None
+    driver.publish({})  # a new driver forgets an earlier one's ids
+    assert worker.lookup("t1") is None
     assert [p.name for p in tmp_path.iterdir()] == ["mlflow_runs.json"]  # no temporary left
+
+
+def test_in_process_run_ids_reach_a_copy_as_they_were_when_it_was_sent():
+    import pickle
+
+    driver = RunIdsInProcess()
+    driver.publish({"t1": "run-a"})
+    worker = pickle.loads(pickle.dumps(driver))
+    driver.publish({"t1": "run-a", "t2": "run-b"})
+    assert driver.lookup("t2") == "run-b"  # the driver's own process sees it at once
+    # A copy keeps what was published when it was sent: the driver writes t2's id later.
+    assert worker.lookup("t1") == "run-a" and worker.lookup("t2") is None
+    driver.publish({})  # a new driver forgets an earlier one's ids
+    assert driver.lookup("t1") is None
 
 
 def test_two_drivers_on_one_results_directory(tmp_path):

@@ -1,6 +1,9 @@
 """Trials on Ray Tune: one Tune trial per sweep trial, on an embedded local Ray by default or
 on a cluster (``address``). Workers write their Parquet part themselves (results storage must
-be a path every node sees); the driver's callback hands each finished part to the tracker."""
+be a path every node sees); the driver's callback hands each finished part to the tracker.
+
+This module starts, joins and stops Ray; Tune's trainable and callback are in
+:mod:`.tune_trials`, imported only when there is work."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import SweeperInputError
-from ..space import SearchSpace, Trial
-from ..sweep import Executor, ResultSink, compute_part
+from ..space import Trial
+from ..sweep import Executor, TrialWork
 
 TOKEN_HINT = ("if the cluster uses token authentication, export RAY_AUTH_MODE=token (the token "
               "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
@@ -36,6 +41,13 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
 
 
 class RayTuneExecutor(Executor):
+    """Trials as Ray Tune trials; behaves as :class:`~sweeper.sweep.LocalExecutor` does
+    (the invariants of :class:`~sweeper.sweep.Executor`), with the trials in parallel.
+
+    ``stop`` shuts down only a Ray this executor started (never one it found running, such
+    as a notebook's); ``run`` starts Ray if ``start`` was not called.
+    """
+
     def __init__(self, address: str | None = None, storage_path: str | Path | None = None,
                  resources: dict[str, float] | None = None, device: str | None = None):
         if address is not None:
@@ -85,88 +97,37 @@ class RayTuneExecutor(Executor):
             ray.shutdown()
             self._started = False
 
-    def run(self, space: SearchSpace, trials: list[Trial], sink: ResultSink, on_done,
-            on_error, max_failures: int) -> None:
+    def run(self, work: TrialWork, trials: list[Trial],
+            on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
+            max_failures: int) -> None:
         if not trials:
             return
-        from ray import tune
-
         self.start()
-        # Tune's newer console output ignores verbose=0 and prints its trial table to stdout;
-        # the sweep has its own progress line. The user's own setting wins.
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # Tune's automatic loggers include TensorBoard's, whose import pulls torch into the
-        # driver (seconds at start-up); the sweep keeps Tune's JSON and CSV result files.
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-        # The sweep handles Ctrl-C itself (sweeper.interrupt): Tune's own handler would end
-        # fit() quietly, as if the sweep were complete, and advise Tuner.restore.
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-        by_id = {t.trial_id: t for t in trials}
-        device = self.device
+        from .tune_trials import fit  # Tune's import takes seconds: paid only for work
 
-        def trainable(config):
-            trial = by_id[config["trial"]["trial_id"]]
-            location = compute_part(space, trial, sink, device)
-            tune.report({"location": location, "n_points": trial.n_points})
+        with _working_directory(self.storage_path):
+            fit(work, trials, on_done, on_error, max_failures=max_failures, device=self.device,
+                resources=self.resources, storage_path=self.storage_path)
 
-        def finished(tune_trial) -> None:
-            on_done(by_id[tune_trial.config["trial"]["trial_id"]],
-                    tune_trial.last_result["location"])
 
-        def errored(tune_trial) -> None:
-            on_error(by_id[tune_trial.config["trial"]["trial_id"]],
-                     f"Ray Tune trial failed after {max_failures} retries; "
-                     f"see {tune_trial.error_file}")
-
-        class Handoff(tune.Callback):
-            """Driver side: the single place where finished trials reach the tracker."""
-
-            def __init__(self, finished, errored):
-                self.finished, self.errored = finished, errored
-
-            def __getstate__(self):
-                # Tune pickles the experiment's callbacks (for Tuner.restore, which the sweep
-                # does not use: it resumes from its parts). Ours reach the driver's tracker
-                # thread, which cannot be pickled and means nothing in another process.
-                return {}
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                self.finished(trial)
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                self.errored(trial)
-
-        grid = [{"trial_id": t.trial_id} for t in trials]
-        resources = {"cpu": self.resources.get("cpu", 1.0),
-                     "gpu": self.resources.get("gpu", 0.0)}
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, resources),
-            param_space={"trial": tune.grid_search(grid)},
-            tune_config=tune.TuneConfig(
-                reuse_actors=True,
-                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
-                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"]),
-            run_config=tune.RunConfig(
-                name=space.name, storage_path=self.storage_path, verbose=0,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                callbacks=[Handoff(finished, errored), JsonLoggerCallback(), CSVLoggerCallback()]),
-        )
-        # Tune resolves paths against the working directory at the end of fit(); a Ray job's
-        # unpacked working_dir can be gone by then, so run from the (absolute) storage path.
-        try:
-            here = os.getcwd()
-        except OSError:
-            here = None
-        if self.storage_path is not None:
-            os.makedirs(self.storage_path, exist_ok=True)
-            os.chdir(self.storage_path)
-        try:
-            tuner.fit()
-        finally:
-            if here is not None:
-                try:
-                    os.chdir(here)
-                except OSError:
-                    pass
-            self.stop()
+@contextmanager
+def _working_directory(path: str | None) -> Iterator[None]:
+    """Run from ``path`` (made if missing), then go back. Tune resolves paths against the
+    working directory at the end of fit(), and a Ray job's unpacked working_dir can be gone
+    by then, so the executor runs Tune from its (absolute) storage path; the way back is
+    skipped when the directory it came from is gone."""
+    try:
+        here = os.getcwd()
+    except OSError:
+        here = None
+    if path is not None:
+        os.makedirs(path, exist_ok=True)
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        if here is not None:
+            try:
+                os.chdir(here)
+            except OSError:
+                pass
