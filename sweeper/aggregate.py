@@ -3,47 +3,22 @@ every other axis. Pure pandas; reading and writing Parquet is the adapters' job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import SweeperInputError
-from .measure import METRIC_COLUMNS
 from .regions import REGIONS, UNCLASSIFIED, RegionRules, classify
+from .schema import SCHEMA_VERSION, numeric_metrics
+from .status import OK
 from .theory import MEAN_FIELD_CELLS, MeanFieldDrive
 
-SCHEMA_VERSION = "2"  # 2: orbit_period, asymptotic_states, crossing interval, mean field
-MAP_AXES = ("recurrent_scale", "input_scale", "seq_len", "hidden_size", "seed")
-#: Metric columns averaged in the map (memory_curve is a list per point, not a number).
-MAP_METRICS = tuple(c for family in METRIC_COLUMNS.values() for c in family
-                    if c != "memory_curve")
+__all__ = ["MAP_METRICS", "SCHEMA_VERSION", "region_map", "zero_crossing"]
+#: Metric columns averaged in the map (those with one number per point, from the schema).
+MAP_METRICS = tuple(numeric_metrics())
 #: Tie-break of the majority vote: the more cautious label wins.
 _PRIORITY = ("chaotic", "memory", "forgetful", UNCLASSIFIED)
-
-
-def map_axes(axes: Mapping[str, list], requested: Mapping[str, Any] | None = None
-             ) -> tuple[str, str]:
-    """The (x, y) axes of the map: the file's ``map`` if given, else the first two non-seed
-    axes, preferring those the sweep actually varies.
-
-    Raises:
-        SweeperInputError: an unknown axis, or x == y.
-    """
-    requested = dict(requested or {})
-    allowed = [a for a in MAP_AXES if a in axes]
-    for key in ("x", "y"):
-        if key in requested and requested[key] not in allowed:
-            raise SweeperInputError(f"map.{key}: got {requested[key]!r}; allowed: {allowed}")
-    varied = [a for a in allowed if a != "seed" and len(axes[a]) > 1]
-    fixed = [a for a in allowed if a != "seed" and len(axes[a]) == 1]
-    order = [a for a in varied + fixed + ["seed"] if a in allowed]
-    x = requested.get("x") or next(a for a in order if a != requested.get("y"))
-    y = requested.get("y") or next(a for a in order if a != x)
-    if x == y:
-        raise SweeperInputError(f"map: x and y are both {x!r}; choose two different axes")
-    return x, y
 
 
 def zero_crossing(x: np.ndarray, mean_lyapunov: np.ndarray) -> float:
@@ -102,7 +77,7 @@ def region_map(points: pd.DataFrame, x: str, y: str,
     values = points[metrics].apply(pd.to_numeric, errors="coerce").astype(float)
     frame = pd.concat([points[[x, y, "region"]], values], axis=1)
     if "status" in points:
-        frame["not_ok"] = (points["status"] != "ok").astype(int)
+        frame["not_ok"] = (points["status"] != OK).astype(int)
     else:
         frame["not_ok"] = 0
     labels = [*REGIONS, UNCLASSIFIED]

@@ -149,16 +149,20 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
     from .adapters.lock import results_lock
     from .adapters.space_file import load_space, machine_memory_bytes
-    from .errors import require
+    from .errors import integer
     from .space import check_size
 
     space = load_space(args.file)  # exits 2 before anything starts when invalid
     check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
-    require(args.max_failures >= 0, f"--max-failures must be >= 0, got {args.max_failures}")
+    integer("--max-failures", args.max_failures, minimum=0)
     out = Path(args.out or Path("results") / space.name)
     if args.executor == "local":
+        from .measure import resolve_device
         from .sweep import LocalExecutor
 
+        # The trials run here, so a device this machine lacks exits 2 before anything starts
+        # (on Ray the workers' devices count, and each trial checks its own).
+        resolve_device(args.device)
         executor = LocalExecutor(args.device)
     else:
         from .adapters.ray_executor import RayTuneExecutor
@@ -174,6 +178,7 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     from .adapters.mlflow_tracker import MlflowTracker
     from .adapters.parquet_sink import ParquetSink
     from .adapters.results import write_record
+    from .adapters.run_id_file import RunIdFile
     from .interrupt import SweepInterrupted
     from .sweep import TrackingError, run_sweep
 
@@ -182,8 +187,8 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     resume = f"sweeper run {args.file} --out {out} --resume"
     tracking_failed = None
     try:
-        counts = run_sweep(space, sink, tracker, executor, resume=args.resume,
-                           max_failures=args.max_failures)
+        counts = run_sweep(space, sink, tracker, executor, run_ids=RunIdFile(out),
+                           resume=args.resume, max_failures=args.max_failures)
     except SweepInterrupted as stopped:
         # No region map: a map of part of the grid would pass for the whole sweep.
         print(f"interrupted: {stopped.done} of {stopped.total} trials done; finish with: "
@@ -351,15 +356,15 @@ def _figure(args: argparse.Namespace) -> int:
     scales = np.linspace(args.smin, args.smax, args.points).tolist()
     out = args.out or f"results/figures/{args.name.replace('-', '_')}.png"
     if args.name == "orbits":
-        from tasks import get_task
-
         from .cells import get_cell
+        from .errors import integer
         from .figures import plot_orbits
         from .orbits import orbits_for
+        from .task import get_task
 
         cell = get_cell(args.cell)
         task = get_task(args.task, dict(args.task_param))
-        require(args.hidden_size >= 1, f"--hidden-size must be >= 1, got {args.hidden_size}")
+        integer("--hidden-size", args.hidden_size)
         found = orbits_for(cell.name, args.hidden_size, task, scales, seed=args.seed,
                            device=device)
         path = plot_orbits(found["scale"], found["orbit"], out,
@@ -383,8 +388,11 @@ def _measure(args: argparse.Namespace) -> int:
                     task_params=dict(args.task_param), recurrent_scale=args.recurrent_scale,
                     input_scale=args.input_scale, seed=args.seed, seq_len=args.seq_len,
                     metrics=args.metrics, device=args.device, dtype=args.dtype)
-    if not args.curve:
-        frame = frame.drop(columns=["memory_curve"])
+    if not args.curve:  # list columns (the memory curve) only on request
+        from .schema import metric_columns
+
+        frame = frame.drop(columns=[c.name for c in metric_columns()
+                                    if c.dtype == "list<double>"])
     if args.json:
         print(_json_records(frame))
     else:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import errors
 from .cells._base import Cell
-from .errors import require
 from .lipschitz import top_singular_value
 from .lyapunov import lyapunov_twin, renormalise, renormalise_
 from .params import INPUT, CellParams
@@ -45,21 +45,33 @@ class DynamicsConfig:
 
     def __post_init__(self):
         for name in ("burn_in", "lipschitz_samples"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 0,
-                    f"DynamicsConfig requires an integer {name} >= 0, got {name}={value!r}")
+            errors.integer(name, getattr(self, name), minimum=0)
         for name in ("n_trajectories", "lyapunov_k", "lanczos_steps"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1,
-                    f"DynamicsConfig requires an integer {name} >= 1, got {name}={value!r}")
-        require(0 < self.horizon_tol < 1,
-                "DynamicsConfig requires 0 < horizon_tol < 1, "
-                f"got horizon_tol={self.horizon_tol!r}")
+            errors.integer(name, getattr(self, name))
+        errors.number("horizon_tol", self.horizon_tol, above=0, below=1)
+
+
+@dataclass(frozen=True)
+class PassNeeds:
+    """What the metric families ask of the trajectory pass; it computes nothing else.
+
+    Attributes:
+        tangents: carry tangent vectors (Lyapunov exponents, memory horizon).
+        jacobian_samples: ||J_t||_2 by Lanczos at the sampled steps (local Lipschitz).
+    """
+
+    tangents: bool = True
+    jacobian_samples: bool = True
+
+    def __or__(self, other: PassNeeds) -> PassNeeds:
+        return PassNeeds(self.tangents or other.tangents,
+                         self.jacobian_samples or other.jacobian_samples)
 
 
 @dataclass(frozen=True)
 class DynamicsResult:
-    """Per-point results, each (G, M) float64 unless stated; NaN where the state diverged."""
+    """Per-point results, each (G, M) float64 unless stated; NaN where the state diverged or
+    where the pass was not asked for it (see :class:`PassNeeds`)."""
 
     finite: Tensor  # (G, M) bool
     lyapunov: Tensor  # (G, M, k), sorted descending
@@ -117,7 +129,8 @@ def sample_steps(burn_in: int, seq_len: int, count: int) -> list[int]:
 
 
 def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq_len: int,
-                 config: DynamicsConfig, seeds: list[int]) -> DynamicsResult:
+                 config: DynamicsConfig, seeds: list[int],
+                 needs: PassNeeds = PassNeeds()) -> DynamicsResult:
     """Propagate states and tangents along the task's inputs.
 
     Args:
@@ -126,6 +139,8 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
         x0: (G, M, B, D) initial states.
         seq_len: N, the cap of the memory horizon and the averaging window.
         config: protocol; seeds: one seed per group (tangent start vectors).
+        needs: what to compute besides the states; tangents and Lanczos samples cost most of
+            the pass, so a caller that needs neither exponents nor ||J_t|| skips them.
 
     Returns:
         A :class:`DynamicsResult`; one diverging point leaves the others untouched.
@@ -144,22 +159,29 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
         return torch.stack(draws).to(device=device, dtype=dtype)[:, None].expand(
             groups, members, batch, rows, size)
 
-    v, _ = renormalise(start_vectors("tangents", k))
-    lanczos_start = start_vectors("lanczos", 1)[..., 0, :]
-    samples = set(sample_steps(config.burn_in, seq_len, config.lipschitz_samples))
-    log_tol = math.log(config.horizon_tol)
-
+    samples = (set(sample_steps(config.burn_in, seq_len, config.lipschitz_samples))
+               if needs.jacobian_samples else set())
+    lanczos_start = start_vectors("lanczos", 1)[..., 0, :] if samples else None
     shape = (groups, members, batch)
-    # Log growth of every step, kept (float64) and reduced after the loop: the loop itself
-    # does only the product, the renormalisation and one store (it is the hot path).
-    logs = torch.empty(steps, *shape, k, dtype=torch.float64, device=device)
     finite = torch.ones(shape, dtype=torch.bool, device=device)
+    nan = torch.full((groups, members), math.nan, dtype=torch.float64, device=device)
     sigmas = []
-    z = torch.cat([x0[..., None, :], v], dim=-2)  # [x; v]: one product per step for both
+    if needs.tangents:
+        v, _ = renormalise(start_vectors("tangents", k))
+        # Log growth of every step, kept (float64) and reduced after the loop: the loop
+        # itself does only the product, the renormalisation and one store (the hot path).
+        logs = torch.empty(steps, *shape, k, dtype=torch.float64, device=device)
+        z = torch.cat([x0[..., None, :], v], dim=-2)  # [x; v]: one product per step for both
+    else:
+        z = x0
     for t in range(steps):
-        z, cache = cell.step_stacked(params, z, drive(t))
-        logs[t] = renormalise_(z[..., 1:, :])
-        finite &= torch.isfinite(z[..., 0, :]).all(-1)
+        if needs.tangents:
+            z, cache = cell.step_stacked(params, z, drive(t))
+            logs[t] = renormalise_(z[..., 1:, :])
+            finite &= torch.isfinite(z[..., 0, :]).all(-1)
+        else:
+            z, cache = cell.step(params, z, drive(t))
+            finite &= torch.isfinite(z).all(-1)
         if t in samples:
             def jtj(vec, cache=cache):
                 rows = vec[..., None, :]
@@ -167,24 +189,28 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
 
             sigmas.append(top_singular_value(jtj, lanczos_start, config.lanczos_steps))
 
-    window = max(steps - config.burn_in, 1)
-    lyapunov = (logs[config.burn_in:].sum(0) / window).mean(dim=2)
-    # Memory horizon: first t with log |v_t| - log |v_0| < log tol, v_0 the first tangent.
-    distance = torch.cumsum(logs[:seq_len, ..., 0], dim=0)
-    below = distance < log_tol
-    forgotten = below.any(0)
-    first = torch.argmax(below.to(torch.uint8), dim=0).double() + 1
-    horizon = torch.where(forgotten, first, torch.full_like(first, float(seq_len)))
-    lyapunov = torch.sort(lyapunov, dim=-1, descending=True).values
+    if needs.tangents:
+        window = max(steps - config.burn_in, 1)
+        lyapunov = (logs[config.burn_in:].sum(0) / window).mean(dim=2)
+        lyapunov = torch.sort(lyapunov, dim=-1, descending=True).values
+        # Memory horizon: first t with log |v_t| - log |v_0| < log tol, v_0 the first tangent.
+        distance = torch.cumsum(logs[:seq_len, ..., 0], dim=0)
+        below = distance < math.log(config.horizon_tol)
+        forgotten = below.any(0)
+        first = torch.argmax(below.to(torch.uint8), dim=0).double() + 1
+        horizon = torch.where(forgotten, first, torch.full_like(first, float(seq_len)))
+        horizon, forgotten_all = horizon.amax(dim=2), forgotten.all(dim=2)
+    else:
+        lyapunov = nan[..., None].expand(groups, members, k).clone()
+        horizon, forgotten_all = nan, torch.ones_like(nan, dtype=torch.bool)
     if sigmas:
         sig = torch.stack(sigmas, dim=-1)  # (G, M, B, S)
         local_max = sig.amax(dim=(-1, -2))
         local_mean = torch.log(sig).mean(dim=(-1, -2)).exp()
     else:
-        local_max = local_mean = torch.full((groups, members), math.nan, dtype=torch.float64,
-                                            device=device)
+        local_max = local_mean = nan
     twin = None
-    if config.twin:
+    if config.twin and needs.tangents:
         twin = lyapunov_twin(cell, params, drive, x0, steps, config.burn_in).mean(dim=2)
 
     ok = finite.all(dim=2)
@@ -198,8 +224,8 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
         lyapunov=mask(lyapunov),
         lipschitz_local_max=mask(local_max),
         lipschitz_local_mean=mask(local_mean),
-        memory_horizon=mask(horizon.amax(dim=2)),
-        memory_horizon_capped=~forgotten.all(dim=2) & ok,
+        memory_horizon=mask(horizon),
+        memory_horizon_capped=~forgotten_all & ok,
         lyapunov_twin=None if twin is None else mask(twin),
         drive_max=drive_bound(params, projection),
     )

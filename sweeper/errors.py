@@ -17,3 +17,105 @@ def require(condition: bool, message: str) -> None:
 def unknown_name(kind: str, name: object, known: list[str] | tuple[str, ...]) -> SweeperInputError:
     """An error for a registry miss that lists the known names."""
     return SweeperInputError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")
+
+
+# The value rules: each written once, used by measure(), the configs, the search-space
+# validator and the tasks, all with one message shape:
+#     "<name> must be <what is allowed>, got <name>=<value>"
+
+
+def _is_int(value: object) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def invalid(name: str, value: object, allowed: str) -> SweeperInputError:
+    """The error for ``name=value`` that breaks the rule described by ``allowed``."""
+    return SweeperInputError(f"{name} must be {allowed}, got {name}={value!r}")
+
+
+def integer(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum]; ``hidden_size must be an integer >= 1, got
+    hidden_size=-3`` otherwise."""
+    if maximum is None:
+        allowed = f"an integer >= {minimum}"
+    else:
+        allowed = f"an integer from {minimum} to {maximum}"
+    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        raise invalid(name, value, allowed)
+    return int(value)
+
+
+def optional_integer(name: str, value: object, minimum: int = 1) -> int | None:
+    """None, or an integer >= minimum."""
+    if value is None:
+        return None
+    if not _is_int(value) or value < minimum:
+        raise invalid(name, value, f"None or an integer >= {minimum}")
+    return int(value)
+
+
+def number(name: str, value: object, *, above: float | None = None,
+           at_least: float | None = None, below: float | None = None,
+           at_most: float | None = None) -> float:
+    """``value`` as a finite float within the given bounds (``above``/``below`` exclusive,
+    ``at_least``/``at_most`` inclusive)."""
+    import math
+
+    parts = []
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if at_least is not None:
+        parts.append(f">= {at_least:g}")
+    if below is not None:
+        parts.append(f"< {below:g}")
+    if at_most is not None:
+        parts.append(f"<= {at_most:g}")
+    allowed = "a finite number" + (" " + " and ".join(parts) if parts else "")
+    if not _is_number(value) or not math.isfinite(float(value)):
+        raise invalid(name, value, allowed)
+    v = float(value)
+    if ((above is not None and not v > above) or (at_least is not None and not v >= at_least)
+            or (below is not None and not v < below) or (at_most is not None and not v <= at_most)):
+        raise invalid(name, value, allowed)
+    return v
+
+
+def choice(name: str, value: object, allowed: list | tuple) -> object:
+    """``value`` if it is one of ``allowed``."""
+    if not any(value == a and type(value) is type(a) for a in allowed):
+        raise invalid(name, value, f"one of {list(allowed)}")
+    return value
+
+
+def value_list(name: str, values: object, *, integer: bool = False,
+               minimum: float = 0) -> list:
+    """A non-empty list of finite numbers (or integers) >= minimum; a scalar is a list of one."""
+    import math
+
+    kind = "integers" if integer else "finite numbers"
+    allowed = f"a non-empty list of {kind} >= {minimum:g}"
+    if _is_number(values):
+        values = [values]
+    if isinstance(values, (str, bytes)):
+        raise invalid(name, values, allowed)
+    try:
+        items = list(values)
+    except TypeError:
+        raise invalid(name, values, allowed) from None
+    if not items:
+        raise invalid(name, items, allowed)
+    out = []
+    for v in items:
+        ok = _is_int(v) if integer else _is_number(v) and math.isfinite(float(v))
+        if not ok or v < minimum:
+            raise invalid(name, v, allowed)
+        out.append(int(v) if integer else float(v))
+    return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import require
+from . import errors
 from .landscape import (
     filter_normalised_direction,
     grad_norm,
@@ -46,15 +46,12 @@ class LandscapeConfig:
     data_seed: int = 0
 
     def __post_init__(self):
-        require(isinstance(self.points, int) and self.points >= 3,
-                f"LandscapeConfig requires points >= 3, got points={self.points!r}")
-        require(self.radius > 0 and self.random_radius > 0,
-                f"LandscapeConfig requires positive radii, got radius={self.radius!r}, "
-                f"random_radius={self.random_radius!r}")
-        require(isinstance(self.batch_size, int) and self.batch_size >= 1,
-                f"LandscapeConfig requires batch_size >= 1, got {self.batch_size!r}")
-        require(isinstance(self.hessian_steps, int) and self.hessian_steps >= 0,
-                f"LandscapeConfig requires hessian_steps >= 0, got {self.hessian_steps!r}")
+        errors.integer("points", self.points, minimum=3)
+        errors.number("radius", self.radius, above=0)
+        errors.number("random_radius", self.random_radius, above=0)
+        errors.integer("batch_size", self.batch_size)
+        errors.integer("hessian_steps", self.hessian_steps, minimum=0)
+        errors.integer("data_seed", self.data_seed, minimum=0)
 
 
 def scaling_direction(model: PointModel, cell, params: CellParams, readout: Readout

@@ -1,82 +1,49 @@
-"""``measure``: the notebook entry point. Validates once, builds the batch, calls the core,
-returns one DataFrame row per point."""
+"""``measure``: the notebook entry point. Validates once, builds the batch, runs the trajectory
+pass once for what the requested families need, lets each family fill its columns, and returns
+one DataFrame row per point (columns and types from :mod:`sweeper.schema`)."""
 
 from __future__ import annotations
 
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .cells import BoundContext, Cell, get_cell
-from .dynamics import DynamicsConfig, drive_bound, input_projection, run_dynamics
+from . import errors
+from .cells import Cell, get_cell
+from .dynamics import DynamicsConfig, PassNeeds, run_dynamics
 from .errors import SweeperInputError, require
-from .landscape_metrics import LandscapeConfig, landscape_metrics
-from .lipschitz import cost_growth_log10
-from .memory import MemoryConfig, attractor_count, memory_capacity
-from .model import init_readout
+from .families import FAMILIES, METRIC_FAMILIES, Batch, Family, Protocols
+from .landscape_metrics import LandscapeConfig
+from .memory import MemoryConfig
 from .params import CellParams
+from .schema import POINT_COLUMNS, metric_columns
 from .seeding import generator
-from .training import TrainingConfig, train
+from .status import DIVERGED, merge
+from .task import get_task
+from .training import TrainingConfig
 
-METRIC_FAMILIES = ("lipschitz", "lyapunov", "memory", "landscape", "training")
-
-METRIC_COLUMNS = {
-    "lipschitz": ["lipschitz_bound", "lipschitz_local_max", "lipschitz_local_mean",
-                  "cost_growth_log10", "cost_growth_log10_local"],
-    "lyapunov": ["lyapunov_max"],
-    "landscape": ["loss", "grad_norm", "hessian_top_eig", "n_local_minima", "roughness_tv",
-                  "loss_lipschitz", "loss_curvature", "n_local_minima_random",
-                  "roughness_tv_random", "loss_lipschitz_random", "loss_curvature_random"],
-    "training": ["train_loss", "val_loss", "val_accuracy", "diverged", "steps_to_threshold"],
-    "memory": ["memory_capacity", "memory_horizon", "memory_horizon_capped", "attractor_count",
-               "orbit_period", "asymptotic_states", "memory_curve"],
-}
+#: Metric columns of each family (always present in measure()'s frame).
+METRIC_COLUMNS = {name: [c.name for c in metric_columns(name)] for name in METRIC_FAMILIES}
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _value_list(name: str, values: Any, *, integer: bool = False) -> list:
-    if isinstance(values, (int, float, np.integer, np.floating)) and not isinstance(values, bool):
-        values = [values]
+def _families(metrics: Any) -> list[Family]:
+    allowed = f"a non-empty list among {list(METRIC_FAMILIES)}"
+    names = [metrics] if isinstance(metrics, str) else metrics
     try:
-        values = list(values)
+        names = list(names)
     except TypeError:
-        raise SweeperInputError(f"{name} must be a list of numbers, got {values!r}") from None
-    require(len(values) > 0, f"{name} must contain at least one value, got an empty list")
-    out = []
-    for v in values:
-        ok_type = isinstance(v, (int, np.integer)) if integer else isinstance(
-            v, (int, float, np.integer, np.floating))
-        if isinstance(v, bool) or not ok_type:
-            kind = "integers" if integer else "numbers"
-            raise SweeperInputError(f"{name} must contain {kind}, got {v!r}")
-        if not integer and not math.isfinite(float(v)):
-            raise SweeperInputError(f"{name} must be finite, got {name}={v!r}")
-        if float(v) < 0:
-            raise SweeperInputError(f"{name} must be >= 0, got {name}={v!r}")
-        out.append(int(v) if integer else float(v))
-    return out
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SweeperInputError(f"{name} must be a positive integer, got {name}={value!r}")
-    return int(value)
-
-
-def _families(metrics: Any) -> list[str]:
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    metrics = list(metrics)
-    require(len(metrics) > 0, f"metrics must name at least one of {list(METRIC_FAMILIES)}")
-    bad = [m for m in metrics if m not in METRIC_FAMILIES]
-    require(not bad, f"unknown metrics {bad}; known: {list(METRIC_FAMILIES)}")
-    return metrics
+        raise errors.invalid("metrics", metrics, allowed) from None
+    if not names or any(not isinstance(m, str) or m not in FAMILIES for m in names):
+        raise errors.invalid("metrics", metrics, allowed)
+    return [FAMILIES[m] for m in METRIC_FAMILIES if m in names]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -112,6 +79,57 @@ def build_params(cell: Cell, hidden_size: int, input_size: int, seeds: Sequence[
                       input_scale.to(device=device, dtype=dtype), {"seeds": list(seeds)})
 
 
+@dataclass(frozen=True)
+class Request:
+    """A validated measure() call: the points are seeds x (recurrent_scale, input_scale)."""
+
+    cell: Cell
+    hidden_size: int
+    task: Any
+    seeds: list[int]
+    combos: list[tuple[float, float]]
+    seq_len: int
+    families: list[Family]
+    device: torch.device
+    dtype: torch.dtype
+    protocols: Protocols
+
+    @property
+    def needs(self) -> PassNeeds | None:
+        """The union of what the families need from the trajectory pass."""
+        found = [f.needs for f in self.families if f.needs is not None]
+        if not found:
+            return None
+        union = PassNeeds(tangents=False, jacobian_samples=False)
+        for needs in found:
+            union = union | needs
+        return union
+
+
+def validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale, seed, seq_len,
+             metrics, device, dtype, dynamics, memory, landscape, training) -> Request:
+    """Every argument of measure() checked, with one message shape (sweeper.errors)."""
+    cell_obj = get_cell(cell)
+    hidden_size = errors.integer("hidden_size", hidden_size)
+    seq_len = errors.integer("seq_len", seq_len)
+    rs = errors.value_list("recurrent_scale", recurrent_scale)
+    ins = errors.value_list("input_scale", input_scale)
+    seeds = errors.value_list("seed", seed, integer=True)
+    families = _families(metrics)
+    errors.choice("dtype", dtype, list(DTYPES))
+    task_obj = get_task(task, task_params)
+    supervised = [f.name for f in families if f.supervised]
+    require(not supervised or task_obj.output_size > 0,
+            f"metrics {supervised} need a supervised task; task {task_obj.name!r} has no loss "
+            "(try task='teacher')")
+    if supervised:  # the dynamics metrics only drive the network; any length will do there
+        task_obj.check_seq_len(seq_len)
+    protocols = Protocols(dynamics or DynamicsConfig(), memory or MemoryConfig(),
+                          landscape or LandscapeConfig(), training or TrainingConfig())
+    return Request(cell_obj, hidden_size, task_obj, seeds, list(itertools.product(rs, ins)),
+                   seq_len, families, resolve_device(device), DTYPES[dtype], protocols)
+
+
 def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
             task_params: dict | None = None, recurrent_scale: Sequence[float] = (1.0,),
             input_scale: Sequence[float] = (1.0,), seed: Sequence[int] = (0,),
@@ -127,7 +145,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
     Args:
         cell: a name from ``sweeper.CELLS`` (or a Cell object).
         hidden_size: H > 0.
-        task, task_params: a name from ``tasks.TASKS`` or "module:Class", and its parameters.
+        task, task_params: a task name (``sweeper.task.task_names()``) or "module:Class",
+            and its parameters.
         recurrent_scale, input_scale: non-negative factors on the recurrent / input weights.
         seed: base draws (non-negative integers).
         seq_len: N > 0, the sequence length (the trajectory runs burn_in + N steps).
@@ -139,7 +158,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
 
     Returns:
         One row per point: cell, hidden_size, task, seed, recurrent_scale, input_scale,
-        seq_len, status ("ok" or "diverged"), and every metric column (NaN where not computed).
+        seq_len, status (``sweeper.status``), and every metric column of ``sweeper.schema``
+        (NaN where not computed).
 
     Raises:
         SweeperInputError: bad names or values; the message names the parameter.
@@ -149,109 +169,47 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         >>> list(df.status)
         ['ok', 'ok']
     """
-    from tasks import get_task
-
-    cell_obj = get_cell(cell)
-    hidden_size = _positive_int("hidden_size", hidden_size)
-    seq_len = _positive_int("seq_len", seq_len)
-    rs = _value_list("recurrent_scale", recurrent_scale)
-    ins = _value_list("input_scale", input_scale)
-    seeds = _value_list("seed", seed, integer=True)
-    families = _families(metrics)
-    require(dtype in DTYPES, f"dtype must be one of {list(DTYPES)}, got dtype={dtype!r}")
-    task_obj = get_task(task, task_params)
-    dev = resolve_device(device)
-    dyn = dynamics or DynamicsConfig()
-    mem = memory or MemoryConfig()
-    supervised = [f for f in families if f in ("landscape", "training")]
-    require(not supervised or task_obj.output_size > 0,
-            f"metrics {supervised} need a supervised task; task {task_obj.name!r} has no loss "
-            "(try task='teacher')")
-    if supervised:  # the dynamics metrics only drive the network; any length will do there
-        task_obj.check_seq_len(seq_len)
-
-    combos = list(itertools.product(rs, ins))
-    scale_r = torch.tensor([[c[0] for c in combos]] * len(seeds), dtype=torch.float64)
-    scale_i = torch.tensor([[c[1] for c in combos]] * len(seeds), dtype=torch.float64)
-    input_size = task_obj.input_size
-    base = build_params(cell_obj, hidden_size, input_size, seeds, scale_r, scale_i,
-                        DTYPES[dtype], dev, anchor=task_obj.anchor(cell_obj.name, hidden_size))
-    params = cell_obj.prepare(base)
-    group_seeds = _group_seeds(params, seeds)
-    state_size = cell_obj.state_size(hidden_size)
-    groups, members = params.recurrent_scale.shape
-    columns: dict[str, torch.Tensor] = {}
-    finite = torch.ones(groups, members, dtype=torch.bool, device=dev)
-
+    request = validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale, seed,
+                       seq_len, metrics, device, dtype, dynamics, memory, landscape, training)
+    batch = _batch(request)
     with torch.no_grad():
-        steps = dyn.burn_in + seq_len
-        inputs = torch.stack([task_obj.inputs(s, dyn.n_trajectories, steps)
-                              for s in group_seeds]).to(dev)
-        need_dynamics = bool(set(families) & {"lipschitz", "lyapunov", "memory"})
-        if need_dynamics:
-            x0 = _initial_states(group_seeds, members, dyn.n_trajectories, state_size, params,
-                                 task_obj.initial_state(state_size))
-            result = run_dynamics(cell_obj, params, inputs, x0, seq_len, dyn, group_seeds)
-            finite &= result.finite
-        if "lipschitz" in families:
-            context = BoundContext(seq_len=steps,
-                                   drive_max=drive_bound(params, input_projection(params, inputs)))
-            bound = cell_obj.lipschitz_bound(params, context)
-            columns["lipschitz_bound"] = bound
-            columns["lipschitz_local_max"] = result.lipschitz_local_max
-            columns["lipschitz_local_mean"] = result.lipschitz_local_mean
-            columns["cost_growth_log10"] = cost_growth_log10(bound, seq_len)
-            columns["cost_growth_log10_local"] = cost_growth_log10(result.lipschitz_local_max,
-                                                                   seq_len)
-        if "lyapunov" in families:
-            columns["lyapunov_max"] = result.lyapunov[..., 0]
-            for j in range(1, result.lyapunov.shape[-1]):
-                columns[f"lyapunov_{j + 1}"] = result.lyapunov[..., j]
-            if result.lyapunov_twin is not None:
-                columns["lyapunov_max_twin"] = result.lyapunov_twin
-        if "memory" in families:
-            capacity, curve, ok_mc = memory_capacity(cell_obj, params, input_size, state_size,
-                                                     group_seeds, mem)
-            reached = attractor_count(cell_obj, params, task_obj.constant_input(), state_size,
-                                    group_seeds, mem)
-            finite &= ok_mc & reached.finite
-            columns["memory_capacity"] = capacity
-            columns["memory_curve"] = curve
-            columns["memory_horizon"] = result.memory_horizon
-            columns["memory_horizon_capped"] = result.memory_horizon_capped
-            columns["attractor_count"] = reached.count
-            columns["orbit_period"] = reached.period
-            columns["asymptotic_states"] = reached.states
-
-    if supervised:
-        readout = init_readout(task_obj.readout, task_obj.output_size, hidden_size, seeds,
-                               DTYPES[dtype], dev)
-        if "landscape" in families:
-            found = landscape_metrics(cell_obj, task_obj, base, readout, hidden_size, seq_len,
-                                      landscape or LandscapeConfig())
-            columns.update({k: v.reshape(finite.shape) for k, v in found.items()})
-        if "training" in families:
-            result_t = train(cell_obj, task_obj, base, readout, hidden_size, seq_len,
-                             training or TrainingConfig())
-            for name in METRIC_COLUMNS["training"]:
-                columns[name] = getattr(result_t, name).reshape(finite.shape)
-
-    # A point whose state became non-finite in any run gets NaN for every measured metric;
-    # only the analytic bound (and the growth factor computed from it) stays.
-    for name, value in columns.items():
-        if name in ("lipschitz_bound", "cost_growth_log10"):
-            continue
-        bad = ~finite.reshape(finite.shape + (1,) * (value.dim() - 2))
-        fill = torch.zeros_like(value) if value.dtype == torch.bool else torch.full_like(
-            value, math.nan)
-        columns[name] = torch.where(bad, fill, value)
-    return _frame(cell_obj, hidden_size, task_obj, seeds, combos, seq_len, finite, columns)
+        if request.needs is not None:
+            batch.dynamics = _trajectory_pass(batch, request.needs)
+        outcomes = {f.name: f.compute(batch) for f in request.families if not f.supervised}
+    outcomes.update({f.name: f.compute(batch) for f in request.families if f.supervised})
+    failures: dict[str, np.ndarray] = {}
+    for family in request.families:
+        failed = outcomes[family.name].failed.reshape(-1).cpu().numpy()
+        failures[family.failure] = failures.get(family.failure, False) | failed
+    status = merge(failures, batch.points)
+    columns = _mask_diverged(request.families, outcomes, status == DIVERGED)
+    return _frame(request, status, columns)
 
 
-def _group_seeds(params: CellParams, seeds: list[int]) -> list[int]:
-    """Seed of each parameter group (cells that expand points to M = 1 repeat them)."""
-    per_group = params.groups // len(seeds)
-    return [s for s in seeds for _ in range(per_group)]
+def _batch(request: Request) -> Batch:
+    """The parameters of every point, prepared once, and the task's inputs."""
+    groups = len(request.seeds)
+    scale_r = torch.tensor([[c[0] for c in request.combos]] * groups, dtype=torch.float64)
+    scale_i = torch.tensor([[c[1] for c in request.combos]] * groups, dtype=torch.float64)
+    task, cell = request.task, request.cell
+    base = build_params(cell, request.hidden_size, task.input_size, request.seeds, scale_r,
+                        scale_i, request.dtype, request.device,
+                        anchor=task.anchor(cell.name, request.hidden_size))
+    params = cell.prepare(base)
+    steps = request.protocols.dynamics.burn_in + request.seq_len
+    trajectories = request.protocols.dynamics.n_trajectories
+    inputs = torch.stack([task.inputs(s, trajectories, steps)
+                          for s in params.group_seeds]).to(request.device)
+    return Batch(cell, task, request.hidden_size, request.seq_len, request.seeds, base, params,
+                 inputs, request.protocols)
+
+
+def _trajectory_pass(batch: Batch, needs: PassNeeds):
+    params, config = batch.params, batch.protocols.dynamics
+    x0 = _initial_states(params.group_seeds, params.members, config.n_trajectories,
+                         batch.state_size, params, batch.task.initial_state(batch.state_size))
+    return run_dynamics(batch.cell, params, batch.inputs, x0, batch.seq_len, config,
+                        params.group_seeds, needs)
 
 
 def _initial_states(seeds: list[int], members: int, batch: int, size: int,
@@ -264,36 +222,55 @@ def _initial_states(seeds: list[int], members: int, batch: int, size: int,
     return draws[:, None].expand(len(seeds), members, batch, size).to(params.device, params.dtype)
 
 
-def _frame(cell: Cell, hidden_size: int, task, seeds, combos, seq_len, finite, columns
+def _mask_diverged(families: list[Family], outcomes: dict, diverged: np.ndarray
+                   ) -> dict[str, torch.Tensor]:
+    """A point whose state diverged gets NaN (False for booleans) in every measured column but
+    the analytic ones its family keeps."""
+    columns = {}
+    for family in families:
+        for name, value in outcomes[family.name].columns.items():
+            if name not in family.kept_on_divergence and diverged.any():
+                bad = torch.as_tensor(diverged, device=value.device)
+                bad = bad.reshape(bad.shape + (1,) * (value.dim() - 1))
+                fill = (torch.zeros_like(value) if value.dtype == torch.bool
+                        else torch.full_like(value, math.nan))
+                value = torch.where(bad, fill, value)
+            columns[name] = value
+    return columns
+
+
+def _frame(request: Request, status: np.ndarray, columns: dict[str, torch.Tensor]
            ) -> pd.DataFrame:
+    """One row per point: the point columns, then every metric column of the schema (NaN or
+    None where not computed), then the optional columns that were computed."""
+    seeds, combos = request.seeds, request.combos
     n_points = len(seeds) * len(combos)
-    rows: dict[str, Any] = {
-        "cell": [cell.name] * n_points,
-        "hidden_size": [hidden_size] * n_points,
-        "task": [task.name] * n_points,
+    identity = {
+        "cell": [request.cell.name] * n_points,
+        "hidden_size": [request.hidden_size] * n_points,
+        "task": [request.task.name] * n_points,
         "seed": [s for s in seeds for _ in combos],
         "recurrent_scale": [c[0] for _ in seeds for c in combos],
         "input_scale": [c[1] for _ in seeds for c in combos],
-        "seq_len": [seq_len] * n_points,
-        "status": np.where(finite.reshape(-1).cpu().numpy(), "ok", "diverged").tolist(),
+        "seq_len": [request.seq_len] * n_points,
+        "status": status.tolist(),
     }
-    for family in METRIC_FAMILIES:
-        for name in METRIC_COLUMNS[family]:
-            if name == "memory_curve":
-                if name in columns:
-                    curve = columns[name].reshape(n_points, -1).cpu().numpy()
-                    rows[name] = [list(map(float, c)) for c in curve]
-                else:
-                    rows[name] = [None] * n_points
-            elif name in ("memory_horizon_capped", "diverged"):
-                value = columns.get(name)
-                rows[name] = (value.reshape(-1).cpu().numpy().astype(bool) if value is not None
-                              else np.full(n_points, None))
-            else:
-                value = columns.get(name)
-                rows[name] = (value.reshape(-1).double().cpu().numpy() if value is not None
-                              else np.full(n_points, np.nan))
+    rows: dict[str, Any] = {c.name: identity[c.name] for c in POINT_COLUMNS}
+    for c in metric_columns():
+        rows[c.name] = _values(c.dtype, columns.get(c.name), n_points)
     for name, value in columns.items():
         if name not in rows:
-            rows[name] = value.reshape(-1).double().cpu().numpy()
+            rows[name] = _values("double", value, n_points)
     return pd.DataFrame(rows)
+
+
+def _values(dtype: str, value: torch.Tensor | None, n_points: int):
+    if dtype == "list<double>":
+        if value is None:
+            return [None] * n_points
+        return [list(map(float, c)) for c in value.reshape(n_points, -1).cpu().numpy()]
+    if dtype == "bool":
+        return (np.full(n_points, None) if value is None
+                else value.reshape(-1).cpu().numpy().astype(bool))
+    return (np.full(n_points, np.nan) if value is None
+            else value.reshape(-1).double().cpu().numpy())

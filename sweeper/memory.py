@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import errors
 from .cells._base import Cell
 from .dynamics import drive_function, input_projection, rollout
 from .errors import require
@@ -53,21 +54,14 @@ class MemoryConfig:
     attractor_chaos: float = 0.01
 
     def __post_init__(self):
-        require(self.washout is None or (isinstance(self.washout, int) and self.washout >= 1),
-                f"MemoryConfig requires washout >= 1 or None, got washout={self.washout!r}")
-        for name in ("train", "test", "attractor_inits", "attractor_steps", "attractor_window"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1,
-                    f"MemoryConfig requires an integer {name} >= 1, got {name}={value!r}")
-        require(self.max_delay is None or (isinstance(self.max_delay, int) and self.max_delay >= 1),
-                f"MemoryConfig requires max_delay >= 1 or None, got max_delay={self.max_delay!r}")
-        require(self.ridge >= 0, f"MemoryConfig requires ridge >= 0, got ridge={self.ridge!r}")
-        require(self.attractor_chaos >= 0 and math.isfinite(self.attractor_chaos),
-                "MemoryConfig requires a finite attractor_chaos >= 0, "
-                f"got attractor_chaos={self.attractor_chaos!r}")
-        require(self.attractor_tol > 0,
-                "MemoryConfig requires attractor_tol > 0, "
-                f"got attractor_tol={self.attractor_tol!r}")
+        errors.optional_integer("washout", self.washout)
+        for name in ("train", "test", "attractor_inits", "attractor_steps", "attractor_window",
+                     "chunk_bytes"):
+            errors.integer(name, getattr(self, name))
+        errors.optional_integer("max_delay", self.max_delay)
+        errors.number("ridge", self.ridge, at_least=0)
+        errors.number("attractor_chaos", self.attractor_chaos, at_least=0)
+        errors.number("attractor_tol", self.attractor_tol, above=0)
 
     def delays(self, state_size: int) -> int:
         return self.max_delay if self.max_delay is not None else 2 * state_size

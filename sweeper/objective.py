@@ -73,7 +73,9 @@ def build_objective(cell: Cell, task, params: CellParams, readout: Readout, hidd
     task.check_seq_len(seq_len)
     device, dtype = params.device, params.dtype
     batch = task.batch(data_seed, split, batch_size, seq_len)
-    model, theta = PointModel.from_params(cell, hidden_size, cell.prepare(params), readout)
+    # theta holds the unconstrained weights; PointModel.forward applies cell.prepare, once
+    # per evaluation (theta moves during training and along slices).
+    model, theta = PointModel.from_params(cell, hidden_size, params, readout)
     inputs = batch.inputs.to(device=device, dtype=dtype)[None]
     size = cell.state_size(hidden_size)
     fixed = task.initial_state(size)
@@ -84,8 +86,7 @@ def build_objective(cell: Cell, task, params: CellParams, readout: Readout, hidd
         reference = CellParams(params.weights, torch.full_like(params.recurrent_scale,
                                                                 task.reference_scale),
                                params.input_scale, dict(params.meta))
-        ref_model, ref_theta = PointModel.from_params(cell, hidden_size,
-                                                      cell.prepare(reference), readout)
+        ref_model, ref_theta = PointModel.from_params(cell, hidden_size, reference, readout)
         with torch.no_grad():
             targets = ref_model.forward(ref_theta, inputs,
                                         x0.expand(ref_theta.shape[0], *x0.shape[1:]))

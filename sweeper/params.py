@@ -52,6 +52,11 @@ class CellParams:
     def device(self) -> torch.device:
         return self.weights[RECURRENT].device
 
+    @property
+    def group_seeds(self) -> list[int]:
+        """The seed of each group's base draw (``meta["seeds"]``, one per group)."""
+        return list(self.meta["seeds"])
+
     def to(self, device=None, dtype=None) -> CellParams:
         """A copy on ``device`` and/or in ``dtype``."""
         return CellParams(
@@ -80,8 +85,12 @@ class CellParams:
         return out
 
     def expand(self) -> CellParams:
-        """The same K points with one parameter set each (G' = K, M' = 1), scalings folded in."""
+        """The same K points, in the same order, with one parameter set each (G' = K, M' = 1),
+        scalings folded in; ``meta["seeds"]`` (when present) follows, one seed per new group."""
         eff = self.effective()
         weights = {k: v.reshape(-1, *v.shape[2:]).contiguous() for k, v in eff.items()}
         ones = torch.ones(self.groups * self.members, 1, dtype=self.dtype, device=self.device)
-        return CellParams(weights, ones, ones.clone(), dict(self.meta))
+        meta = dict(self.meta)
+        if "seeds" in meta and len(meta["seeds"]) == self.groups:
+            meta["seeds"] = [s for s in meta["seeds"] for _ in range(self.members)]
+        return CellParams(weights, ones, ones.clone(), meta)

@@ -13,7 +13,6 @@ whose lyapunov_max was not measured is ``unclassified``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import errors
 from .errors import SweeperInputError
 
 REGIONS = ("forgetful", "memory", "chaotic")
@@ -44,16 +44,15 @@ class RegionRules:
 
     def __post_init__(self):
         problems = []
-        if not (_finite(self.epsilon) and self.epsilon > 0):
-            problems.append(f"regions.epsilon: got {self.epsilon!r}; a number > 0")
-        if not (isinstance(self.min_attractors, int) and not isinstance(self.min_attractors,
-                                                                          bool)
-                and self.min_attractors >= 2):
-            problems.append(f"regions.min_attractors: got {self.min_attractors!r}; "
-                            "an integer >= 2")
-        if not (_finite(self.horizon_fraction) and 0 < self.horizon_fraction <= 1):
-            problems.append(f"regions.horizon_fraction: got {self.horizon_fraction!r}; "
-                            "a number in (0, 1]")
+        for check in (lambda: errors.number("regions.epsilon", self.epsilon, above=0),
+                      lambda: errors.integer("regions.min_attractors", self.min_attractors,
+                                             minimum=2),
+                      lambda: errors.number("regions.horizon_fraction", self.horizon_fraction,
+                                            above=0, at_most=1)):
+            try:
+                check()
+            except SweeperInputError as exc:
+                problems.append(str(exc))
         if problems:
             raise SweeperInputError("; ".join(problems))
 
@@ -66,11 +65,6 @@ class RegionRules:
         if unknown:
             raise SweeperInputError(f"regions: unknown keys {unknown}; allowed: {known}")
         return cls(**raw)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value)
 
 
 def _column(points: pd.DataFrame, name: str) -> np.ndarray:

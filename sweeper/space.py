@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .aggregate import map_axes
+from .axes import map_axes
 from .cells import CELLS, Cell
 from .dynamics import DynamicsConfig
 from .errors import SweeperInputError
@@ -28,6 +28,7 @@ from .landscape_metrics import LandscapeConfig
 from .measure import METRIC_FAMILIES
 from .memory import MemoryConfig
 from .regions import RegionRules
+from .task import get_task
 from .training import TrainingConfig
 
 AXES = ("recurrent_scale", "input_scale", "seed", "seq_len", "hidden_size")
@@ -127,7 +128,8 @@ class _Errors:
         self.items: list[str] = []
 
     def add(self, path: str, value: Any, allowed: str) -> None:
-        self.items.append(f"{path}: got {_shown(value)}; {allowed}")
+        """A value that breaks a rule, in the one shape of sweeper.errors."""
+        self.items.append(f"{path} must be {allowed}, got {path}={_shown(value)}")
 
     def add_text(self, path: str, message: str) -> None:
         """A problem whose figure is not a value of the file (a count, a size)."""
@@ -161,7 +163,7 @@ def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
     kinds = [k for k in GENERATORS if k in keys]
     extra = sorted(keys - set(GENERATORS) - {"samples", "seed"}, key=str)
     if len(kinds) != 1 or extra:
-        errors.add(path, dict(spec), f"expected a list or exactly one of {list(GENERATORS)}"
+        errors.add(path, dict(spec), f"a list or exactly one of {list(GENERATORS)}"
                    " (with 'samples' for uniform)")
         return None
     kind = kinds[0]
@@ -169,14 +171,14 @@ def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
     if kind in ("linspace", "logspace"):
         if not (isinstance(args, list) and len(args) == 3 and _number(args[0])
                 and _number(args[1]) and _integer(args[2]) and args[2] >= 1):
-            errors.add(f"{path}.{kind}", args, "expected [lo, hi, n] with n >= 1")
+            errors.add(f"{path}.{kind}", args, "[lo, hi, n] with an integer n >= 1")
             return None
         if args[2] > MAX_AXIS_VALUES:
-            errors.add(f"{path}.{kind}", args, f"n = {args[2]} values; an axis has at most "
-                       f"{MAX_AXIS_VALUES}")
+            errors.add(f"{path}.{kind}", args, f"[lo, hi, n] with n <= {MAX_AXIS_VALUES} (an "
+                       "axis has at most that many values)")
             return None
         if kind == "logspace" and (args[0] <= 0 or args[1] <= 0):
-            errors.add(f"{path}.{kind}", args, "logspace needs lo > 0 and hi > 0")
+            errors.add(f"{path}.{kind}", args, "[lo, hi, n] with lo > 0 and hi > 0 (logspace)")
             return None
         fn = np.linspace if kind == "linspace" else np.geomspace
         # lo and hi near the float limit overflow to inf or nan, rejected below
@@ -185,11 +187,10 @@ def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
     samples, seed = spec.get("samples"), spec.get("seed", 0)
     if not (isinstance(args, list) and len(args) == 2 and all(map(_number, args))
             and args[0] < args[1]):
-        errors.add(f"{path}.uniform", args, "expected [lo, hi] with lo < hi")
+        errors.add(f"{path}.uniform", args, "[lo, hi] with lo < hi")
         return None
     if not (_integer(samples) and 1 <= samples <= MAX_AXIS_VALUES):
-        errors.add(f"{path}.samples", samples, "uniform needs an integer samples from 1 to "
-                   f"{MAX_AXIS_VALUES}")
+        errors.add(f"{path}.samples", samples, f"an integer from 1 to {MAX_AXIS_VALUES}")
         return None
     if not (_integer(seed) and seed >= 0):  # numpy would take None as "seed from the clock"
         errors.add(f"{path}.seed", seed, "an integer >= 0 (the draw of the uniform values)")
@@ -204,11 +205,11 @@ def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
     path = path or f"axes.{name}"
     integer = name in INTEGER_AXES
     if integer and isinstance(spec, Mapping):
-        errors.add(path, dict(spec), f"{name} takes a list of integers, not a generator")
+        errors.add(path, dict(spec), "a list of integers (not a generator)")
         return None
     if isinstance(spec, list):
         if not spec:
-            errors.add(path, spec, "a list needs at least one value")
+            errors.add(path, spec, "a non-empty list")
             return None
         if len(spec) > MAX_AXIS_VALUES:
             errors.add_text(path, f"a list of {len(spec)} values; an axis has at most "
@@ -228,15 +229,14 @@ def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
             low, high = INTEGER_RANGES[name]
             if not (_integer(value) and low <= value <= high):
                 why = " (the generator keeps seed mod 2^32)" if name == "seed" else ""
-                errors.add(where, value, f"{name} values must be integers from {low} to "
-                           f"{high}{why}")
+                errors.add(where, value, f"an integer from {low} to {high}{why}")
                 return None
         elif not (_number(value) and value >= 0):
-            errors.add(where, value, f"{name} values must be finite numbers >= 0")
+            errors.add(where, value, "a finite number >= 0")
             return None
         out.append(value)
     if len(set(out)) != len(out):
-        errors.add(path, spec, "values must be distinct (each point exactly once)")
+        errors.add(path, spec, "a list of distinct values (each point exactly once)")
         return None
     return out
 
@@ -260,24 +260,22 @@ def validate_space(raw: Any) -> SearchSpace:
     Raises:
         SweeperInputError: listing every problem, one per line, each with its key path.
     """
-    from tasks import get_task
-
     errors = _Errors()
     if not isinstance(raw, Mapping):
         raise SweeperInputError(f"search space: got {type(raw).__name__}; expected a mapping "
                                 f"with keys {list(TOP_KEYS)}")
     for key in sorted(set(raw) - set(TOP_KEYS), key=str):
-        errors.add(str(key), raw[key], f"unknown key; allowed: {list(TOP_KEYS)}")
+        errors.add_text(str(key), f"unknown key; allowed: {list(TOP_KEYS)}")
     name = raw.get("name")
     if not (isinstance(name, str) and NAME.match(name)):
-        errors.add("name", name, "required: letters, digits, '_', '.', '-' (max 100)")
+        errors.add("name", name, "1 to 100 letters, digits, '_', '.' or '-'")
     cell = raw.get("cell")
     if not (isinstance(cell, str) and cell in CELLS):
-        errors.add("cell", cell, f"allowed: {sorted(CELLS)}")
+        errors.add("cell", cell, f"one of {sorted(CELLS)}")
     task_name = raw.get("task", "noise")
     task_params = raw.get("task_params") or {}
     if not isinstance(task_params, Mapping):
-        errors.add("task_params", task_params, "expected a mapping")
+        errors.add("task_params", task_params, "a mapping")
         task_params = {}
     task = None
     # A task rejects bad names and parameters with SweeperInputError (a ValueError); a value
@@ -286,24 +284,28 @@ def validate_space(raw: Any) -> SearchSpace:
     try:
         get_task(task_name)
     except rejected as exc:
-        errors.add("task", task_name, str(exc))
+        errors.add_text("task", str(exc))
     else:
         try:
             task = get_task(task_name, dict(task_params))
         except rejected as exc:
-            errors.add("task_params", dict(task_params), str(exc))
+            message = str(exc)  # a parameter's rule names task_params.<name> itself
+            if message.startswith("task_params."):
+                errors.items.append(message)
+            else:
+                errors.add_text("task_params", message)
     axes_raw = raw.get("axes") or {}
     if not isinstance(axes_raw, Mapping):
-        errors.add("axes", axes_raw, "expected a mapping of axis name to values")
+        errors.add("axes", axes_raw, "a mapping of axis name to values")
         axes_raw = {}
     axes: dict[str, list] = {}
     for axis in axes_raw:
         if axis not in AXES:
-            errors.add(f"axes.{axis}", axes_raw[axis], f"unknown axis; allowed: {list(AXES)}")
+            errors.add_text(f"axes.{axis}", f"unknown axis; allowed: {list(AXES)}")
             continue
         if axis in raw:
-            errors.add(f"axes.{axis}", axes_raw[axis], f"{axis} is also a top-level key; "
-                       "give it in one place")
+            errors.add_text(f"axes.{axis}", f"{axis} is also a top-level key; give it in "
+                            "one place")
             continue
         values = _expand_axis(axis, axes_raw[axis], errors)
         if values is not None:
@@ -313,7 +315,7 @@ def validate_space(raw: Any) -> SearchSpace:
             continue
         value = raw.get(scalar, default)
         if value is None:
-            errors.add(scalar, value, "required (top level or under axes)")
+            errors.add_text(scalar, "required (top level or under axes)")
             continue
         values = _expand_axis(scalar, [value], errors, path=scalar)
         if values is not None:
@@ -332,24 +334,24 @@ def validate_space(raw: Any) -> SearchSpace:
         metrics = []
     supervised = [m for m in metrics if m in ("landscape", "training")]
     if supervised and task is not None and task.output_size == 0:
-        errors.add("metrics", metrics, f"{supervised} need a supervised task; task "
-                   f"{task_name!r} has no loss (e.g. task: teacher)")
+        errors.add_text("metrics", f"{supervised} need a supervised task; task "
+                        f"{task_name!r} has no loss (e.g. task: teacher)")
     resources = raw.get("resources") or {"cpu": 1, "gpu": 0}
     clean_resources: dict[str, float] = {}
     if not isinstance(resources, Mapping):
-        errors.add("resources", resources, "expected {cpu: n, gpu: n}")
+        errors.add("resources", resources, "a mapping {cpu: n, gpu: n}")
     else:
         for key, value in resources.items():
             if key not in ("cpu", "gpu"):
-                errors.add(f"resources.{key}", value, "allowed keys: ['cpu', 'gpu']")
+                errors.add_text(f"resources.{key}", "unknown key; allowed: ['cpu', 'gpu']")
             elif not (_number(value) and (value > 0 if key == "cpu" else value >= 0)):
-                errors.add(f"resources.{key}", value,
-                           "cpu must be > 0, gpu >= 0 (fractions allowed)")
+                errors.add(f"resources.{key}", value, "a finite number " + (
+                    "> 0" if key == "cpu" else ">= 0") + " (fractions allowed)")
             else:
                 clean_resources[key] = float(value)
     landscape = raw.get("landscape") or {}
     if not isinstance(landscape, Mapping):
-        errors.add("landscape", landscape, "expected a mapping of LandscapeConfig fields")
+        errors.add("landscape", landscape, "a mapping of LandscapeConfig fields")
         landscape = {}
     else:
         known = [f.name for f in fields(LandscapeConfig)]
@@ -357,7 +359,7 @@ def validate_space(raw: Any) -> SearchSpace:
         # Every field is a number; infinite radii or sizes would pass LandscapeConfig.
         odd = [k for k in known if k in landscape and not _number(landscape[k])]
         if unknown:
-            errors.add("landscape", dict(landscape), f"unknown keys {unknown}; allowed: {known}")
+            errors.add_text("landscape", f"unknown keys {unknown}; allowed: {known}")
         elif odd:
             for key in odd:
                 errors.add(f"landscape.{key}", landscape[key], "a finite number")
@@ -365,28 +367,28 @@ def validate_space(raw: Any) -> SearchSpace:
             try:
                 LandscapeConfig(**landscape)
             except rejected as exc:
-                errors.add("landscape", dict(landscape), str(exc))
+                errors.add_text("landscape", str(exc))
     rules = RegionRules()
     regions_raw = raw.get("regions") or {}
     if not isinstance(regions_raw, Mapping):
-        errors.add("regions", regions_raw, "expected {epsilon, min_attractors, "
+        errors.add("regions", regions_raw, "a mapping {epsilon, min_attractors, "
                    "horizon_fraction}")
     else:
         try:
             rules = RegionRules.from_mapping(regions_raw)
         except rejected as exc:
-            errors.add("regions", dict(regions_raw), str(exc))
+            errors.add_text("regions", str(exc))
     ordered = {a: axes[a] for a in AXES if a in axes}
     _check_counts(ordered, vectorize, errors)
     map_raw = raw.get("map") or {}
     chosen = ("recurrent_scale", "input_scale")
     if not (isinstance(map_raw, Mapping) and set(map_raw) <= {"x", "y"}):
-        errors.add("map", map_raw, "expected {x: axis, y: axis}")
+        errors.add("map", map_raw, "a mapping {x: axis, y: axis}")
     else:
         try:
             chosen = map_axes(ordered, map_raw)
         except SweeperInputError as exc:
-            errors.add("map", dict(map_raw), str(exc))
+            errors.items.append(str(exc))  # it names map.x / map.y itself
     if errors.items:
         raise SweeperInputError("invalid search space:\n  " + "\n  ".join(errors.items))
     return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
@@ -448,7 +450,7 @@ def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: i
     meant to tell 100 MiB from 100 GiB, not to budget a machine to the last gigabyte.
 
     Args:
-        cell: a Cell; task: a tasks.Task (its input and output sizes).
+        cell: a Cell; task: a Task (its input and output sizes).
         hidden_size, seq_len, points, seeds: H, N, K, G (G <= K).
         metrics: the families measured. landscape: its protocol (default LandscapeConfig()).
 
@@ -514,8 +516,6 @@ def estimate(space: SearchSpace) -> SizeEstimate:
         >>> (size.points, size.trials, size.points_per_trial)
         (2, 1, 2)
     """
-    from tasks import get_task
-
     lengths = {axis: len(values) for axis, values in space.axes.items()}
     points = math.prod(lengths.values())
     per_trial = math.prod(lengths[a] for a in space.vectorize)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import require
+from . import errors
 from .objective import build_objective
 
 Tensor = torch.Tensor
@@ -45,14 +45,15 @@ class TrainingConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "val_batch_size"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1,
-                    f"TrainingConfig requires an integer {name} >= 1, got {name}={value!r}")
-        require(self.lr > 0, f"TrainingConfig requires lr > 0, got lr={self.lr!r}")
-        require(self.schedule in SCHEDULES,
-                f"TrainingConfig schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        require(self.clip is None or self.clip > 0,
-                f"TrainingConfig requires clip > 0 or None, got clip={self.clip!r}")
+            errors.integer(name, getattr(self, name))
+        errors.number("lr", self.lr, above=0)
+        errors.number("eps", self.eps, above=0)
+        errors.choice("schedule", self.schedule, SCHEDULES)
+        if self.clip is not None:
+            errors.number("clip", self.clip, above=0)
+        if self.threshold is not None:
+            errors.number("threshold", self.threshold)
+        errors.integer("data_seed", self.data_seed, minimum=0)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from sweeper.aggregate import map_axes, region_map, zero_crossing
+from sweeper.aggregate import region_map, zero_crossing
+from sweeper.axes import map_axes
 from sweeper.errors import SweeperInputError
 from sweeper.regions import RegionRules, classify
 
@@ -203,7 +204,7 @@ def _compatible(arrow: str, duck: str) -> bool:
 
 def test_region_map_metadata_holds_schema_version_and_config(sweep):
     meta = pq.read_schema(sweep / "region_map.parquet").metadata
-    assert meta[b"sweeper.schema_version"] == b"2"
+    assert meta[b"sweeper.schema_version"] == b"3"
     config = json.loads(meta[b"sweeper.sweep"])
     assert config["name"] == "smoke" and config["cell"] == "rnn_tanh"
     assert json.loads(meta[b"sweeper.map"]) == {"x": "recurrent_scale", "y": "input_scale"}

@@ -79,16 +79,19 @@ def test_measure_frame_has_every_metric_column():
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"cell": "elman"}, "unknown cell 'elman'; known cells: gru, linear"),
-    ({"hidden_size": 0}, "hidden_size must be a positive integer, got hidden_size=0"),
+    ({"hidden_size": 0}, "hidden_size must be an integer >= 1, got hidden_size=0"),
     ({"hidden_size": 2.5}, "hidden_size=2.5"),
     ({"seq_len": -3}, "seq_len=-3"),
-    ({"recurrent_scale": [1.0, -0.5]}, "recurrent_scale must be >= 0, got recurrent_scale=-0.5"),
-    ({"input_scale": []}, "input_scale must contain at least one value"),
-    ({"recurrent_scale": [float("inf")]}, "recurrent_scale must be finite"),
-    ({"seed": [1.5]}, "seed must contain integers"),
-    ({"metrics": ["lyapunov", "chaos"]}, r"unknown metrics \['chaos'\]"),
+    ({"recurrent_scale": [1.0, -0.5]},
+     "recurrent_scale must be a non-empty list of finite numbers >= 0, got recurrent_scale=-0.5"),
+    ({"input_scale": []}, r"input_scale must be a non-empty list .*, got input_scale=\[\]"),
+    ({"recurrent_scale": [float("inf")]}, "finite numbers >= 0, got recurrent_scale=inf"),
+    ({"seed": [1.5]}, "seed must be a non-empty list of integers >= 0, got seed=1.5"),
+    ({"metrics": ["lyapunov", "chaos"]},
+     r"metrics must be a non-empty list among \['lipschitz', .*"
+     r"got metrics=\['lyapunov', 'chaos'\]"),
     ({"task": "sine"}, "unknown task 'sine'"),
-    ({"dtype": "float16"}, "dtype must be one of"),
+    ({"dtype": "float16"}, r"dtype must be one of \['float32', 'float64'\], got dtype='float16'"),
 ])
 def test_bad_input_names_parameter_and_value(kwargs, match):
     args = {"cell": "rnn_tanh", "hidden_size": 4, "seq_len": 10, **kwargs}

@@ -92,9 +92,11 @@ def test_every_error_is_reported_at_once(tmp_path, capsys):
     path.write_text(yaml.safe_dump(bad))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    for key in ("name:", "cell:", "hidden_size:", "axes.recurrent_scale.linspace:",
-                "axes.gain:", "metrics:", "resources.cpu:"):
-        assert key in err, key
+    lines = [line.strip() for line in err.splitlines()[1:]]
+    for key in ("name", "cell", "hidden_size", "axes.recurrent_scale.linspace", "axes.gain",
+                "metrics", "resources.cpu"):
+        # "<key> must be ..., got <key>=..." for a value, "<key>: ..." otherwise
+        assert any(line.startswith((f"{key} must be ", f"{key}: ")) for line in lines), key
     assert "Traceback" not in err
 
 
@@ -231,7 +233,7 @@ def test_estimate_counts_points_trials_and_batches():
 @pytest.mark.parametrize("metrics", [["lyapunov"], ["memory"], ["landscape"], ["training"]])
 def test_trial_memory_grows_with_every_size(cell, metrics):
     from sweeper.cells import CELLS
-    from tasks import get_task
+    from sweeper.task import get_task
 
     task = get_task("teacher")
     # 8 and 32 points stay below the memory family's chunk (43 points at H = 256).

@@ -12,8 +12,8 @@ import torch
 from sweeper import CELLS
 from sweeper.measure import build_params
 from sweeper.model import init_readout
+from sweeper.task import get_task
 from sweeper.training import TrainingConfig, train
-from tasks import get_task
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -69,7 +69,7 @@ def test_bad_training_config_is_rejected():
 
     with pytest.raises(SweeperInputError, match="schedule must be one of"):
         TrainingConfig(schedule="linear")
-    with pytest.raises(SweeperInputError, match="lr > 0"):
+    with pytest.raises(SweeperInputError, match=r"lr must be a finite number > 0, got lr=0\.0"):
         TrainingConfig(lr=0.0)
 
 

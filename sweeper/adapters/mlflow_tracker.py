@@ -12,14 +12,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import schema
 from ..errors import SweeperInputError
 from ..space import SearchSpace, Trial, stable_hash
 from ..sweep import Tracker
 
 ROLE, SWEEP, TRIAL = "sweeper.role", "sweeper.sweep_hash", "sweeper.trial_id"
 PARENT = "mlflow.parentRunId"
-SKIP = {"sweep", "trial_id", "point_id", "mlflow_run_id", "cell", "task", "status",
-        "memory_curve", "hidden_size", "seq_len", "seed", "recurrent_scale", "input_scale"}
+
+
+def logged_as_metric(name: str) -> bool:
+    """Whether a part's column becomes an MLflow metric: the schema's metric columns with one
+    number (or bool) per point; identity columns and lists are not."""
+    declared = schema.column(name)
+    return (declared is not None and declared.family != "point"
+            and declared.dtype in ("double", "int64", "bool"))
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -157,7 +164,7 @@ class MlflowTracker(Tracker):
             suffixes = [f"{s}/{axis}_{v}" for s, v in zip(suffixes, frame[axis], strict=True)]
         metrics = []
         for column in frame.columns:
-            if column in SKIP or not pd.api.types.is_numeric_dtype(frame[column]):
+            if not logged_as_metric(column) or not pd.api.types.is_numeric_dtype(frame[column]):
                 continue
             values = frame[column].to_numpy(dtype=float)
             metrics.extend(Metric(f"{column}{suffix}", float(value), now, step)

@@ -5,14 +5,10 @@ written to a hidden temporary name and renamed, so a reader never sees half a pa
 A part on disk is checked before it counts as done (see :func:`part_problem`): a rename is
 atomic, but a disk that fills, a copy cut short or a hand edit can still leave a damaged
 file under the final name. ``sweeper run`` moves such a part to ``points/.corrupt/`` and
-computes its trial again; the read-only commands refuse it, naming the file.
-
-The driver publishes the trials' MLflow run ids in ``<out>/mlflow_runs.json`` (same atomic
-write) for the workers to stamp on their rows."""
+computes its trial again; the read-only commands refuse it, naming the file."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -23,32 +19,36 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_write
-from ..measure import METRIC_COLUMNS
+from ..schema import Column, column, part_columns
 from ..sweep import ResultSink
 
 PREFIX, SUFFIX = "part-", ".parquet"
-RUNS_FILE = "mlflow_runs.json"
 #: Where `run` keeps damaged parts (a dot-directory: no reader of ``points/`` descends into it).
 CORRUPT = ".corrupt"
 LOG = logging.getLogger("sweeper")
 
 
-#: Metric columns that hold booleans or lists; the other metric columns are numbers.
-BOOLEAN_COLUMNS = ("memory_horizon_capped", "diverged")
-LIST_COLUMNS = ("memory_curve",)
-METRICS = {c for family in METRIC_COLUMNS.values() for c in family}
+def arrow_type(declared: Column):
+    """The pyarrow type of a schema column."""
+    import pyarrow as pa
+
+    return {"string": pa.string(), "int64": pa.int64(), "double": pa.float64(),
+            "bool": pa.bool_(), "list<double>": pa.list_(pa.float64())}[declared.dtype]
+
+
+#: The type of every column of a part, from the one schema (sweeper.schema).
+TYPES = {c.name: c for c in part_columns()}
 
 
 def stable_types(table):
-    """Give metric columns that are all-None in this trial (metrics it did not measure) the
-    type they have when measured, so every part, and every reader, sees one schema."""
-    import pyarrow as pa
-
+    """Cast every declared column to its schema type, so every part, and every reader, sees
+    one schema: metric columns a trial did not measure (all-None) get the type they have
+    when measured, and pandas' string flavours become plain strings."""
     for index, field in enumerate(table.schema):
-        if pa.types.is_null(field.type) and field.name in METRICS:
-            kind = (pa.bool_() if field.name in BOOLEAN_COLUMNS else
-                    pa.list_(pa.float64()) if field.name in LIST_COLUMNS else pa.float64())
-            table = table.set_column(index, pa.field(field.name, kind),
+        declared = TYPES.get(field.name) or column(field.name)
+        if declared is not None and field.type != arrow_type(declared):
+            kind = arrow_type(declared)
+            table = table.set_column(index, field.with_type(kind),
                                      table.column(index).cast(kind))
     return table
 
@@ -87,7 +87,6 @@ class ParquetSink(ResultSink):
         # Absolute now, in the driver: workers run in other directories (and the driver
         # itself chdirs around Tune's fit), so a relative path would land elsewhere.
         self.points = Path(out).resolve() / "points"
-        self.runs_file = self.points.parent / RUNS_FILE
 
     def check(self, expected: Mapping[str, int]) -> tuple[set[str], dict[Path, str]]:
         """Check the parts of the trials in ``expected`` (trial id -> number of points),
@@ -147,14 +146,3 @@ class ParquetSink(ResultSink):
 
     def location(self, trial_id: str) -> str:
         return str(self.points / f"{PREFIX}{trial_id}{SUFFIX}")
-
-    def publish_run_ids(self, run_ids: dict[str, str]) -> None:
-        text = json.dumps({"runs": run_ids}, indent=0)
-        atomic_write(self.runs_file, lambda tmp: Path(tmp).write_text(text))
-
-    def run_id(self, trial_id: str) -> str | None:
-        try:
-            published = json.loads(self.runs_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None  # nothing published yet: the driver writes the id in later
-        return published.get("runs", {}).get(trial_id)

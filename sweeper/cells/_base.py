@@ -90,7 +90,16 @@ class Cell(ABC):
         """One base draw (float64, CPU, no batch dimension): weight_hh, weight_ih, biases."""
 
     def prepare(self, params: CellParams) -> CellParams:
-        """Hook for cells that constrain each point's weights (see stable_lstm)."""
+        """The parameters the cell really runs with, for the same K points in the same order.
+
+        The default returns ``params`` unchanged, in its (G, M) layout. A cell that constrains
+        each point's effective weights (stable_lstm) gives every point its own weights and
+        returns ``params.expand()``'s layout (G * M, 1), with ``meta["seeds"]`` one per new
+        group; callers therefore index results by point (k = g * M + m, flattened), take the
+        seed of each group from ``params.group_seeds``, and never assume M is unchanged.
+        ``measure`` calls it once per call; a PointModel calls it on each forward (theta
+        moves during training and along slices).
+        """
         return params
 
     @abstractmethod

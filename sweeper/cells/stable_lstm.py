@@ -58,15 +58,18 @@ def project(params: CellParams, forget_max: float = FORGET_MAX,
     logit = math.log(forget_max / (1 - forget_max))
     w_f_sums = blocks[1].abs().sum(-1)
     left = torch.clamp(logit - w_f_sums, min=0.0)[..., None]
-    w_ih = params.weights["weight_ih"].clone()
-    b_ih = params.weights["bias_ih"].clone()
-    b_hh = params.weights["bias_hh"].clone()
+    w_ih, b_ih, b_hh = (params.weights[k] for k in ("weight_ih", "bias_ih", "bias_hh"))
     u_f, bias_f = w_ih[:, f_rows], b_ih[:, f_rows] + b_hh[:, f_rows]
     need = input_bound * u_f.abs().sum(-1, keepdim=True) + bias_f.abs()[..., None]
     shrink = torch.clamp(left / torch.clamp(need, min=1e-300), max=1.0)
-    w_ih[:, f_rows] = u_f * shrink
-    b_ih[:, f_rows] = b_ih[:, f_rows] * shrink[..., 0]
-    b_hh[:, f_rows] = b_hh[:, f_rows] * shrink[..., 0]
+
+    def forget_rows_scaled(m: Tensor, factor: Tensor) -> Tensor:
+        # Out of place: autograd (landscape, training) differentiates through the projection.
+        return torch.cat([m[:, :hidden], m[:, f_rows] * factor, m[:, 2 * hidden:]], dim=1)
+
+    w_ih = forget_rows_scaled(w_ih, shrink)
+    b_ih = forget_rows_scaled(b_ih, shrink[..., 0])
+    b_hh = forget_rows_scaled(b_hh, shrink[..., 0])
     weights = {"weight_hh": torch.cat(blocks, dim=1), "weight_ih": w_ih,
                "bias_ih": b_ih, "bias_hh": b_hh}
     return CellParams(weights, params.recurrent_scale, params.input_scale, dict(params.meta))

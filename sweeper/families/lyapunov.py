@@ -1,0 +1,36 @@
+"""The lyapunov family: Benettin's exponents from the tangents of the pass."""
+
+from __future__ import annotations
+
+from ..columns import Column
+from ..dynamics import PassNeeds
+from ..status import DIVERGED
+from ._base import Batch, Family, Outcome
+
+_FAMILY = "lyapunov"
+
+
+class Lyapunov(Family):
+    name = _FAMILY
+    needs = PassNeeds(tangents=True, jacobian_samples=False)
+    failure = DIVERGED
+    columns = (
+        Column("lyapunov_max", "double", "nats/step", "largest Lyapunov exponent (Benettin's "
+               "tangent method, averaged after the burn-in)", _FAMILY),
+        Column("lyapunov_<i>", "double", "nats/step", "the i-th exponent, i = 2..k, with "
+               "DynamicsConfig(lyapunov_k=k) (QR re-orthonormalisation)", _FAMILY,
+               optional=True, pattern=True),
+        Column("lyapunov_max_twin", "double", "nats/step", "the largest exponent from two "
+               "nearby float64 trajectories, with DynamicsConfig(twin=True)", _FAMILY,
+               optional=True),
+    )
+
+    def compute(self, batch: Batch) -> Outcome:
+        result = batch.dynamics
+        columns = {"lyapunov_max": result.lyapunov[..., 0]}
+        for j in range(1, result.lyapunov.shape[-1]):
+            columns[f"lyapunov_{j + 1}"] = result.lyapunov[..., j]
+        if result.lyapunov_twin is not None:
+            columns["lyapunov_max_twin"] = result.lyapunov_twin
+        return Outcome({k: batch.flat(v) for k, v in columns.items()},
+                       ~batch.flat(result.finite))
