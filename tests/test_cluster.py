@@ -50,6 +50,38 @@ def _ours(marker: str) -> list[int]:
     return [int(p) for p in out.stdout.split() if int(p) != os.getpid()]
 
 
+def _with_descendants(roots: list[int]) -> set[int]:
+    """``roots`` and every process below them. Ray's dashboard and runtime-env agents do not
+    name the temp dir, but a raylet that does started them; collected before anything is
+    killed, as orphans are re-parented."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found and pid != os.getpid():
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    try:  # a zombie (ended, not yet reaped by its parent) runs nothing
+        return state.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def cluster(tmp_path):
     # Short private dir: Ray's unix sockets live under it (path length limit).
@@ -79,7 +111,9 @@ def cluster(tmp_path):
         yield {"env": env, "address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}",
                "tracking": f"http://127.0.0.1:{mlport}", "token": env["RAY_AUTH_TOKEN"]}
     finally:
-        for pid in _ours(temp):
+        # The Ray client server names the GCS address instead of the temp dir.
+        started = _with_descendants(_ours(temp) + _ours(f"address=[0-9.]*:{gcs} "))
+        for pid in started:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -87,7 +121,11 @@ def cluster(tmp_path):
         os.killpg(mlflow.pid, signal.SIGKILL)
         mlflow.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)
-        assert not _ours(temp)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, started)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _ours(temp) and not _ours(f"address=[0-9.]*:{gcs} ")
+        assert not [pid for pid in started if _alive(pid)], "Ray processes outlived the test"
 
 
 def test_submit_to_a_two_node_cluster_with_token_auth(cluster, tmp_path):
