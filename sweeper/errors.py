@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class SweeperInputError(ValueError):
     """Raised for invalid arguments; the message names the parameter, the bad value and what is
@@ -24,16 +27,19 @@ def unknown_name(kind: str, name: object, known: list[str] | tuple[str, ...]) ->
 #     "<name> must be <what is allowed>, got <name>=<value>"
 
 
-def _is_int(value: object) -> bool:
-    import numbers
-
+def is_integer(value: object) -> bool:
+    """An int (Python or numpy), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
-    import numbers
-
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def is_finite_number(value: object) -> bool:
+    """A finite real number, not a bool. An int too large for a float counts as infinite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def invalid(name: str, value: object, allowed: str) -> SweeperInputError:
@@ -48,7 +54,7 @@ def integer(name: str, value: object, minimum: int = 1, maximum: int | None = No
         allowed = f"an integer >= {minimum}"
     else:
         allowed = f"an integer from {minimum} to {maximum}"
-    if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+    if not is_integer(value) or value < minimum or (maximum is not None and value > maximum):
         raise invalid(name, value, allowed)
     return int(value)
 
@@ -57,7 +63,7 @@ def optional_integer(name: str, value: object, minimum: int = 1) -> int | None:
     """None, or an integer >= minimum."""
     if value is None:
         return None
-    if not _is_int(value) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise invalid(name, value, f"None or an integer >= {minimum}")
     return int(value)
 
@@ -67,8 +73,6 @@ def number(name: str, value: object, *, above: float | None = None,
            at_most: float | None = None) -> float:
     """``value`` as a finite float within the given bounds (``above``/``below`` exclusive,
     ``at_least``/``at_most`` inclusive)."""
-    import math
-
     parts = []
     if above is not None:
         parts.append(f"> {above:g}")
@@ -79,7 +83,7 @@ def number(name: str, value: object, *, above: float | None = None,
     if at_most is not None:
         parts.append(f"<= {at_most:g}")
     allowed = "a finite number" + (" " + " and ".join(parts) if parts else "")
-    if not _is_number(value) or not math.isfinite(float(value)):
+    if not is_finite_number(value):
         raise invalid(name, value, allowed)
     v = float(value)
     if ((above is not None and not v > above) or (at_least is not None and not v >= at_least)
@@ -98,11 +102,9 @@ def choice(name: str, value: object, allowed: list | tuple) -> object:
 def value_list(name: str, values: object, *, integer: bool = False,
                minimum: float = 0) -> list:
     """A non-empty list of finite numbers (or integers) >= minimum; a scalar is a list of one."""
-    import math
-
     kind = "integers" if integer else "finite numbers"
     allowed = f"a non-empty list of {kind} >= {minimum:g}"
-    if _is_number(values):
+    if isinstance(values, numbers.Real) and not isinstance(values, bool):
         values = [values]
     if isinstance(values, (str, bytes)):
         raise invalid(name, values, allowed)
@@ -114,7 +116,7 @@ def value_list(name: str, values: object, *, integer: bool = False,
         raise invalid(name, items, allowed)
     out = []
     for v in items:
-        ok = _is_int(v) if integer else _is_number(v) and math.isfinite(float(v))
+        ok = is_integer(v) if integer else is_finite_number(v)
         if not ok or v < minimum:
             raise invalid(name, v, allowed)
         out.append(int(v) if integer else float(v))

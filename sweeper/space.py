@@ -23,7 +23,7 @@ import numpy as np
 from .axes import map_axes
 from .cells import CELLS, Cell
 from .dynamics import DynamicsConfig
-from .errors import SweeperInputError
+from .errors import SweeperInputError, is_finite_number, is_integer
 from .landscape_metrics import LandscapeConfig
 from .measure import METRIC_FAMILIES
 from .memory import MemoryConfig
@@ -143,20 +143,6 @@ def _shown(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _number(value: Any) -> bool:
-    """A finite int or float (not bool). An int too large for a float counts as infinite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
     """Expand a {linspace | logspace | uniform: ...} axis, its size checked first."""
     keys = set(spec)
@@ -169,8 +155,8 @@ def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
     kind = kinds[0]
     args = spec[kind]
     if kind in ("linspace", "logspace"):
-        if not (isinstance(args, list) and len(args) == 3 and _number(args[0])
-                and _number(args[1]) and _integer(args[2]) and args[2] >= 1):
+        if not (isinstance(args, list) and len(args) == 3 and is_finite_number(args[0])
+                and is_finite_number(args[1]) and is_integer(args[2]) and args[2] >= 1):
             errors.add(f"{path}.{kind}", args, "[lo, hi, n] with an integer n >= 1")
             return None
         if args[2] > MAX_AXIS_VALUES:
@@ -185,14 +171,14 @@ def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
         with np.errstate(over="ignore", invalid="ignore"):
             return [float(v) for v in fn(args[0], args[1], args[2])]
     samples, seed = spec.get("samples"), spec.get("seed", 0)
-    if not (isinstance(args, list) and len(args) == 2 and all(map(_number, args))
+    if not (isinstance(args, list) and len(args) == 2 and all(map(is_finite_number, args))
             and args[0] < args[1]):
         errors.add(f"{path}.uniform", args, "[lo, hi] with lo < hi")
         return None
-    if not (_integer(samples) and 1 <= samples <= MAX_AXIS_VALUES):
+    if not (is_integer(samples) and 1 <= samples <= MAX_AXIS_VALUES):
         errors.add(f"{path}.samples", samples, f"an integer from 1 to {MAX_AXIS_VALUES}")
         return None
-    if not (_integer(seed) and seed >= 0):  # numpy would take None as "seed from the clock"
+    if not (is_integer(seed) and seed >= 0):  # numpy would take None as "seed from the clock"
         errors.add(f"{path}.seed", seed, "an integer >= 0 (the draw of the uniform values)")
         return None
     rng = np.random.default_rng(seed)
@@ -227,11 +213,11 @@ def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
         where = f"{path}[{i}]" if isinstance(spec, list) and path.startswith("axes.") else path
         if integer:
             low, high = INTEGER_RANGES[name]
-            if not (_integer(value) and low <= value <= high):
+            if not (is_integer(value) and low <= value <= high):
                 why = " (the generator keeps seed mod 2^32)" if name == "seed" else ""
                 errors.add(where, value, f"an integer from {low} to {high}{why}")
                 return None
-        elif not (_number(value) and value >= 0):
+        elif not (is_finite_number(value) and value >= 0):
             errors.add(where, value, "a finite number >= 0")
             return None
         out.append(value)
@@ -344,7 +330,7 @@ def validate_space(raw: Any) -> SearchSpace:
         for key, value in resources.items():
             if key not in ("cpu", "gpu"):
                 errors.add_text(f"resources.{key}", "unknown key; allowed: ['cpu', 'gpu']")
-            elif not (_number(value) and (value > 0 if key == "cpu" else value >= 0)):
+            elif not (is_finite_number(value) and (value > 0 if key == "cpu" else value >= 0)):
                 errors.add(f"resources.{key}", value, "a finite number " + (
                     "> 0" if key == "cpu" else ">= 0") + " (fractions allowed)")
             else:
@@ -357,7 +343,7 @@ def validate_space(raw: Any) -> SearchSpace:
         known = [f.name for f in fields(LandscapeConfig)]
         unknown = sorted(set(landscape) - set(known), key=str)
         # Every field is a number; infinite radii or sizes would pass LandscapeConfig.
-        odd = [k for k in known if k in landscape and not _number(landscape[k])]
+        odd = [k for k in known if k in landscape and not is_finite_number(landscape[k])]
         if unknown:
             errors.add_text("landscape", f"unknown keys {unknown}; allowed: {known}")
         elif odd:
@@ -546,7 +532,7 @@ def check_size(space: SearchSpace, memory_bytes: int, *, allow_large: bool = Fal
     Raises:
         SweeperInputError: naming each figure, its limit and ``--allow-large``.
     """
-    if not (_integer(memory_bytes) and memory_bytes >= 1):
+    if not (is_integer(memory_bytes) and memory_bytes >= 1):
         raise SweeperInputError("memory_bytes must be an integer >= 1, got "
                                 f"memory_bytes={memory_bytes!r}")
     size = estimate(space)

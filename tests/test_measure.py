@@ -86,6 +86,8 @@ def test_measure_frame_has_every_metric_column():
      "recurrent_scale must be a non-empty list of finite numbers >= 0, got recurrent_scale=-0.5"),
     ({"input_scale": []}, r"input_scale must be a non-empty list .*, got input_scale=\[\]"),
     ({"recurrent_scale": [float("inf")]}, "finite numbers >= 0, got recurrent_scale=inf"),
+    # An int too large for a float is refused like inf, not with an OverflowError.
+    ({"recurrent_scale": [10**400]}, "finite numbers >= 0, got recurrent_scale=1000"),
     ({"seed": [1.5]}, "seed must be a non-empty list of integers >= 0, got seed=1.5"),
     ({"metrics": ["lyapunov", "chaos"]},
      r"metrics must be a non-empty list among \['lipschitz', .*"

@@ -172,6 +172,8 @@ def test_stable_lstm_batches_like_single_points_in_every_family():
     (lambda: integer("hidden_size", 2.5),
      "hidden_size must be an integer >= 1, got hidden_size=2.5"),
     (lambda: number("lr", 0.0, above=0), "lr must be a finite number > 0, got lr=0.0"),
+    (lambda: number("lr", 10**400, above=0),
+     f"lr must be a finite number > 0, got lr={10**400!r}"),
     (lambda: value_list("seed", [1, -2], integer=True),
      "seed must be a non-empty list of integers >= 0, got seed=-2"),
 ])
