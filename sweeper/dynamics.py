@@ -109,12 +109,19 @@ def drive_bound(params: CellParams, projection: Tensor) -> Tensor:
 
 def rollout(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor,
             keep_from: int = 0) -> Tensor:
-    """States after each input, (G, M, B, T - keep_from, D); x_t is the state after u_t."""
-    drive = drive_function(params, input_projection(params, inputs))
-    x = x0
-    states = []
-    for t in range(inputs.shape[-2]):
-        x, _ = cell.step(params, x, drive(t))
+    """States after each input, (G, M, B, T - keep_from, D); x_t is the state after u_t.
+
+    Differentiable (training and the landscape run through it). The drive of step t is
+    :func:`drive_function`'s, but taken from the projection by ``unbind``: the backward of T
+    separate indexings would write T full-size zero gradients of the projection (quadratic
+    in T, 40x the forward at T = 100), that of one unbind is one stack.
+    """
+    projection = input_projection(params, inputs)
+    scale = params.input_scale[:, :, None, None]
+    bias = params.weights["bias_ih"][:, None, None, :]
+    x, states = x0, []
+    for t, step_projection in enumerate(projection.unbind(-2)):
+        x, _ = cell.step(params, x, scale * step_projection[:, None] + bias)
         if t >= keep_from:
             states.append(x)
     return torch.stack(states, dim=-2)
@@ -128,9 +135,41 @@ def sample_steps(burn_in: int, seq_len: int, count: int) -> list[int]:
     return sorted({burn_in + round(i * (seq_len - 1) / max(count - 1, 1)) for i in range(count)})
 
 
+def drive_blocks(params: CellParams, projection: Tensor, steps: int, block: int = 32):
+    """The drives of :func:`drive_function` for t = 0 .. steps - 1, computed ``block`` steps
+    at a time (two kernels per block instead of two per step); yields (G, M, B, F) views."""
+    scale = params.input_scale[None, :, :, None, None]
+    bias = params.weights["bias_ih"][None, :, None, None, :]
+    for first in range(0, steps, block):
+        # (G, B, C, F) -> (C, G, 1, B, F), then scaled per point.
+        chunk = projection[:, :, first:first + block].permute(2, 0, 1, 3)[:, :, None]
+        yield from torch.addcmul(bias, chunk, scale).unbind(0)
+
+
+def _sampled_norms(cell: Cell, params: CellParams, caches: list[dict[str, Tensor]],
+                   start: Tensor, steps: int, max_bytes: int) -> Tensor:
+    """||J_t||_2 at every sampled step, (G, M, B, S): the S samples' Lanczos iterations run as
+    one batch (their caches concatenated along the trajectory axis), in as few chunks as the
+    Krylov basis allows within ``max_bytes``."""
+    batch, size = start.shape[-2], start.shape[-1]
+    # Lanczos without full re-orthogonalisation keeps a few vectors per operator; with the
+    # operator's temporaries, budget 16 state-sized vectors per sample.
+    per_sample = start[..., 0, 0].numel() * batch * size * start.element_size() * 16
+    width = max(1, max_bytes // max(per_sample, 1))
+    norms = []
+    for first in range(0, len(caches), width):
+        chunk = caches[first:first + width]
+        joined = {name: torch.cat([c[name] for c in chunk], dim=2) for name in chunk[0]}
+        gram = cell.jacobian_gram(params, joined)
+        begin = start.repeat(1, 1, len(chunk), 1)  # the same start vector for every sample
+        sigma = top_singular_value(gram, begin, steps, full_reorthogonalisation=False)
+        norms.append(sigma.unflatten(2, (len(chunk), batch)))
+    return torch.cat(norms, dim=2).movedim(2, -1)
+
+
 def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq_len: int,
                  config: DynamicsConfig, seeds: list[int],
-                 needs: PassNeeds = PassNeeds()) -> DynamicsResult:
+                 needs: PassNeeds = PassNeeds(), lanczos_bytes: int = 2**28) -> DynamicsResult:
     """Propagate states and tangents along the task's inputs.
 
     Args:
@@ -141,9 +180,17 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
         config: protocol; seeds: one seed per group (tangent start vectors).
         needs: what to compute besides the states; tangents and Lanczos samples cost most of
             the pass, so a caller that needs neither exponents nor ||J_t|| skips them.
+        lanczos_bytes: memory allowed to the batched Lanczos of the sampled Jacobians.
 
     Returns:
         A :class:`DynamicsResult`; one diverging point leaves the others untouched.
+
+    The loop keeps only what each step must do: the step itself, the renormalisation of the
+    tangents (their log growth written into a preallocated buffer), and a running float64 sum
+    of each state's entries, which turns non-finite once any entry is (inf and NaN never
+    leave a sum); a state whose entries sum beyond the dtype's range (about 3e38 in float32)
+    counts as diverged too. The sampled Jacobians are kept (their caches) and their norms
+    computed after the loop, all samples in one batched Lanczos.
     """
     groups, members = params.recurrent_scale.shape
     batch, size = x0.shape[-2], x0.shape[-1]
@@ -151,7 +198,6 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
     steps = inputs.shape[-2]
     dtype, device = x0.dtype, x0.device
     projection = input_projection(params, inputs)
-    drive = drive_function(params, projection)
 
     def start_vectors(purpose: str, rows: int) -> Tensor:
         draws = [torch.randn(batch, rows, size, generator=generator(s, purpose),
@@ -161,40 +207,40 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
 
     samples = (set(sample_steps(config.burn_in, seq_len, config.lipschitz_samples))
                if needs.jacobian_samples else set())
-    lanczos_start = start_vectors("lanczos", 1)[..., 0, :] if samples else None
     shape = (groups, members, batch)
-    finite = torch.ones(shape, dtype=torch.bool, device=device)
+    state_sum = torch.zeros(shape, dtype=torch.float64, device=device)
     nan = torch.full((groups, members), math.nan, dtype=torch.float64, device=device)
-    sigmas = []
+    caches = []
     if needs.tangents:
         v, _ = renormalise(start_vectors("tangents", k))
-        # Log growth of every step, kept (float64) and reduced after the loop: the loop
-        # itself does only the product, the renormalisation and one store (the hot path).
-        logs = torch.empty(steps, *shape, k, dtype=torch.float64, device=device)
+        # Log growth of every step, kept and reduced (in float64) after the loop.
+        logs = torch.empty(steps, *shape, k, dtype=dtype if k == 1 else torch.float64,
+                           device=device)
         z = torch.cat([x0[..., None, :], v], dim=-2)  # [x; v]: one product per step for both
     else:
         z = x0
-    for t in range(steps):
+    for t, drive in enumerate(drive_blocks(params, projection, steps)):
         if needs.tangents:
-            z, cache = cell.step_stacked(params, z, drive(t))
-            logs[t] = renormalise_(z[..., 1:, :])
-            finite &= torch.isfinite(z[..., 0, :]).all(-1)
+            z, cache = cell.step_stacked(params, z, drive)
+            renormalise_(z[..., 1:, :], out=logs[t])
+            state_sum += z[..., 0, :].sum(-1)
         else:
-            z, cache = cell.step(params, z, drive(t))
-            finite &= torch.isfinite(z).all(-1)
+            z, cache = cell.step(params, z, drive)
+            state_sum += z.sum(-1)
         if t in samples:
-            def jtj(vec, cache=cache):
-                rows = vec[..., None, :]
-                return cell.vjp(params, cache, cell.jvp(params, cache, rows))[..., 0, :]
-
-            sigmas.append(top_singular_value(jtj, lanczos_start, config.lanczos_steps))
+            caches.append({name: value.clone() for name, value in cache.items()})
+    finite = torch.isfinite(state_sum)
+    sigmas = None
+    if caches:
+        sigmas = _sampled_norms(cell, params, caches, start_vectors("lanczos", 1)[..., 0, :],
+                                config.lanczos_steps, lanczos_bytes)
 
     if needs.tangents:
         window = max(steps - config.burn_in, 1)
-        lyapunov = (logs[config.burn_in:].sum(0) / window).mean(dim=2)
+        lyapunov = (logs[config.burn_in:].sum(0, dtype=torch.float64) / window).mean(dim=2)
         lyapunov = torch.sort(lyapunov, dim=-1, descending=True).values
         # Memory horizon: first t with log |v_t| - log |v_0| < log tol, v_0 the first tangent.
-        distance = torch.cumsum(logs[:seq_len, ..., 0], dim=0)
+        distance = torch.cumsum(logs[:seq_len, ..., 0], dim=0, dtype=torch.float64)
         below = distance < math.log(config.horizon_tol)
         forgotten = below.any(0)
         first = torch.argmax(below.to(torch.uint8), dim=0).double() + 1
@@ -203,14 +249,15 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
     else:
         lyapunov = nan[..., None].expand(groups, members, k).clone()
         horizon, forgotten_all = nan, torch.ones_like(nan, dtype=torch.bool)
-    if sigmas:
-        sig = torch.stack(sigmas, dim=-1)  # (G, M, B, S)
+    if sigmas is not None:
+        sig = sigmas  # (G, M, B, S)
         local_max = sig.amax(dim=(-1, -2))
         local_mean = torch.log(sig).mean(dim=(-1, -2)).exp()
     else:
         local_max = local_mean = nan
     twin = None
     if config.twin and needs.tangents:
+        drive = drive_function(params, projection)
         twin = lyapunov_twin(cell, params, drive, x0, steps, config.burn_in).mean(dim=2)
 
     ok = finite.all(dim=2)

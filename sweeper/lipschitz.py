@@ -11,13 +11,21 @@ import torch
 Tensor = torch.Tensor
 
 
-def lanczos_ritz(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int) -> Tensor:
+def lanczos_ritz(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int,
+                 full_reorthogonalisation: bool = True) -> Tensor:
     """Ritz values (ascending) of a batch of symmetric operators, by Lanczos.
 
     Args:
         matvec: v -> A v for vectors (..., D), batched; A symmetric (may be indefinite).
         start: (..., D) starting vectors (any nonzero; normalised here).
         steps: Krylov dimension m; with m >= D the extreme values are exact up to rounding.
+        full_reorthogonalisation: orthogonalise each new vector against the whole basis
+            (twice), which keeps every Ritz value accurate. Without it only the three-term
+            recurrence is kept (plus one pass against the two previous vectors): the extreme
+            Ritz values still converge to the extreme eigenvalues and stay inside the spectrum
+            up to rounding (Paige 1980); lost orthogonality only repeats converged values.
+            The basis then costs O(D) memory traffic per step instead of O(m D), which is what
+            a large batch of small operators is bound by.
 
     Returns:
         (..., m) float64. Every Ritz value lies inside [lambda_min, lambda_max], so the largest
@@ -27,30 +35,48 @@ def lanczos_ritz(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int) 
     size = start.shape[-1]
     steps = max(1, min(steps, size))
     q = start / start.norm(dim=-1, keepdim=True)
-    basis = [q]
+    # The basis as rows of one preallocated (..., m, D) tensor: no re-stacking per step.
+    basis = q.new_zeros(*start.shape[:-1], steps, size) if full_reorthogonalisation else None
+    previous = None
     alphas, betas, lives = [], [], []
     scale = None
     alive = torch.ones(start.shape[:-1], dtype=torch.bool, device=start.device)
     for j in range(steps):
-        w = matvec(basis[j])
-        alpha = (w * basis[j]).sum(-1)
+        if basis is not None:
+            basis[..., j, :] = q
+        w = matvec(q)
+        if w.data_ptr() == q.data_ptr():  # w is updated in place below; q must survive
+            w = w.clone()
+        alpha = torch.linalg.vecdot(w, q)
         alphas.append(alpha)
         lives.append(alive)
         # Size of the operator seen so far, for a relative breakdown test.
         scale = alpha.abs() if scale is None else torch.maximum(scale, alpha.abs())
-        stacked = torch.stack(basis, dim=-1)  # (..., D, j+1)
-        for _ in range(2):  # twice is enough (Kahan-Parlett)
-            w = w - (stacked @ (stacked.mT @ w[..., None]))[..., 0]
+        if basis is not None:
+            seen = basis[..., : j + 1, :]  # (..., j+1, D)
+            for _ in range(2):  # twice is enough (Kahan-Parlett)
+                w = w - ((seen @ w[..., None]).mT @ seen)[..., 0, :]
+        else:
+            # The three-term recurrence, then one more pass against the same two vectors;
+            # fused multiply-adds on w in place (w is the operator's fresh output).
+            w.addcmul_(q, alpha[..., None], value=-1)
+            neighbours = (q,) if previous is None else (q, previous)
+            if previous is not None:
+                w.addcmul_(previous, betas[-1][..., None], value=-1)
+            for other in neighbours:
+                w.addcmul_(other, torch.linalg.vecdot(w, other)[..., None], value=-1)
         if j == steps - 1:
             break
-        beta = w.norm(dim=-1)
+        beta = torch.linalg.vector_norm(w, dim=-1)
         # A beta at rounding level means the Krylov space is exhausted (A = c I gives that
         # after one step); normalising the rounding noise would invent directions.
         alive = alive & (beta > 1e-8 * scale)
         beta = torch.where(alive, beta, torch.zeros_like(beta))
         betas.append(beta)
-        safe = torch.where(alive, beta, torch.ones_like(beta))
-        basis.append(torch.where(alive[..., None], w / safe[..., None], torch.zeros_like(w)))
+        inverse = torch.where(alive, 1 / torch.where(alive, beta, torch.ones_like(beta)),
+                              torch.zeros_like(beta))
+        previous = q
+        q = w.mul_(inverse[..., None])
     diag = torch.stack(alphas, -1).double()
     # Steps after a breakdown get the first Rayleigh quotient, a value inside the spectrum's
     # range: the tridiagonal splits there, so they cannot move the extreme Ritz values.
@@ -65,13 +91,16 @@ def lanczos_ritz(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int) 
     return torch.where(bad[..., None], torch.full_like(ritz, math.nan), ritz)
 
 
-def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: int) -> Tensor:
-    """Largest singular value of J for a batch of operators: Lanczos on J^T J.
+def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: int,
+                       full_reorthogonalisation: bool = True) -> Tensor:
+    """Largest singular value of J for a batch of operators: Lanczos on J^T J (or J J^T,
+    which has the same nonzero eigenvalues).
 
     ``jtj`` maps v (..., D) to J^T J v. Returns (...,) float64, never above the true ||J||_2
-    (see :func:`lanczos_ritz`); NaN for batch elements with non-finite entries.
+    up to rounding (see :func:`lanczos_ritz`); NaN for batch elements with non-finite entries.
     """
-    return lanczos_ritz(jtj, start, steps)[..., -1].clamp(min=0).sqrt()
+    ritz = lanczos_ritz(jtj, start, steps, full_reorthogonalisation)
+    return ritz[..., -1].clamp(min=0).sqrt()
 
 
 def cost_growth_log10(lipschitz: Tensor, seq_len: int) -> Tensor:

@@ -31,17 +31,25 @@ def renormalise(v: Tensor) -> tuple[Tensor, Tensor]:
     return (q * sign[..., None, :]).mT, torch.log(diag.abs().double())
 
 
-def renormalise_(v: Tensor) -> Tensor:
+def renormalise_(v: Tensor, out: Tensor | None = None) -> Tensor:
     """In-place :func:`renormalise` (v may be a view into the stacked state).
 
-    Returns the log growth (..., k) in v's dtype (the caller accumulates in float64).
+    Returns the log growth (..., k) in v's dtype (the caller accumulates in float64), written
+    into ``out`` when given (the dynamics pass hands it a row of its log buffer).
     """
     if v.shape[-2] == 1:
-        norm = v.norm(dim=-1, keepdim=True)
-        v.div_(torch.where(norm > 0, norm, torch.ones_like(norm)))
-        return torch.log(norm[..., 0])
+        norm = torch.linalg.vector_norm(v, dim=-1)  # (..., 1)
+        logs = torch.log(norm, out=out) if out is not None else torch.log(norm)
+        # Dividing by the smallest subnormal leaves a zero vector zero and divides every
+        # nonzero one by its true norm: one kernel instead of a test and a select.
+        finfo = torch.finfo(v.dtype)
+        v.div_(norm.clamp_min_(finfo.tiny * finfo.eps)[..., None])
+        return logs
     normed, logs = renormalise(v)
     v.copy_(normed)
+    if out is not None:
+        out.copy_(logs)
+        return out
     return logs
 
 

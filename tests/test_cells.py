@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sweeper import CELLS, BoundContext, SweeperInputError, get_cell, measure
 from sweeper.cells.stable_lstm import project, stability_condition
 from sweeper.dynamics import drive_bound, input_projection
-from sweeper.lipschitz import top_singular_value
+from sweeper.lipschitz import top_singular_value as top_singular_value_of
 
 TORCH_CELLS = {"rnn_tanh": torch.nn.RNNCell, "orthogonal": torch.nn.RNNCell,
                "gru": torch.nn.GRUCell, "lstm": torch.nn.LSTMCell}
@@ -90,13 +90,19 @@ def test_jvp_vjp_and_jacobian_match_autograd(name):
     torch.testing.assert_close(v2, cell.jvp(params, cache, v), rtol=1e-10, atol=1e-10)
 
 
-def test_lanczos_equals_exact_largest_singular_value():
+@pytest.mark.parametrize("full", [True, False], ids=["full-reorth", "local-reorth"])
+def test_lanczos_equals_exact_largest_singular_value(full):
     gen = torch.Generator().manual_seed(0)
     mats = torch.randn(5, 30, 30, generator=gen, dtype=F64)
     start = torch.randn(5, 30, generator=gen, dtype=F64)
     exact = torch.linalg.matrix_norm(mats, ord=2)
-    full = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 30)
-    torch.testing.assert_close(full, exact, rtol=1e-10, atol=0)
+
+    def top_singular_value(jtj, begin, steps):  # the function under test, in this mode
+        return top_singular_value_of(jtj, begin, steps, full_reorthogonalisation=full)
+
+    full_run = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start,
+                                  30)
+    torch.testing.assert_close(full_run, exact, rtol=1e-10, atol=0)
     # Fewer steps: never above the truth (Ritz values lie inside the spectrum).
     partial = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 8)
     assert torch.all(partial <= exact * (1 + 1e-12))
@@ -112,6 +118,54 @@ def test_lanczos_equals_exact_largest_singular_value():
     mats[2, 0, 0] = float("nan")
     mixed = top_singular_value(lambda v: (mats.mT @ (mats @ v[..., None]))[..., 0], start, 30)
     assert torch.isnan(mixed[2]) and torch.isfinite(mixed[[0, 1, 3, 4]]).all()
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_jacobian_gram_has_the_squared_singular_values_of_the_jacobian(name):
+    # Elman cells hand Lanczos J J^T, the others J^T J: either way the operator's eigenvalues
+    # are the squared singular values of J (checked against the explicit Jacobian, float64).
+    cell = CELLS[name]
+    params = cell.prepare(random_params(name, 6, [0, 1], [[0.5, 2.0], [1.3, 3.0]]))
+    x, drive = _random_state(cell, params), _random_drive(params)
+    _, cache = cell.step(params, x, drive)
+    size = x.shape[-1]
+    gram = cell.jacobian_gram(params, cache)
+    eye = torch.eye(size, dtype=F64).expand(*x.shape[:-1], size, size)
+    operator = torch.stack([gram(eye[..., j, :]) for j in range(size)], dim=-1)
+    torch.testing.assert_close(operator, operator.mT, rtol=1e-10, atol=1e-10)
+    singular = torch.linalg.svdvals(cell.jacobian(params, cache))
+    torch.testing.assert_close(torch.linalg.eigvalsh(operator).flip(-1), singular**2,
+                               rtol=1e-9, atol=1e-10)
+
+
+def test_sampled_jacobian_norms_are_exact_with_a_full_krylov_space():
+    # All samples' Lanczos runs are one batch after the trajectory; with lanczos_steps >= D
+    # every sampled norm must equal the explicit Jacobian's at that step (float64).
+    from sweeper.dynamics import DynamicsConfig, drive_function, run_dynamics, sample_steps
+
+    for name in ("rnn_tanh", "gru", "lstm"):
+        cell = CELLS[name]
+        params = random_params(name, 5, [0], [[0.7, 1.5, 3.0]])
+        gen = torch.Generator().manual_seed(3)
+        inputs = torch.randn(1, 2, 40, 1, generator=gen, dtype=F64)
+        x0 = torch.rand(1, 3, 2, cell.state_size(5), generator=gen, dtype=F64) * 2 - 1
+        config = DynamicsConfig(burn_in=10, lipschitz_samples=7, lanczos_steps=12)
+        result = run_dynamics(cell, params, inputs, x0, 30, config, [0])
+        drive = drive_function(params, input_projection(params, inputs))
+        x, norms = x0, []
+        for t in range(40):
+            x, cache = cell.step(params, x, drive(t))
+            if t in sample_steps(10, 30, 7):
+                norms.append(torch.linalg.matrix_norm(cell.jacobian(params, cache), ord=2))
+        exact = torch.stack(norms, -1)  # (G, M, B, S)
+        torch.testing.assert_close(result.lipschitz_local_max, exact.amax(dim=(-1, -2)),
+                                   rtol=1e-9, atol=0)
+        torch.testing.assert_close(result.lipschitz_local_mean,
+                                   exact.log().mean(dim=(-1, -2)).exp(), rtol=1e-9, atol=0)
+        # A memory budget below one sample runs the samples one chunk each: same norms.
+        chunked = run_dynamics(cell, params, inputs, x0, 30, config, [0], lanczos_bytes=1)
+        torch.testing.assert_close(chunked.lipschitz_local_max, result.lipschitz_local_max,
+                                   rtol=1e-12, atol=0)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -127,3 +127,29 @@ def test_cli_bad_input_exits_2_without_traceback(args):
     out = _cli(*args)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "error" in out.stderr
+
+
+def test_subnormals_are_flushed_during_measure_and_restored_after():
+    from sweeper.measure import flushing_subnormals, subnormals_flushed
+
+    assert not subnormals_flushed()  # torch's default
+    with flushing_subnormals():
+        assert subnormals_flushed()
+        # A user who set the flag keeps it: the nested context leaves it alone.
+        with flushing_subnormals():
+            assert subnormals_flushed()
+        assert subnormals_flushed()
+    assert not subnormals_flushed()
+    # A forgetful point under zero input settles on 0 through subnormals: the exponent is the
+    # same whether they are flushed or not (both runs float32, same points).
+    flushed = measure("rnn_tanh", 16, recurrent_scale=[0.3, 0.6], seq_len=300,
+                      metrics=["lyapunov"], task_params={"input_std": 0.0}, device="cpu")
+    from sweeper.dynamics import PassNeeds  # the same pass, outside the context
+    from sweeper.measure import _batch, _trajectory_pass, validate
+
+    request = validate("rnn_tanh", 16, "noise", {"input_std": 0.0}, [0.3, 0.6], (1.0,), (0,),
+                       300, ["lyapunov"], "cpu", "float32", None, None, None, None)
+    plain = _trajectory_pass(_batch(request), PassNeeds(tangents=True, jacobian_samples=False))
+    assert not subnormals_flushed()
+    np.testing.assert_allclose(flushed.lyapunov_max, plain.lyapunov[0, :, 0].numpy(),
+                               rtol=1e-5)

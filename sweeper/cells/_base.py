@@ -8,6 +8,7 @@ vectors stored as rows. States are (G, M, B, D); tangents (G, M, B, k, D); the i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -131,6 +132,19 @@ class Cell(ABC):
             out = self.jvp(params, cache, v)
             (grad,) = torch.autograd.grad(out, v, grad_outputs=w)
         return grad
+
+    def jacobian_gram(self, params: CellParams, cache: Cache) -> Callable[[Tensor], Tensor]:
+        """A symmetric operator whose largest eigenvalue is ||J_t||_2^2, for Lanczos.
+
+        Maps vectors (G, M, B, D) to J^T J v (by default through ``jvp`` then ``vjp``: two
+        products per application). Cells may return J J^T instead, which has the same nonzero
+        eigenvalues and is sometimes one product (Elman cells).
+        """
+        def apply(v: Tensor) -> Tensor:
+            rows = v[..., None, :]
+            return self.vjp(params, cache, self.jvp(params, cache, rows))[..., 0, :]
+
+        return apply
 
     def jacobian(self, params: CellParams, cache: Cache) -> Tensor:
         """Explicit J_t, (G, M, B, D, D); for tests and small problems."""

@@ -68,6 +68,23 @@ class ElmanCell(Cell):
         slope = self._slope(cache)
         return recurrent_product_t(params, w if slope is None else w * slope[..., None, :])
 
+    def jacobian_gram(self, params, cache):
+        """J J^T = s^2 diag(phi') W W^T diag(phi'): one product per application with W W^T
+        formed once per base draw (J^T J would need W and W^T in turn)."""
+        weight = params.weights["weight_hh"]
+        gram = weight @ weight.mT  # (G, H, H), symmetric
+        groups, members = params.recurrent_scale.shape
+        scale2 = (params.recurrent_scale**2).reshape(groups, members, 1, 1)
+        slope = self._slope(cache)
+        after = scale2 if slope is None else scale2 * slope  # s^2 diag(phi'), formed once
+
+        def apply(v: Tensor) -> Tensor:
+            u = v if slope is None else v * slope
+            out = torch.bmm(u.reshape(groups, -1, u.shape[-1]), gram).reshape(u.shape)
+            return out.mul_(after)
+
+        return apply
+
     def step_tangent(self, params, x, drive, v):
         z_next, cache = self.step_stacked(params, torch.cat([x[..., None, :], v], dim=-2), drive)
         return cache["x_next"], cache, z_next[..., 1:, :]
@@ -80,7 +97,9 @@ class ElmanCell(Cell):
         pre.add_(drive).add_(self._bias(params))
         if self.activation == "tanh":
             pre.tanh_()
-            product[..., 1:, :].mul_((1.0 - pre * pre)[..., None, :])
+            # v' = tanh' * (s W v) = p - p * tanh^2 with p = s W v: one fused update in place.
+            tangent = product[..., 1:, :]
+            tangent.addcmul_(tangent, (pre * pre)[..., None, :], value=-1)
         return product, {"x_next": pre}
 
     def lipschitz_bound(self, params: CellParams, context: BoundContext) -> Tensor:
