@@ -11,7 +11,7 @@ import torch
 
 from . import errors
 from .cells._base import Cell
-from .dynamics import drive_function, input_projection, rollout
+from .dynamics import drive_function, input_projection
 from .errors import require
 from .lyapunov import renormalise_
 from .params import CellParams
@@ -30,7 +30,8 @@ class MemoryConfig:
         train, test: lengths of the fitting and the held-out segments.
         max_delay: K_max, the largest delay k (delays run 1..K_max); None = 2 * D.
         ridge: Tikhonov factor, relative to the mean diagonal of X^T X.
-        chunk_bytes: points are processed in chunks whose stored float64 states stay below
+        chunk_bytes: points are processed in chunks whose working memory for the capacity
+            (float64 normal equations and one block of states and predictions) stays below
             this size (256 MiB by default), so large grids do not exhaust memory.
         attractor_inits: M random initial states, uniform in [-1, 1]^D.
         attractor_steps: transient steps under constant input before the end states.
@@ -80,9 +81,18 @@ def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size:
     next ``test`` steps. x_t is the state after u_t, so k = 0 (excluded) is the current input
     and a full-rank linear network scores about D - 1.
 
+    The states are never stored whole: every block of ``_BLOCK`` steps is folded into the
+    float64 normal equations (X^T X and, for all delays at once, X^T Y, Y being the Hankel
+    matrix of the one input sequence a base draw's points share), and on the held-out segment
+    into the sums that give each r_k^2. The numbers equal the plain fit (stack the states,
+    solve, predict, correlate) up to float64 rounding.
+
     Returns:
         capacity (G, M), curve (G, M, K_max) of r_k^2, finite (G, M) - all float64 on the
         params' device; NaN for points whose state diverged.
+
+    Raises:
+        SweeperInputError: ``washout`` < ``max_delay``.
     """
     delays = config.delays(state_size)
     washout = config.washout_steps(state_size)
@@ -93,8 +103,7 @@ def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size:
     steps = washout + config.train + config.test
     u = torch.stack([torch.rand(steps, generator=generator(s, "memory-inputs"),
                                 dtype=torch.float64) * 2 - 1 for s in seeds])  # (G, T)
-    per_point = (config.train + config.test) * (state_size + 1) * 8
-    chunk = max(1, config.chunk_bytes // per_point)
+    chunk = max(1, config.chunk_bytes // _bytes_per_point(state_size, delays, params.dtype))
     # Chunk along the points of a base draw when there are several, else along the draws;
     # every output has groups on axis 0 and members on axis 1.
     parts = []
@@ -113,45 +122,141 @@ def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size:
     return capacity, curve, finite
 
 
+#: Steps of states one block holds before they are folded into the sums: long enough for
+#: efficient matrix products, short enough that the block stays small next to the sums.
+_BLOCK = 128
+
+
+def _bytes_per_point(state_size: int, delays: int, dtype: torch.dtype) -> int:
+    """Working memory of one point in :func:`_capacity`: the float64 normal equations
+    (D + 1) x (D + 1 + K) and one block of states (kept, float64, transposed) and
+    predictions."""
+    size = state_size + 1
+    itemsize = torch.finfo(dtype).bits // 8
+    return 8 * size * (size + delays) + _BLOCK * (state_size * (itemsize + 16) + 16 * delays)
+
+
+def _flush_tiny(x: Tensor) -> Tensor:
+    """x with entries below tiny / eps in magnitude set to 0 (NaN and inf kept).
+
+    A state that settles on 0 would otherwise go subnormal, and subnormal arithmetic is
+    about a hundred times slower on CPUs; values this small never change a metric.
+    """
+    info = torch.finfo(x.dtype)
+    return torch.nn.functional.hardshrink(x, info.tiny / info.eps)
+
+
+def _advance(cell: Cell, params: CellParams, drive, x: Tensor, start: int, stop: int,
+             buffer: Tensor | None = None) -> Tensor:
+    """Steps start..stop-1 from x (G, M, 1, D); the states go to buffer[:, i] (G, n, M, D),
+    time before points, so that a draw's block is one (n, M D) matrix."""
+    for i, t in enumerate(range(start, stop)):
+        x = _flush_tiny(cell.step(params, x, drive(t))[0])
+        if buffer is not None:
+            buffer[:, i] = x[:, :, 0]
+    return x
+
+
+def _hankel(u: Tensor, start: int, stop: int, delays: int) -> Tensor:
+    """Targets y[t, k] = u[t - k] for t in [start, stop), k = 1..K: (G, n, K)."""
+    times = torch.arange(start, stop, device=u.device)
+    return u[:, times[:, None] - torch.arange(1, delays + 1, device=u.device)[None, :]]
+
+
 def _capacity(cell: Cell, params: CellParams, u: Tensor, input_size: int, state_size: int,
               config: MemoryConfig, delays: int) -> tuple[Tensor, Tensor, Tensor]:
     """memory_capacity for one chunk of points; u is (G, T) for this chunk's groups."""
     washout = config.washout_steps(state_size)
     groups, members = params.recurrent_scale.shape
-    steps = u.shape[-1]
-    inputs = torch.zeros(groups, 1, steps, input_size, dtype=torch.float64)
+    size, steps = state_size, u.shape[-1]
+    device, dtype, f64 = params.device, params.dtype, torch.float64
+    inputs = torch.zeros(groups, 1, steps, input_size, dtype=f64)
     inputs[..., 0] = u[:, None]
-    device, dtype = params.device, params.dtype
-    x0 = torch.zeros(groups, members, 1, state_size, dtype=dtype, device=device)
-    states = rollout(cell, params, inputs.to(device), x0, keep_from=washout)[:, :, 0]
-    finite = torch.isfinite(states).all(-1).all(-1)
-    states = torch.where(finite[..., None, None], states, torch.zeros_like(states)).double()
-    ones = torch.ones(*states.shape[:-1], 1, dtype=torch.float64, device=device)
-    design = torch.cat([states, ones], dim=-1)  # (G, M, T', D + 1)
+    drive = drive_function(params, input_projection(params, inputs.to(device)))
+    u = u.to(device)
+    x = _advance(cell, params, drive, torch.zeros(groups, members, 1, size, dtype=dtype,
+                                                  device=device), 0, washout)
+    buffer = torch.empty(groups, _BLOCK, members, size, dtype=dtype, device=device)
 
-    times = torch.arange(washout, steps)
-    lags = times[:, None] - torch.arange(1, delays + 1)[None, :]
-    targets = u[:, lags].to(device)[:, None]  # (G, 1, T', K)
+    # Normal equations of the fit, [X 1]^T [X 1] and [X 1]^T Y, accumulated block by block.
+    # X^T Y of one draw's points is one product (M D x n) @ (n x K): Y is shared.
+    fit_end = washout + config.train
+    gram = torch.zeros(groups, members, size, size, dtype=f64, device=device)
+    total = torch.zeros(groups, members, size, dtype=f64, device=device)
+    cross = torch.zeros(groups, members * size, delays, dtype=f64, device=device)
+    target_total = torch.zeros(groups, delays, dtype=f64, device=device)
+    for start in range(washout, fit_end, _BLOCK):
+        stop = min(start + _BLOCK, fit_end)
+        x = _advance(cell, params, drive, x, start, stop, buffer)
+        block = buffer[:, :stop - start].double()  # (G, n, M, D)
+        targets = _hankel(u, start, stop, delays)
+        for g in range(groups):
+            gram[g].baddbmm_(block[g].permute(1, 2, 0), block[g].transpose(0, 1))
+        total += block.sum(1)
+        cross.baddbmm_(block.reshape(groups, stop - start, -1).mT, targets)
+        target_total += targets.sum(-2)
+    # A non-finite state makes its point's sum of states non-finite (float64 sums of
+    # float32 states cannot overflow), so the sums stand for an isfinite pass over the states.
+    finite = torch.isfinite(total).all(-1)
+    weights, shift = _ridge_solve(gram, total, cross, target_total, finite, config)
 
-    fit, held = slice(0, config.train), slice(config.train, None)
-    x_fit, y_fit = design[..., fit, :], targets[..., fit, :]
-    gram = x_fit.mT @ x_fit
-    size = gram.shape[-1]
-    scale = torch.diagonal(gram, dim1=-2, dim2=-1).mean(-1).clamp(min=1e-300)
-    gram = gram + config.ridge * scale[..., None, None] * torch.eye(size, dtype=gram.dtype,
-                                                                    device=device)
-    weights = torch.linalg.solve(gram, x_fit.mT @ y_fit)
-    pred = design[..., held, :] @ weights
-    y = targets[..., held, :].expand_as(pred)
-    pred_c = pred - pred.mean(-2, keepdim=True)
-    y_c = y - y.mean(-2, keepdim=True)
-    cov = (pred_c * y_c).sum(-2)
-    var = (pred_c**2).sum(-2) * (y_c**2).sum(-2)
+    # Held-out r_k^2 from running sums of q = prediction - shift (shift ~ its mean, so the
+    # sums do not cancel) and of the targets y.
+    sums = {name: torch.zeros(groups, members, delays, dtype=f64, device=device)
+            for name in ("q", "qq", "qy")}
+    held_total = torch.zeros(groups, members, size, dtype=f64, device=device)
+    y_sum = torch.zeros(groups, 1, delays, dtype=f64, device=device)
+    y_sq = torch.zeros_like(y_sum)
+    slope, offset = weights[..., :size, :], weights[..., size:, :] - shift[..., None, :]
+    for start in range(fit_end, steps, _BLOCK):
+        stop = min(start + _BLOCK, steps)
+        x = _advance(cell, params, drive, x, start, stop, buffer)
+        block = buffer[:, :stop - start].double()
+        held_total += block.sum(1)
+        y = _hankel(u, start, stop, delays)
+        for g in range(groups):
+            q = torch.baddbmm(offset[g], block[g].transpose(0, 1), slope[g])  # (M, n, K)
+            sums["q"][g] += q.sum(-2)
+            sums["qq"][g] += q.square().sum(-2)
+            sums["qy"][g] += q.mul_(y[g]).sum(-2)
+        y_sum += y.sum(-2)[:, None]
+        y_sq += y.square().sum(-2)[:, None]
+    finite &= torch.isfinite(held_total).all(-1)
+    held = steps - fit_end
+    cov = sums["qy"] - sums["q"] * y_sum / held
+    var = (sums["qq"] - sums["q"] ** 2 / held) * (y_sq - y_sum**2 / held)
     curve = torch.where(var > 0, cov**2 / torch.where(var > 0, var, torch.ones_like(var)),
                         torch.zeros_like(var))
-    nan = torch.full_like(curve, math.nan)
-    curve = torch.where(finite[..., None], curve, nan)
+    curve = torch.where(finite[..., None], curve, torch.full_like(curve, math.nan))
     return curve.sum(-1), curve, finite
+
+
+def _ridge_solve(gram: Tensor, total: Tensor, cross: Tensor, target_total: Tensor,
+                 finite: Tensor, config: MemoryConfig) -> tuple[Tensor, Tensor]:
+    """Ridge weights (G, M, D + 1, K) of [x, 1] -> y from X^T X (G, M, D, D), X^T 1 (G, M, D),
+    X^T Y (G, M D, K) and 1^T Y (G, K) over ``config.train`` steps; and the mean training
+    prediction (G, M, K). A diverged point is fitted on zero states (its curve is NaN
+    anyway), so that its non-finite sums reach no solve."""
+    groups, members, size, _ = gram.shape
+    delays = target_total.shape[-1]
+    count = float(config.train)
+    ok = finite[..., None, None]
+    design = torch.zeros(groups, members, size + 1, size + 1, dtype=gram.dtype,
+                         device=gram.device)
+    design[..., :size, :size] = torch.where(ok, gram, 0.0)
+    column = torch.where(finite[..., None], total, 0.0)
+    design[..., :size, size] = column
+    design[..., size, :size] = column
+    design[..., size, size] = count
+    rhs = torch.empty(groups, members, size + 1, delays, dtype=gram.dtype, device=gram.device)
+    rhs[..., :size, :] = torch.where(ok, cross.reshape(groups, members, size, delays), 0.0)
+    rhs[..., size, :] = target_total[:, None]
+    scale = torch.diagonal(design, dim1=-2, dim2=-1).mean(-1).clamp(min=1e-300)
+    design.diagonal(dim1=-2, dim2=-1).add_(config.ridge * scale[..., None])
+    weights = torch.linalg.solve(design, rhs)
+    mean = column / count
+    shift = (mean[..., None, :] @ weights[..., :size, :])[..., 0, :] + weights[..., size, :]
+    return weights, shift
 
 
 @dataclass(frozen=True)
@@ -227,9 +332,8 @@ def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tenso
     drive = drive_function(params, input_projection(params, inputs))(0)
     x = x0.to(device, params.dtype)
     for _ in range(config.attractor_steps):
-        x, _ = cell.step(params, x, drive)
+        x = _flush_tiny(cell.step(params, x, drive)[0])
     end = x.double()
-    end_sq = (end**2).sum(-1)
     finite = torch.isfinite(end).all(-1)
     # A fixed, generic start direction for the tangent (the exponent forgets it).
     v = torch.linspace(1.0, 2.0, size, dtype=params.dtype, device=device)
@@ -237,22 +341,29 @@ def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tenso
     growth = torch.zeros(groups, members, inits, dtype=torch.float64, device=device)
     away = torch.empty(window, groups, members, inits, dtype=torch.float64, device=device)
     linked = torch.zeros(groups, members, inits, inits, dtype=torch.bool, device=device)
+    # The screen runs in the state's dtype: its rounding, at most ~2 D eps of |a|^2 + |b|^2,
+    # is covered by the slack, so it never drops a pair the exact check would link.
+    end_low = end.to(params.dtype)
+    end_low_sq = (end_low**2).sum(-1)
+    rounding = 4 * size * torch.finfo(params.dtype).eps + 1e-9
     for w in range(window):
         x, _, v = cell.step_tangent(params, x, drive, v)
+        x = _flush_tiny(x)
         growth += renormalise_(v)[..., 0].double()
         state = x.double()
-        finite &= torch.isfinite(state).all(-1)
-        away[w] = (state - end).abs().amax(-1)
+        # NaN and inf reach the distance to the (finite) end state: no separate isfinite pass.
+        away[w] = (state - end).abs_().amax(-1)
         # max-abs <= tol implies squared distance <= D tol^2: a cheap screen by one product,
         # so the exact check runs only for the few pairs that pass it and are not yet linked.
-        state_sq = (state**2).sum(-1)
-        square = state_sq[..., :, None] + end_sq[..., None, :] - 2 * state @ end.mT
-        slack = 1e-9 * (state_sq[..., :, None] + end_sq[..., None, :])
-        screen = (square <= size * tol**2 + slack) & ~linked
+        state_sq = (x * x).sum(-1)[..., :, None] + end_low_sq[..., None, :]
+        square = torch.baddbmm(state_sq.reshape(-1, inits, inits), x.reshape(-1, inits, size),
+                               end_low.reshape(-1, inits, size).mT, alpha=-2)
+        screen = (square.reshape(linked.shape) <= size * tol**2 + rounding * state_sq) & ~linked
         rows = screen.any(-1).nonzero(as_tuple=True)
         if rows[0].numel():
             near = (state[rows][:, None, :] - end[rows[:2]]).abs().amax(-1) <= tol
             linked[rows] |= near
+    finite &= torch.isfinite(away).all(0)
     return _settle(away, linked, growth / window, end, finite, config)
 
 

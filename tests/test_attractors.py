@@ -120,3 +120,15 @@ def test_chaotic_lstm_periodic_windows_are_one_attractor(scale, period):
     row = measure("lstm", 2, task="chaotic_lstm", recurrent_scale=[scale], metrics=["memory"],
                   dtype="float64").iloc[0]
     assert (row.attractor_count, row.orbit_period, row.asymptotic_states) == (1, period, period)
+
+
+def test_float32_runs_settling_on_zero_are_one_fixed_point():
+    # x' = tanh(0.1 W x) in float32 reaches the subnormal range within ~40 steps; tiny states
+    # are flushed to 0 (for speed) and the runs still meet on the one fixed point 0.
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.randn(8, 8, generator=gen, dtype=F64) / math.sqrt(8)
+    params = params_from(weight, recurrent_scale=[0.1, 0.5]).to(dtype=torch.float32)
+    found = attractor_count(CELLS["rnn_tanh"], params, ZERO, 8, [0], MemoryConfig())
+    assert found.finite.all()
+    assert found.count[0].tolist() == [1.0, 1.0] and found.period[0].tolist() == [1.0, 1.0]
+    assert found.states[0].tolist() == [1.0, 1.0]
