@@ -10,6 +10,11 @@
    (d) ``slice_losses`` on all K x 41 parameter sets at once; (e) one parameter set at a time
    through the same objective.
 
+3. The top Hessian eigenvalue of the landscape family on the chaotic LSTM, K = --hessian-points
+   scalings, float32: (f) the old path, 20 Lanczos steps on double-backward products over the
+   16-sequence batch (kept inline below as the baseline); (g) ``hessian_top_eig`` on the
+   objective after ``distinct_sequences`` (one sequence; exact dense Hessian, n = 40).
+
 Run:  .venv/bin/python benchmarks/bench_landscape.py [--points 1000] [--repeats 5]
 Prints medians (this machine is noisy) and the speed-up ratios; (b) and (c) time a subset of
 points and are extrapolated, as labelled.
@@ -51,6 +56,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--subset", type=int, default=50, help="points timed for (b) and (c)")
+    parser.add_argument("--hessian-points", type=int, default=20, help="K for (f) and (g)")
     args = parser.parse_args()
     scales = np.linspace(0.5, 2.0, args.points).tolist()
     subset = scales[:: max(1, args.points // args.subset)][: args.subset]
@@ -75,6 +81,54 @@ def main() -> None:
     print(f"  ratios: (a) vs (b) {t_b / t_a:6.1f}x   (a) vs (c) {t_c / t_a:6.1f}x")
     print(f"  check: max |loss_a - loss_c| for s < 0.7 against s = 0.6 = {check:.1e}")
     generic(args.repeats)
+    hessian(args.hessian_points, args.repeats)
+
+
+def lanczos_baseline(loss_fn, theta: torch.Tensor, steps: int = 20) -> torch.Tensor:
+    """The landscape family's Hessian before the exact path: Lanczos on double backward."""
+    from sweeper.lipschitz import lanczos_ritz
+
+    with torch.enable_grad():
+        point = theta.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(point).sum(), point, create_graph=True)
+
+        def hvp(v: torch.Tensor) -> torch.Tensor:
+            (out,) = torch.autograd.grad((grad * v).sum(), point, retain_graph=True)
+            return out.detach()
+
+        start = torch.randn(theta.shape, generator=torch.Generator().manual_seed(0),
+                            dtype=torch.float64).to(theta)
+        return lanczos_ritz(hvp, start, steps)[..., -1]
+
+
+def hessian(points: int, repeats: int) -> None:
+    from sweeper import CELLS
+    from sweeper.landscape import hessian_top_eig
+    from sweeper.landscape_metrics import distinct_sequences
+    from sweeper.measure import build_params
+    from sweeper.model import init_readout
+    from sweeper.objective import build_objective
+    from sweeper.task import get_task
+
+    task = get_task("chaotic_lstm", {"burn_in": BURN_IN})
+    cell, cpu = CELLS["lstm"], torch.device("cpu")
+    rs = torch.linspace(0.5, 2.0, points, dtype=torch.float64)[None]
+    params = build_params(cell, 2, 1, [0], rs, torch.ones_like(rs), torch.float32, cpu,
+                          anchor=task.anchor("lstm", 2))
+    readout = init_readout(task.readout, 2, 2, [0], torch.float32, cpu)
+    full, theta = build_objective(cell, task, params, readout, 2, SEQ_LEN, batch_size=16)
+    single = distinct_sequences(full)
+    t_f = median_time(lambda: lanczos_baseline(full, theta), max(1, repeats // 2))
+    t_g = median_time(lambda: hessian_top_eig(single, theta), repeats)
+    old, new = lanczos_baseline(single, theta), hessian_top_eig(single, theta)
+    both = torch.isfinite(old) & torch.isfinite(new)
+    gap = ((old - new).abs() / new.abs().clamp(min=1e-12))[both & (new.abs() < 1e6)].max()
+    print(f"\nhessian_top_eig, chaotic LSTM, K = {points}, n = {theta.shape[1]}, "
+          f"N = {SEQ_LEN} + burn-in {BURN_IN}, float32")
+    print(f"  (f) Lanczos 20, double backward, 16 sequences {t_f:8.3f} s")
+    print(f"  (g) exact dense Hessian, 1 sequence           {t_g:8.3f} s")
+    print(f"  ratio: (g) vs (f) {t_f / t_g:6.1f}x   max rel gap (finite, |top| < 1e6) "
+          f"{gap.item():.1e}")
 
 
 def generic(repeats: int) -> None:

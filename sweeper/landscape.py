@@ -87,15 +87,90 @@ def grad_norm(loss_fn: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
     return _finite_or_nan(loss[:, None], grad.double().norm(dim=-1))
 
 
+#: Points with at most this many parameters get their exact Hessian (see hessian_top_eig).
+EXACT_HESSIAN_MAX_PARAMS = 128
+#: Memory allowed for the tangents of one chunk of the exact Hessian's basis.
+EXACT_HESSIAN_MEMORY = 2 * 1024**3
+
+
 def hessian_top_eig(loss_fn: Callable[[Tensor], Tensor], theta: Tensor, steps: int = 20,
-                    seed: int = 0) -> Tensor:
+                    seed: int = 0, exact_max_params: int = EXACT_HESSIAN_MAX_PARAMS) -> Tensor:
     """Largest eigenvalue of the Hessian of V at each of K points, (K,) float64.
 
-    Lanczos on Hessian-vector products (double backward through the project's own cells, which
-    cuDNN's RNNs would not allow). Because loss_fn's points are independent, the Hessian of
-    sum_k V_k is block-diagonal and one product serves all K points. With steps >= n the
-    value is exact up to rounding; with fewer it never exceeds the truth.
+    Because loss_fn's points are independent, the Hessian of sum_k V_k is block-diagonal, so
+    one product with a (K, n) matrix of directions serves all K points.
+
+    * n <= exact_max_params: every point's dense Hessian (:func:`point_hessians`, one
+      forward-over-reverse pass over a basis), then its top eigenvalue; exact up to rounding.
+    * otherwise: Lanczos with ``steps`` Hessian-vector products (double backward); never above
+      the truth, exact once steps >= n.
+
+    NaN where the loss or the Hessian is not finite; the other points are unaffected.
+
+    Args:
+        loss_fn: (K, n) -> (K,), where point k's loss depends on theta[k] alone.
+        theta: (K, n) parameters.
+        steps: Lanczos steps (ignored on the exact path).
+        seed: seed of the Lanczos start vector.
+        exact_max_params: largest n that takes the exact path (0: always Lanczos).
     """
+    if theta.shape[1] <= exact_max_params:
+        hessian = point_hessians(loss_fn, theta)
+        ok = torch.isfinite(hessian).all(-1).all(-1)
+        # A non-finite block would make eigvalsh fail for the whole batch: zero it, then NaN.
+        hessian = torch.where(ok[:, None, None], hessian, torch.zeros_like(hessian)).double()
+        top = torch.linalg.eigvalsh(0.5 * (hessian + hessian.mT))[:, -1]
+        return torch.where(ok, top, torch.full_like(top, math.nan))
+    return _lanczos_top_eig(loss_fn, theta, steps, seed)
+
+
+def point_hessians(loss_fn: Callable[[Tensor], Tensor], theta: Tensor,
+                   memory: int = EXACT_HESSIAN_MEMORY) -> Tensor:
+    """The Hessian of each point's loss, (K, n, n) in theta's dtype, by forward-over-reverse.
+
+    Column j of every point's Hessian is the derivative of grad sum_k V_k along e_j (the same
+    basis vector for all K points); vmap runs a chunk of the n columns in one pass, so the
+    graph of tiny per-step ops is walked n / chunk times instead of once per product. The
+    chunk keeps the tangents' saved activations under ``memory`` bytes. Points whose loss is
+    not finite get a NaN block; the others are unaffected.
+    """
+    points, size = theta.shape
+    theta = theta.detach()
+    loss, saved = _loss_and_saved_bytes(loss_fn, theta)
+    chunk = max(1, min(size, memory // max(1, saved)))
+    gradient = torch.func.grad(lambda t: loss_fn(t).sum())
+
+    def column(direction: Tensor) -> Tensor:
+        return torch.func.jvp(gradient, (theta,), (direction,))[1]
+
+    basis = torch.eye(size, dtype=theta.dtype, device=theta.device)
+    columns = [torch.func.vmap(column)(basis[start:start + chunk, None, :].expand(-1, points, size))
+               for start in range(0, size, chunk)]
+    hessian = torch.cat(columns).permute(1, 2, 0)  # (n, K, n) -> (K, n, n), H symmetric
+    finite = torch.isfinite(loss)[:, None, None]
+    return torch.where(finite, hessian, torch.full_like(hessian, math.nan))
+
+
+def _loss_and_saved_bytes(loss_fn: Callable[[Tensor], Tensor], theta: Tensor
+                          ) -> tuple[Tensor, int]:
+    """V(theta) (K,) and the bytes autograd saves for its backward (an upper estimate: a
+    tensor saved by several ops counts each time)."""
+    total = 0
+
+    def pack(saved: Tensor) -> Tensor:
+        nonlocal total
+        total += saved.numel() * saved.element_size()
+        return saved
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(theta.detach().requires_grad_(True))
+    return loss.detach(), total
+
+
+def _lanczos_top_eig(loss_fn: Callable[[Tensor], Tensor], theta: Tensor, steps: int,
+                     seed: int) -> Tensor:
+    """Top Ritz value of each point's Hessian by Lanczos on double-backward products (the
+    project's own cells allow double backward; cuDNN's RNNs would not)."""
     with torch.enable_grad():
         point = theta.detach().requires_grad_(True)
         loss = loss_fn(point)

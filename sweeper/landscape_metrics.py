@@ -17,7 +17,7 @@ from .landscape import (
     slice_metrics,
 )
 from .model import PointModel, Readout
-from .objective import build_objective
+from .objective import Objective, build_objective
 from .params import RECURRENT, CellParams
 from .seeding import generator
 
@@ -34,7 +34,10 @@ class LandscapeConfig:
         random_radius: half-width along the filter-normalised direction (in units of the
             weights' own row norms).
         batch_size: sequences in the fixed data batch of the loss.
-        hessian_steps: Lanczos steps for hessian_top_eig (0 skips it).
+        hessian_steps: 0 skips hessian_top_eig; otherwise the Lanczos steps used when a
+            point has more than ``EXACT_HESSIAN_MAX_PARAMS`` (128) parameters. Points with
+            fewer (the paper's 2-unit LSTM has 40) get the exact top eigenvalue of their dense
+            Hessian whatever the value (see :func:`sweeper.landscape.hessian_top_eig`).
         data_seed: seed of the data batch and of the random directions.
     """
 
@@ -70,11 +73,31 @@ def scaling_direction(model: PointModel, cell, params: CellParams, readout: Read
     return direction
 
 
+def distinct_sequences(objective: Objective) -> Objective:
+    """The objective on one sequence when all B sequences of its batch are the same (same
+    inputs, initial state, mask and targets), else ``objective`` itself.
+
+    The loss is a mean over identical copies, so one copy gives the same value at 1/B of the
+    cost; deterministic tasks (chaotic_lstm: zero input from a fixed state) have such batches.
+    """
+    # Batch axis of each field: inputs (1, B, T, I), x0 (1, 1, B, D), mask (B, T); targets
+    # (K, 1, B, T, O) for mse, (B, T) class indices otherwise.
+    fields = [(objective.inputs, 1), (objective.x0, 2), (objective.mask, 0),
+              (objective.targets, 2 if objective.loss_kind == "mse" else 0)]
+    if objective.inputs.shape[1] == 1 or not all(
+            bool((t == t.narrow(axis, 0, 1)).all()) for t, axis in fields):
+        return objective
+    first = [t.narrow(axis, 0, 1) for t, axis in fields]
+    return Objective(objective.model, objective.loss_kind, inputs=first[0], targets=first[3],
+                     mask=first[2], x0=first[1])
+
+
 def landscape_metrics(cell, task, params: CellParams, readout: Readout, hidden_size: int,
                       seq_len: int, config: LandscapeConfig) -> dict[str, Tensor]:
     """Every landscape column for the (G, M) points of ``params``, each (K,) float64."""
     objective, theta = build_objective(cell, task, params, readout, hidden_size, seq_len,
                                        batch_size=config.batch_size, data_seed=config.data_seed)
+    objective = distinct_sequences(objective)
     with torch.no_grad():
         loss = objective(theta).double()
     out = {"loss": loss, "grad_norm": grad_norm(objective, theta)}

@@ -150,3 +150,77 @@ def test_landscape_needs_a_supervised_task():
 
     with pytest.raises(SweeperInputError, match="need a supervised task"):
         measure("rnn_tanh", 4, metrics=["landscape"])
+
+
+def _dense_top_eig(loss, point):
+    single = lambda t: loss(t[None])[0]  # noqa: E731
+    return torch.linalg.eigvalsh(torch.autograd.functional.hessian(single, point))[-1].item()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh"])
+def test_exact_hessian_path_equals_dense_hessian_and_lanczos(cell):
+    # float64, teacher task: the exact path (n <= 128) against torch.autograd.functional's
+    # dense Hessian per point (rel 1e-9), and against Lanczos with steps = n, which spans the
+    # whole space (rel 1e-6: Lanczos rounding grows with the Hessian's condition).
+    from sweeper import CELLS
+    from sweeper.landscape import hessian_top_eig, point_hessians
+    from sweeper.measure import build_params
+    from sweeper.model import init_readout
+    from sweeper.objective import build_objective
+    from sweeper.task import get_task
+
+    cpu = torch.device("cpu")
+    rs = torch.tensor([[0.5, 1.0, 1.5]], dtype=F64)
+    params = build_params(CELLS[cell], 3, 1, [0], rs, torch.ones_like(rs), F64, cpu)
+    readout = init_readout("linear", 1, 3, [0], F64, cpu)
+    loss, theta = build_objective(CELLS[cell], get_task("teacher"), params, readout, 3, 8,
+                                  batch_size=2)
+    n = theta.shape[1]
+    exact = hessian_top_eig(loss, theta)
+    lanczos = hessian_top_eig(loss, theta, steps=n, exact_max_params=0)
+    hessians = point_hessians(loss, theta)
+    torch.testing.assert_close(hessians, hessians.mT, rtol=1e-9, atol=1e-12)
+    for k in range(3):
+        dense = _dense_top_eig(loss.subset(slice(k, k + 1)), theta[k])
+        assert exact[k].item() == pytest.approx(dense, rel=1e-9, abs=1e-12)
+        assert lanczos[k].item() == pytest.approx(dense, rel=1e-6, abs=1e-10)
+
+
+def test_exact_hessian_diverging_point_is_nan_and_others_exact():
+    from rnn_sweeper_tasks.chaotic_lstm import THETA_STAR
+    from sweeper.landscape import hessian_top_eig
+    from sweeper.paper import anchor_loss
+
+    loss = anchor_loss(seq_len=12, burn_in=0)
+    theta_star = torch.tensor(THETA_STAR, dtype=F64).reshape(-1)
+    points = torch.stack([0.9 * theta_star, torch.full_like(theta_star, math.inf),
+                          1.1 * theta_star, torch.full_like(theta_star, math.nan)])
+    tops = hessian_top_eig(loss, points)
+    assert math.isnan(tops[1].item()) and math.isnan(tops[3].item())
+    for k in (0, 2):
+        assert tops[k].item() == pytest.approx(_dense_top_eig(loss, points[k]), rel=1e-9)
+
+
+def test_identical_sequences_are_evaluated_once():
+    from sweeper import CELLS
+    from sweeper.landscape_metrics import distinct_sequences
+    from sweeper.measure import build_params
+    from sweeper.model import init_readout
+    from sweeper.objective import build_objective
+    from sweeper.task import get_task
+
+    task = get_task("chaotic_lstm", {"burn_in": 5})
+    rs = torch.tensor([[0.8, 1.2]], dtype=F64)
+    cpu = torch.device("cpu")
+    params = build_params(CELLS["lstm"], 2, 1, [0], rs, torch.ones_like(rs), F64, cpu,
+                          anchor=task.anchor("lstm", 2))
+    readout = init_readout(task.readout, 2, 2, [0], F64, cpu)
+    full, theta = build_objective(CELLS["lstm"], task, params, readout, 2, 20, batch_size=4)
+    single = distinct_sequences(full)
+    assert single.inputs.shape[1] == 1 and full.inputs.shape[1] == 4
+    torch.testing.assert_close(single(theta), full(theta), rtol=1e-12, atol=0)
+    # Random inputs differ between sequences: nothing to merge.
+    teacher, _ = build_objective(CELLS["lstm"], get_task("teacher"), params,
+                                 init_readout("linear", 1, 2, [0], F64, cpu), 2, 20,
+                                 batch_size=4)
+    assert distinct_sequences(teacher) is teacher

@@ -37,8 +37,9 @@ class Landscape(Family):
         Column("loss", "double", "task loss", "the task's loss on a fixed batch of a supervised "
                "task", _FAMILY),
         Column("grad_norm", "double", "", "||grad V|| by backpropagation through time", _FAMILY),
-        Column("hessian_top_eig", "double", "", "top eigenvalue of the Hessian (Lanczos on "
-               "Hessian-vector products; NaN with hessian_steps 0)", _FAMILY),
+        Column("hessian_top_eig", "double", "", "top eigenvalue of the Hessian: exact (dense "
+               "Hessian) up to 128 parameters per point, else Lanczos on Hessian-vector "
+               "products; NaN with hessian_steps 0", _FAMILY),
         *_slice_columns(),
     )
 
