@@ -116,20 +116,32 @@ def _sech(x: np.ndarray) -> np.ndarray:
     return 2.0 * np.sqrt(e) / (1.0 + e)
 
 
+_SECH2_Y = _sech(_Y) ** 2  # the trapezoid branch's integrands do not depend on Q
+_SECH4_Y = _SECH2_Y**2
+
+
 def _expectations(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """F(Q) = E[tanh^2(sqrt(Q) z)] and G(Q) = E[sech^4(sqrt(Q) z)], elementwise (Q >= 0)."""
+    """F(Q) = E[tanh^2(sqrt(Q) z)] and G(Q) = E[sech^4(sqrt(Q) z)], elementwise (Q >= 0).
+
+    Gauss-Hermite in z for Q <= _GH_MAX_Q; for larger Q the integral in y = sqrt(Q) z by the
+    trapezoid rule, where sech^2(y) is fixed and only the Gaussian density moves with Q. Each
+    element is computed by its own branch only.
+    """
     q = np.asarray(q, dtype=float)
-    root = np.sqrt(np.maximum(q, 0.0))[..., None]
-    sech2_gh = _sech(root * _Z) ** 2
-    f_gh = np.sum(_W * (1.0 - sech2_gh), axis=-1)
-    g_gh = np.sum(_W * sech2_gh**2, axis=-1)
-    wide = np.maximum(root, math.sqrt(_GH_MAX_Q))  # the trapezoid branch is used only there
-    density = np.exp(-0.5 * (_Y / wide) ** 2) * (_DY / (wide * math.sqrt(2 * math.pi)))
-    sech2_y = _sech(_Y) ** 2
-    f_tr = 1.0 - np.sum(density * sech2_y, axis=-1)
-    g_tr = np.sum(density * sech2_y**2, axis=-1)
+    f, g = np.empty(q.shape), np.empty(q.shape)
     use_gh = q <= _GH_MAX_Q
-    return np.where(use_gh, f_gh, f_tr), np.where(use_gh, g_gh, g_tr)
+    if use_gh.any():
+        root = np.sqrt(np.maximum(q[use_gh], 0.0))[:, None]
+        sech2 = _sech(root * _Z) ** 2
+        f[use_gh] = (1.0 - sech2) @ _W
+        g[use_gh] = (sech2**2) @ _W
+    wide_q = ~use_gh
+    if wide_q.any():
+        wide = np.sqrt(q[wide_q])[:, None]
+        density = np.exp(-0.5 * (_Y / wide) ** 2) * (_DY / (wide * math.sqrt(2 * math.pi)))
+        f[wide_q] = 1.0 - density @ _SECH2_Y
+        g[wide_q] = density @ _SECH4_Y
+    return f, g
 
 
 def stationary_variance(g, sigma) -> np.ndarray:
