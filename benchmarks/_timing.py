@@ -14,9 +14,12 @@ def sync(device: torch.device | str = "cpu") -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn, repeats: int, device: torch.device | str = "cpu") -> float:
-    """Median wall time of fn() over ``repeats`` runs, after one warm-up run."""
-    fn()
+def median_time(fn, repeats: int, device: torch.device | str = "cpu", *,
+                warm_up: bool = True) -> float:
+    """Median wall time of fn() over ``repeats`` runs, after one warm-up run (``warm_up=False``
+    skips it, for calls too slow to run twice or already warmed up by the caller)."""
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         sync(device)

@@ -6,12 +6,16 @@ Run on a machine with a GPU:  python benchmarks/check_device.py [--device cuda]
    stay at rounding level) must agree to rtol 1e-6 in every metric column; the script prints
    the largest relative difference per cell and exits 1 if any exceeds it.
 2. Times measure() for rnn_tanh, H = 256, 256 scalings x 2 seeds, float32, on both devices.
+3. Runs every workload of ``bench_workloads.py`` on the device (its CUDA-only H = 512,
+   1,024-scaling row included), with % of the card's own sgemm.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,6 +63,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--skip-cpu-timing", action="store_true")
+    parser.add_argument("--skip-workloads", action="store_true")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device here; nothing to compare", file=sys.stderr)
@@ -74,6 +79,13 @@ def main() -> int:
         t_cpu = timing("cpu", repeats=1)
         print(f"  cpu: {t_cpu:.2f} s  ({512 / t_cpu:.0f} points/s)   ratio cpu/{args.device} = "
               f"{t_cpu / t_dev:.1f}x")
+    if not args.skip_workloads:
+        print("3. every workload on the device (benchmarks/bench_workloads.py --quick):",
+              flush=True)
+        script = Path(__file__).with_name("bench_workloads.py")
+        done = subprocess.run([sys.executable, str(script), "--device", args.device, "--quick"],
+                              check=False)
+        ok &= done.returncode == 0
     return 0 if ok else 1
 
 
