@@ -149,8 +149,8 @@ def drive_blocks(params: CellParams, projection: Tensor, steps: int, block: int 
 def _sampled_norms(cell: Cell, params: CellParams, caches: list[dict[str, Tensor]],
                    start: Tensor, steps: int, max_bytes: int) -> Tensor:
     """||J_t||_2 at every sampled step, (G, M, B, S): the S samples' Lanczos iterations run as
-    one batch (their caches concatenated along the trajectory axis), in as few chunks as the
-    Krylov basis allows within ``max_bytes``."""
+    one batch (their caches concatenated along the trajectory axis), in as few chunks as
+    ``max_bytes`` allows."""
     batch, size = start.shape[-2], start.shape[-1]
     # Lanczos without full re-orthogonalisation keeps a few vectors per operator; with the
     # operator's temporaries, budget 16 state-sized vectors per sample.
