@@ -136,22 +136,12 @@ def _bytes_per_point(state_size: int, delays: int, dtype: torch.dtype) -> int:
     return 8 * size * (size + delays) + _BLOCK * (state_size * (itemsize + 16) + 16 * delays)
 
 
-def _flush_tiny(x: Tensor) -> Tensor:
-    """x with entries below tiny / eps in magnitude set to 0 (NaN and inf kept).
-
-    A state that settles on 0 would otherwise go subnormal, and subnormal arithmetic is
-    about a hundred times slower on CPUs; values this small never change a metric.
-    """
-    info = torch.finfo(x.dtype)
-    return torch.nn.functional.hardshrink(x, info.tiny / info.eps)
-
-
 def _advance(cell: Cell, params: CellParams, drive, x: Tensor, start: int, stop: int,
              buffer: Tensor | None = None) -> Tensor:
     """Steps start..stop-1 from x (G, M, 1, D); the states go to buffer[:, i] (G, n, M, D),
     time before points, so that a draw's block is one (n, M D) matrix."""
     for i, t in enumerate(range(start, stop)):
-        x = _flush_tiny(cell.step(params, x, drive(t))[0])
+        x = cell.step(params, x, drive(t))[0]
         if buffer is not None:
             buffer[:, i] = x[:, :, 0]
     return x
@@ -332,7 +322,7 @@ def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tenso
     drive = drive_function(params, input_projection(params, inputs))(0)
     x = x0.to(device, params.dtype)
     for _ in range(config.attractor_steps):
-        x = _flush_tiny(cell.step(params, x, drive)[0])
+        x, _ = cell.step(params, x, drive)
     end = x.double()
     finite = torch.isfinite(end).all(-1)
     # A fixed, generic start direction for the tangent (the exponent forgets it).
@@ -348,7 +338,6 @@ def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tenso
     rounding = 4 * size * torch.finfo(params.dtype).eps + 1e-9
     for w in range(window):
         x, _, v = cell.step_tangent(params, x, drive, v)
-        x = _flush_tiny(x)
         growth += renormalise_(v)[..., 0].double()
         state = x.double()
         # NaN and inf reach the distance to the (finite) end state: no separate isfinite pass.

@@ -3,6 +3,7 @@ exactly, through the batched core that measure() calls."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -122,13 +123,18 @@ def test_chaotic_lstm_periodic_windows_are_one_attractor(scale, period):
     assert (row.attractor_count, row.orbit_period, row.asymptotic_states) == (1, period, period)
 
 
-def test_float32_runs_settling_on_zero_are_one_fixed_point():
-    # x' = tanh(0.1 W x) in float32 reaches the subnormal range within ~40 steps; tiny states
-    # are flushed to 0 (for speed) and the runs still meet on the one fixed point 0.
+@pytest.mark.parametrize("flushed", [False, True], ids=["subnormals", "flushed"])
+def test_float32_runs_settling_on_zero_are_one_fixed_point(flushed):
+    # x' = tanh(0.1 W x) in float32 reaches the subnormal range within ~40 steps; whether the
+    # subnormals are kept or flushed to 0 (as measure() does, for speed), the runs meet on the
+    # one fixed point 0.
+    from sweeper.measure import flushing_subnormals
+
     gen = torch.Generator().manual_seed(5)
     weight = torch.randn(8, 8, generator=gen, dtype=F64) / math.sqrt(8)
     params = params_from(weight, recurrent_scale=[0.1, 0.5]).to(dtype=torch.float32)
-    found = attractor_count(CELLS["rnn_tanh"], params, ZERO, 8, [0], MemoryConfig())
+    with flushing_subnormals() if flushed else contextlib.nullcontext():
+        found = attractor_count(CELLS["rnn_tanh"], params, ZERO, 8, [0], MemoryConfig())
     assert found.finite.all()
     assert found.count[0].tolist() == [1.0, 1.0] and found.period[0].tolist() == [1.0, 1.0]
     assert found.states[0].tolist() == [1.0, 1.0]
