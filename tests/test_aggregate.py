@@ -178,7 +178,7 @@ def test_run_ends_with_the_region_map_and_plots(sweep):
 
 
 def test_readers_agree_on_points_and_region_map(sweep):
-    for name, path, glob in (("points", sweep / "points", f"{sweep}/points/part-*.parquet"),
+    for name, path, glob in (("points", sweep / "points", f"{sweep}/points/*.parquet"),
                              ("region_map", sweep / "region_map.parquet",
                               str(sweep / "region_map.parquet"))):
         table = pq.read_table(path)

@@ -48,6 +48,17 @@ def _parts(out: Path) -> list[Path]:
     return sorted((out / "points").glob("part-*.parquet"))
 
 
+def _loosen(out: Path) -> list[Path]:
+    """The sweep as `run` leaves it before its `aggregate` compacts it: one part per trial,
+    each copied out of the compacted file (``location``), which is then deleted."""
+    sink = ParquetSink(out)
+    for trial in validate_space(TINY).trials():
+        sink.location(trial.trial_id)
+    for compacted in (out / "points").glob("compact-*.parquet"):
+        compacted.unlink()
+    return _parts(out)
+
+
 # --- one part at a time: what counts as damaged, and what `completed` does with it --------
 
 def _write(sink: ParquetSink, trial_id: str, n: int) -> Path:
@@ -129,11 +140,13 @@ def sweep(tmp_path_factory):
     return _sweep(tmp_path_factory.mktemp("tiny"))
 
 
-def test_read_only_commands_refuse_a_damaged_part_and_move_nothing(sweep, tmp_path):
+@pytest.mark.parametrize("layout", ["parts", "compacted"])
+def test_read_only_commands_refuse_a_damaged_file_and_move_nothing(sweep, tmp_path, layout):
     _, original, _ = sweep
     out = tmp_path / "out"
-    shutil.copytree(original, out)
-    part = _parts(out)[0]
+    shutil.copytree(original, out)  # compacted by the `aggregate` that ends `run`
+    part = _loosen(out)[0] if layout == "parts" else \
+        next((out / "points").glob("compact-*.parquet"))
     intact = part.read_bytes()
     _cut(part, 100)
     before = {p: p.read_bytes() for p in (out / "points").iterdir()}
@@ -159,7 +172,7 @@ def test_read_only_commands_refuse_a_damaged_part_and_move_nothing(sweep, tmp_pa
 def test_resume_sets_damaged_parts_aside_and_computes_them_again(tmp_path):
     path, out, uri = _sweep(tmp_path)
     first = pd.read_parquet(out / "points").set_index("point_id").sort_index()
-    cut, overwritten, intact = _parts(out)
+    cut, overwritten, intact = _loosen(out)
     _cut(cut, cut.stat().st_size // 2)
     shutil.copy(intact, overwritten)  # a copy over another trial's part: readable, wrong ids
     resumed = _cli("run", path, "--executor", "local", "--out", out, "--tracking-uri", uri,

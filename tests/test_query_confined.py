@@ -68,8 +68,8 @@ def _outside_parquet(tmp_path: Path) -> Path:
 ESCAPES = {
     "copy to a file": ("copy (select * from points) to '{tmp}/leak.csv'", "Permission Error",
                        "leak.csv"),
-    "copy over a part": ("copy (select 1 as x) to '{part}' (format parquet, use_tmp_file "
-                         "false)", "Permission Error", None),
+    "copy over a points file": ("copy (select 1 as x) to '{part}' (format parquet, "
+                                "use_tmp_file false)", "Permission Error", None),
     "copy into the results": ("copy (select * from points) to '{out}/leak.parquet'",
                               "Permission Error", None),
     "export database": ("export database '{tmp}/dump'", "Permission Error", "dump"),
@@ -98,7 +98,7 @@ def test_each_way_out_of_the_tables_exits_2_and_leaves_nothing(sweep, tmp_path, 
     # In this process (the command's own entry point; a fresh process per way out costs a
     # torch import each): the queries above and below run it as a user does.
     template, says, must_not_exist = ESCAPES[escape]
-    part = next((sweep / "points").glob("part-*.parquet"))
+    part = next((sweep / "points").glob("*.parquet"))  # compacted by `run`'s aggregate
     sql = template.format(tmp=tmp_path, out=sweep, part=part,
                           elsewhere=_outside_parquet(tmp_path))
     before = _snapshot(sweep)

@@ -1,20 +1,43 @@
-"""Trial results as Parquet parts: ``<out>/points/part-<trial_id>.parquet``, one per trial,
-written to a hidden temporary name and renamed, so a reader never sees half a part and
-``pandas.read_parquet(<out>/points)`` (which skips dot-files) reads exactly the finished ones.
+"""Trial results as Parquet files under ``<out>/points``:
 
-A part on disk is checked before it counts as done (see :func:`part_problem`): a rename is
-atomic, but a disk that fills, a copy cut short or a hand edit can still leave a damaged
-file under the final name. ``sweeper run`` moves such a part to ``points/.corrupt/`` and
-computes its trial again; the read-only commands refuse it, naming the file."""
+* ``part-<trial_id>.parquet``, a *part*: one trial's rows, as its worker writes them;
+* ``compact-<generation>.parquet``, a *compacted file*: the rows of many trials in one file,
+  sorted by trial id and zstd-compressed, written by :meth:`ParquetSink.compact` (``sweeper
+  aggregate``). Five thousand parts of twenty points take ~22 KB each, mostly per-file
+  metadata; compacted, the same points take a few dozen bytes each and read in one go.
+
+Every file is written to a hidden temporary name and renamed, so a reader never sees half of
+one. The same trial may be in several files (compaction copies rows before it deletes their
+old files, and a trial is written again as a part), so which rows are a trial's is one rule,
+the *pick*: its part when it has one (a part is never older than a compacted copy: after
+compaction a trial is only ever written again as a part), else the compacted file of the
+highest generation that holds it. Compaction writes the next generation with every trial's
+picked rows, then deletes the files that generation replaces; a crash anywhere in between
+leaves copies the pick never reads twice. Readers go through :meth:`ParquetSink.scan`; a glob
+over ``points/`` (``pandas.read_parquet(<out>/points)``, which skips the dot-files) reads each
+point once only where nothing was written since the last compaction finished.
+
+A file on disk is checked before it counts as done (see :func:`part_problem` and
+:func:`compacted_contents`): a rename is atomic, but a disk that fills, a copy cut short or a
+hand edit can still leave a damaged file under the final name. ``sweeper run`` moves such a
+file to ``points/.corrupt/`` and computes its trials again; the read-only commands refuse it,
+naming the file."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import functools
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,9 +45,22 @@ from ..atomic import atomic_write
 from ..schema import Column, column, part_columns
 from ..sweep import ResultSink
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 PREFIX, SUFFIX = "part-", ".parquet"
-#: Where `run` keeps damaged parts (a dot-directory: no reader of ``points/`` descends into it).
+#: Names of compacted files: ``compact-000001.parquet``, the generation zero-padded.
+COMPACTED = "compact-"
+#: Where `run` keeps damaged files (a dot-directory: no reader of ``points/`` descends into it).
 CORRUPT = ".corrupt"
+#: Held (flock) while compacting, so two compactions never write one generation twice.
+COMPACTION_LOCK = ".compaction.lock"
+#: Rows per row group of a compacted file: large enough that per-group metadata costs well
+#: under a byte per point, small enough that reading one trial skips most of a large file.
+ROW_GROUP_ROWS = 65_536
+#: Threads that read footers and parts: the time per file is mostly fixed overhead (opening,
+#: parsing a footer), which threads overlap, also on a shared filesystem's latency.
+READERS = 16
 LOG = logging.getLogger("sweeper")
 
 
@@ -44,11 +80,11 @@ def stable_types(table):
     """Cast every declared column to its schema type, so every part, and every reader, sees
     one schema: metric columns a trial did not measure (all-None) get the type they have
     when measured, and pandas' string flavours become plain strings."""
-    for index, field in enumerate(table.schema):
-        declared = TYPES.get(field.name) or column(field.name)
-        if declared is not None and field.type != arrow_type(declared):
+    for index, field_ in enumerate(table.schema):
+        declared = TYPES.get(field_.name) or column(field_.name)
+        if declared is not None and field_.type != arrow_type(declared):
             kind = arrow_type(declared)
-            table = table.set_column(index, field.with_type(kind),
+            table = table.set_column(index, field_.with_type(kind),
                                      table.column(index).cast(kind))
     return table
 
@@ -58,8 +94,9 @@ def part_problem(path: str | Path, trial_id: str, n_points: int) -> str | None:
     when it is: a readable Parquet footer, ``n_points`` rows, and a ``trial_id`` column that
     holds ``trial_id`` only (a part copied or renamed from another trial fails).
 
-    Reads the footer and that one column, never the metrics: it runs over every part on each
-    resume and each read-only command, which can be thousands of parts.
+    Reads the footer and, unless the footer's statistics already say that it holds one value,
+    that one column, never the metrics: it runs over every part on each resume and each
+    read-only command, which can be thousands of parts.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -70,7 +107,10 @@ def part_problem(path: str | Path, trial_id: str, n_points: int) -> str | None:
             rows = part.metadata.num_rows
             if "trial_id" not in part.schema_arrow.names:
                 return "no trial_id column"
-            ids = pc.unique(part.read(columns=["trial_id"]).column(0)).to_pylist()
+            ids = _single_value(part.metadata, "trial_id")
+            if ids is None:
+                column_ = part.read(columns=["trial_id"], use_threads=False).column(0)
+                ids = pc.unique(column_).to_pylist()
     except (pa.ArrowException, OSError) as exc:
         return f"not a readable Parquet file: {exc}"
     if rows != n_points:
@@ -80,41 +120,256 @@ def part_problem(path: str | Path, trial_id: str, n_points: int) -> str | None:
     return None
 
 
+def _single_value(metadata, name: str) -> list | None:
+    """``[value]`` when the footer's statistics say that every row group's column ``name``
+    holds that one value and no null; None when they cannot say (then read the column)."""
+    leaves = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    if name not in leaves or metadata.num_row_groups == 0:
+        return None
+    index, values = leaves.index(name), set()
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.null_count != 0 \
+                or stats.min != stats.max:
+            return None
+        values.add(stats.min)
+    return list(values) if len(values) == 1 else None
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """A compacted file's trials, from its trial_id column alone: rows per trial, or why the
+    file cannot be read (then ``rows`` is empty)."""
+
+    path: Path
+    generation: int
+    rows: Mapping[str, int]
+    problem: str | None = None
+
+
+def compacted_contents(path: Path, generation: int) -> Compacted:
+    """What the compacted file ``path`` holds; reads its footer and trial_id column only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as compacted:
+            if "trial_id" not in compacted.schema_arrow.names:
+                return Compacted(path, generation, {}, "no trial_id column")
+            ids = compacted.read(columns=["trial_id"]).column(0)
+    except (pa.ArrowException, OSError) as exc:
+        return Compacted(path, generation, {}, f"not a readable Parquet file: {exc}")
+    if ids.null_count:
+        return Compacted(path, generation, {}, f"{ids.null_count} rows without a trial_id")
+    counts = pc.value_counts(ids)
+    return Compacted(path, generation, dict(zip(counts.field("values").to_pylist(),
+                                                counts.field("counts").to_pylist(),
+                                                strict=True)))
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What ``points/`` holds, from its listing alone: each trial's part, and each compacted
+    file by generation."""
+
+    parts: dict[str, Path]
+    compacted: dict[int, Path]
+
+
+def holdings(points: Path) -> Holdings:
+    """List ``points/``; hidden files (temporaries, the lock, ``.corrupt/``) are not in it."""
+    parts, compacted = {}, {}
+    with contextlib.suppress(FileNotFoundError), os.scandir(points) as entries:
+        for entry in entries:
+            stem = entry.name[:-len(SUFFIX)]
+            if not entry.name.endswith(SUFFIX) or not entry.is_file():
+                continue
+            if stem.startswith(PREFIX):
+                parts[stem[len(PREFIX):]] = Path(entry.path)
+            elif stem.startswith(COMPACTED) and stem[len(COMPACTED):].isdigit():
+                compacted[int(stem[len(COMPACTED):])] = Path(entry.path)
+    return Holdings(parts, compacted)
+
+
+def compacted_name(generation: int) -> str:
+    return f"{COMPACTED}{generation:06d}{SUFFIX}"
+
+
+def pick(parts: Mapping[str, Path], compacted: Iterable[Compacted],
+         trial_ids: Iterable[str]) -> dict[str, Path]:
+    """The pick rule: for each of ``trial_ids`` held anywhere, its part if ``parts`` has one,
+    else the compacted file of the highest generation that holds it."""
+    newest_first = sorted(compacted, key=lambda c: c.generation, reverse=True)
+    chosen = {}
+    for trial_id in trial_ids:
+        if trial_id in parts:
+            chosen[trial_id] = parts[trial_id]
+            continue
+        holder = next((c for c in newest_first if trial_id in c.rows), None)
+        if holder is not None:
+            chosen[trial_id] = holder.path
+    return chosen
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Where the verified trials' rows are, and what is damaged.
+
+    ``sources``: trial id -> its part, or the compacted file that holds its rows (among other
+    trials'); ``damaged``: each damaged file (a part of an expected trial, or any compacted
+    file) with what is wrong with it."""
+
+    sources: dict[str, Path]
+    damaged: dict[Path, str]
+
+
+#: A file as it was when read: (device, inode, mtime in ns, size). Compaction deletes a file
+#: only if it still is the one it read, not a newer version written since.
+Identity = tuple[int, int, int, int]
+
+
+def identity(path: Path) -> Identity | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows of whole trials read from ``points/`` (a pyarrow Table), with the files they were
+    read from as those were before the read, and the trials whose rows were changed since
+    (relabelled): what :meth:`ParquetSink.compact` writes without reading them again."""
+
+    table: pa.Table
+    files: dict[Path, Identity] = field(default_factory=dict)
+    changed: frozenset[str] = frozenset()
+
+
+def _threaded(function: Callable, items: list) -> list:
+    if len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(READERS, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+def one_schema(table):
+    """``table`` with the declared types and without pandas' per-file metadata, so tables
+    read from different files concatenate into one schema."""
+    return stable_types(table).replace_schema_metadata(None)
+
+
+def read_rows(sources: Mapping[str, Path]) -> Rows:
+    """The rows of each trial in ``sources`` (trial id -> file, as :meth:`ParquetSink.scan`
+    gives them): a part whole, a compacted file once, filtered to the trials taken from it.
+    Parts are read by a pool of threads (each costs mostly a fixed overhead).
+
+    Raises:
+        pyarrow.ArrowException, OSError: a file could not be read.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    by_file: dict[Path, list[str]] = {}
+    for trial_id, path in sources.items():
+        by_file.setdefault(path, []).append(trial_id)
+
+    def read(item: tuple[Path, list[str]]):
+        path, trial_ids = item
+        before = identity(path)
+        if path.name.startswith(PREFIX):
+            return before, pq.read_table(path, use_threads=False)
+        table = pq.read_table(path)
+        return before, table.filter(pc.is_in(table["trial_id"], pa.array(trial_ids)))
+
+    read_files = _threaded(read, sorted(by_file.items()))
+    tables = [one_schema(table) for _, table in read_files]
+    table = (pa.concat_tables(tables, promote_options="default") if tables else pa.table({}))
+    files = {path: before for path, (before, _) in zip(sorted(by_file), read_files,
+                                                        strict=True) if before is not None}
+    return Rows(table, files)
+
+
+@contextlib.contextmanager
+def _compaction_lock(points: Path) -> Iterator[None]:
+    """Hold ``points/.compaction.lock`` (waiting for another compaction to finish)."""
+    points.mkdir(parents=True, exist_ok=True)
+    fd = os.open(points / COMPACTION_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}:
+                raise
+            LOG.warning("cannot lock %s (%s): run one `sweeper aggregate` at a time here",
+                        points / COMPACTION_LOCK, exc.strerror)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 class ParquetSink(ResultSink):
-    """A directory of Parquet parts (a shared directory on a multi-node cluster)."""
+    """A directory of Parquet parts and compacted files (a shared directory on a
+    multi-node cluster)."""
 
     def __init__(self, out: str | Path):
         # Absolute now, in the driver: workers run in other directories (and the driver
         # itself chdirs around Tune's fit), so a relative path would land elsewhere.
         self.points = Path(out).resolve() / "points"
 
+    def part(self, trial_id: str) -> Path:
+        """Where the trial's part is, or would be."""
+        return self.points / f"{PREFIX}{trial_id}{SUFFIX}"
+
+    def scan(self, expected: Mapping[str, int]) -> Scan:
+        """Pick the rows of each trial in ``expected`` (trial id -> number of points) and check
+        them, touching nothing. A trial is verified when its picked rows are a part that
+        passes :func:`part_problem`, or ``n`` rows of a readable compacted file (a compacted
+        trial with another count is not verified: `run` computes it again, and its new part
+        wins). Damaged: expected trials' parts that fail, and every unreadable compacted file;
+        parts of trials not in ``expected`` are not looked at."""
+        held = holdings(self.points)
+        compacted = _threaded(lambda item: compacted_contents(item[1], item[0]),
+                              sorted(held.compacted.items()))
+        damaged = {c.path: c.problem for c in compacted if c.problem is not None}
+        chosen = pick(held.parts, [c for c in compacted if c.problem is None], expected)
+        loose = [(t, path) for t, path in chosen.items() if path.name.startswith(PREFIX)]
+        problems = _threaded(lambda item: part_problem(item[1], item[0], expected[item[0]]),
+                             loose)
+        damaged.update({path: problem for (_, path), problem in zip(loose, problems,
+                                                                    strict=True) if problem})
+        counts = {c.path: c.rows for c in compacted}
+        sources = {t: path for t, path in chosen.items()
+                   if (path.name.startswith(PREFIX) and path not in damaged)
+                   or (path in counts and counts[path].get(t) == expected[t])}
+        return Scan(sources, damaged)
+
     def check(self, expected: Mapping[str, int]) -> tuple[set[str], dict[Path, str]]:
-        """Check the parts of the trials in ``expected`` (trial id -> number of points),
-        touching nothing: the trial ids whose part is verified, and each damaged part with
-        what is wrong with it (see :func:`part_problem`). Trials without a part are in
-        neither; parts of trials not in ``expected`` are not looked at."""
-        verified, damaged = set(), {}
-        for trial_id, n_points in expected.items():
-            path = Path(self.location(trial_id))
-            if not path.exists():
-                continue
-            problem = part_problem(path, trial_id, n_points)
-            if problem is None:
-                verified.add(trial_id)
-            else:
-                damaged[path] = problem
-        return verified, damaged
+        """Check the trials in ``expected`` (trial id -> number of points), touching
+        nothing: the trial ids whose rows are verified, and each damaged file with what is
+        wrong with it (see :meth:`scan`)."""
+        scan = self.scan(expected)
+        return set(scan.sources), scan.damaged
 
     def completed(self, expected: Mapping[str, int]) -> set[str]:
-        verified, damaged = self.check(expected)
-        for path, problem in damaged.items():
-            kept = self.set_aside(path)
-            LOG.warning("damaged part %s (%s); moved to %s, its trial will "
-                        "be computed again", path, problem, kept)
-        return verified
+        # Each round moves the damaged files aside, which can uncover an older copy of a
+        # trial (a compacted one, behind a damaged part): check again until nothing is.
+        while True:
+            verified, damaged = self.check(expected)
+            if not damaged:
+                return verified
+            for path, problem in damaged.items():
+                kept = self.set_aside(path)
+                what = "part" if path.name.startswith(PREFIX) else "compacted file"
+                LOG.warning("damaged %s %s (%s); moved to %s, its trials will be computed "
+                            "again unless an older copy of them is intact", what, path,
+                            problem, kept)
 
     def set_aside(self, path: Path) -> Path:
-        """Move a damaged part into ``points/.corrupt/`` under a name of its own (the time,
+        """Move a damaged file into ``points/.corrupt/`` under a name of its own (the time,
         then a unique suffix), so an earlier damaged copy is never overwritten; returns
         where it went. Kept, not deleted: it may hold what someone needs to see why."""
         corrupt = self.points / CORRUPT
@@ -127,22 +382,124 @@ class ParquetSink(ResultSink):
         return Path(kept)
 
     def write(self, trial_id: str, frame: pd.DataFrame) -> str:
-        """Write the trial's part atomically.
+        """Write the trial's part atomically (it supersedes any compacted copy).
 
         Raises:
             WriteError: the part could not be written (disk full, over the file-size limit);
                 the message names the part, and no partial part or temporary file is left.
         """
         import pyarrow as pa
+
+        return self._write_part(trial_id, stable_types(pa.Table.from_pandas(
+            frame, preserve_index=False)))
+
+    def _write_part(self, trial_id: str, table) -> str:
         import pyarrow.parquet as pq
 
-        table = stable_types(pa.Table.from_pandas(frame, preserve_index=False))
-        final = self.points / f"{PREFIX}{trial_id}{SUFFIX}"
         # A full disk raises WriteError naming the part; the driver reports the failed trial.
-        return str(atomic_write(final, lambda tmp: pq.write_table(table, tmp)))
+        return str(atomic_write(self.part(trial_id), lambda tmp: pq.write_table(table, tmp)))
 
     def read(self, location: str) -> pd.DataFrame:
         return pd.read_parquet(location)
 
     def location(self, trial_id: str) -> str:
-        return str(self.points / f"{PREFIX}{trial_id}{SUFFIX}")
+        """The trial's part. A trial held only in a compacted file is first copied out into
+        a part of its own (the same rows; the part wins the pick from then on, and the next
+        compaction takes it back), so a location is always one trial's file, which a tracker
+        can attach as that trial's artifact. A trial held nowhere: where its part will be."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        part = self.part(trial_id)
+        if part.exists():
+            return str(part)
+        held = holdings(self.points)
+        for generation in sorted(held.compacted, reverse=True):
+            path = held.compacted[generation]
+            try:
+                table = _compacted_table(path, identity(path))
+            except (pa.ArrowException, OSError):
+                continue  # damaged, or replaced since the listing: not where the rows are
+            rows = table.filter(pc.equal(table["trial_id"], trial_id))
+            if rows.num_rows:
+                return self._write_part(trial_id, rows)
+        return str(part)
+
+    def compact(self, rows: Rows | None = None) -> Path | None:
+        """Gather every trial's picked rows into one new compacted file (the next generation,
+        written atomically), then delete the parts and compacted files it replaces. Exactly
+        once at every instant: until a deletion, the pick reads the old copy or the new one,
+        never both, so a crash at any point loses no point and counts none twice.
+
+        Trials of every version of the search space are kept, not only the current one's
+        (readers take only the trials they expect). A part that cannot be read as its trial's
+        is left where it is, untouched, as is any unreadable compacted file: the commands
+        report them. A part written while compacting is never deleted: a file is deleted
+        only if it is still the one that was read.
+
+        Args:
+            rows: trials already read (:func:`read_rows`), maybe relabelled since: written
+                as given, without reading them again. Every other trial is read here.
+
+        Returns:
+            The new compacted file, or None when there was nothing to compact (no part, at
+            most one compacted file, no changed rows).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        rows = rows if rows is not None else Rows(pa.table({}))
+        with _compaction_lock(self.points):
+            held = holdings(self.points)
+            if not held.parts and len(held.compacted) <= 1 and not rows.changed:
+                return None
+            compacted = [compacted_contents(path, generation)
+                         for generation, path in held.compacted.items()]
+            readable = [c for c in compacted if c.problem is None]
+            given = (set(pc.unique(rows.table["trial_id"]).to_pylist())
+                     if rows.table.num_rows else set())
+            own_parts = {t: path for t, path in held.parts.items()
+                         if t not in given and _readable_part(path, t)}
+            everyone = set(own_parts) | {t for c in readable for t in c.rows}
+            rest = read_rows(pick(own_parts, readable, sorted(everyone - given)))
+            tables = [t for t in (rows.table, rest.table) if t.num_rows]
+            if not tables:
+                return None
+            table = pa.concat_tables([one_schema(t) for t in tables], promote_options="default")
+            table = table.take(pc.sort_indices(table, [("trial_id", "ascending")]))
+            generation = max(held.compacted, default=0) + 1
+            written = atomic_write(
+                self.points / compacted_name(generation),
+                lambda tmp: pq.write_table(table, tmp, compression="zstd",
+                                           row_group_size=ROW_GROUP_ROWS))
+            read_before = {**rows.files, **rest.files}
+            for path, before in read_before.items():
+                if path.name.startswith(PREFIX) and identity(path) == before:
+                    path.unlink(missing_ok=True)
+            # Every trial these held is in the new generation, which outranks them.
+            for replaced in readable:
+                replaced.path.unlink(missing_ok=True)
+        return written
+
+
+def _readable_part(path: Path, trial_id: str) -> bool:
+    """Whether ``path`` reads as a part of ``trial_id`` (any number of rows: compaction
+    does not know how many a trial of another version of the space had)."""
+    import pyarrow.parquet as pq
+
+    with contextlib.suppress(Exception):
+        rows = pq.ParquetFile(path).metadata.num_rows
+        return part_problem(path, trial_id, rows) is None
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _compacted_table(path: Path, when: Identity | None) -> pa.Table:
+    """The whole compacted file, kept while it is unchanged (``when``: its identity): the
+    driver copies many trials out of one file in a row (see :meth:`ParquetSink.location`)."""
+    import pyarrow.parquet as pq
+
+    if when is None:
+        raise FileNotFoundError(path)
+    return pq.read_table(path)

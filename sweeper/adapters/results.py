@@ -3,10 +3,15 @@ record, plots, and SQL over them (DuckDB).
 
 Layout of ``<out>``::
 
-    sweep.json            the search space, tracking URI and parent run (written by `run`)
-    points/part-*.parquet one part per trial (see parquet_sink)
-    region_map.parquet    one row per map cell (written by `aggregate`)
-    plots/*.png           region map, metrics against the scaling, orbit diagram
+    sweep.json               the search space, tracking URI and parent run (written by `run`)
+    points/part-*.parquet    one part per trial, as the workers write them (see parquet_sink)
+    points/compact-*.parquet many trials' rows per file: `aggregate` compacts the parts
+    region_map.parquet       one row per map cell (written by `aggregate`)
+    plots/*.png              region map, metrics against the scaling, orbit diagram
+
+A trial's rows may be in a part and in a compacted file at once (a crash while compacting, a
+trial written again since); each reader takes each trial's rows from one file, its part if
+it has one, else the newest compacted file (see parquet_sink), never a glob over points/.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ..regions import classify
 from ..space import SearchSpace, validate_space
 from ..theory import mean_field_drive
 from .mlflow_tracker import absolute_tracking_uri
-from .parquet_sink import CORRUPT, PREFIX, SUFFIX, ParquetSink
+from .parquet_sink import CORRUPT, ParquetSink, Rows, one_schema, read_rows
 
 RECORD, REGION_MAP, PLOTS = "sweep.json", "region_map.parquet", "plots"
 
@@ -58,60 +63,91 @@ def read_record(out: str | Path) -> dict[str, Any]:
                                 "missing (run `sweeper run FILE --out DIR` first)") from None
 
 
-def sweep_parts(out: str | Path, space: SearchSpace) -> list[Path]:
-    """The finished parts of this sweep's trials, sorted; parts left by another version of
-    the file (an edited axis gives new trial ids) are not the sweep's and are left out.
+def sweep_sources(out: str | Path, space: SearchSpace) -> dict[str, Path]:
+    """Where each finished trial of this sweep has its rows: trial id -> its part, or the
+    compacted file that holds them. Trials left by another version of the file (an edited
+    axis gives new trial ids) are not the sweep's and are left out.
 
-    Every part is verified (readable, its trial's number of rows, its own trial id) and
-    none is moved: the read-only commands leave repairs to ``sweeper run --resume``.
+    Every source is verified (see :meth:`ParquetSink.scan`) and none is moved: the
+    read-only commands leave repairs to ``sweeper run --resume``.
 
     Raises:
-        SweeperInputError: a part is damaged; the message names each one and the repair.
+        SweeperInputError: a file is damaged; the message names each one and the repair.
     """
-    sink = ParquetSink(out)
-    verified, damaged = sink.check({t.trial_id: t.n_points for t in space.trials()})
-    if damaged:
-        raise SweeperInputError(damaged_parts_message(out, damaged))
-    return [Path(sink.location(t)) for t in sorted(verified)]
+    scan = ParquetSink(out).scan({t.trial_id: t.n_points for t in space.trials()})
+    if scan.damaged:
+        raise SweeperInputError(damaged_parts_message(out, scan.damaged))
+    return dict(sorted(scan.sources.items()))
 
 
 def damaged_parts_message(out: str | Path, damaged: dict[Path, str], shown: int = 5) -> str:
-    """What a read-only command says about damaged parts: each file and why (the first
-    ``shown``), and the command that sets them aside and computes their trials again."""
+    """What a read-only command says about damaged files (parts, compacted files): each file
+    and why (the first ``shown``), and the command that sets them aside and computes their
+    trials again."""
     lines = [f"{path}: {problem}" for path, problem in sorted(damaged.items())[:shown]]
     if len(damaged) > shown:
         lines.append(f"... and {len(damaged) - shown} more")
     listed = "\n  ".join(lines)
-    return (f"{len(damaged)} damaged part(s) under {Path(out) / 'points'}:\n  {listed}\n"
+    return (f"{len(damaged)} damaged file(s) under {Path(out) / 'points'}:\n  {listed}\n"
             f"`sweeper run FILE --out {out} --resume` (FILE: this sweep's search-space file) "
             f"moves them to {Path(out) / 'points' / CORRUPT} and computes their trials again")
 
 
-def labelled_points(out: str | Path, space: SearchSpace) -> tuple[pd.DataFrame, int]:
-    """Every finished part of the sweep, labelled with the space's current region rules.
+def relabel(points: pd.DataFrame, rules) -> tuple[pd.DataFrame, set[str]]:
+    """``points`` with the region the ``rules`` give each row (a ``region`` column after
+    ``status`` if it had none), and the trials whose stored labels differ."""
+    region = classify(points, rules).astype("str")  # the dtype a read of the labels gives
+    if "region" in points:
+        differs = points["region"].astype(str).to_numpy() != region.to_numpy()
+        changed = set(points["trial_id"][differs])
+        if changed:
+            points = points.assign(region=region)
+    else:
+        changed = set(points["trial_id"])
+        points = points.copy()
+        points.insert(points.columns.get_loc("status") + 1, "region", region)
+    return points, changed
 
-    A part whose stored labels differ (the rules were edited) is rewritten atomically, so the
-    Parquet files agree with the map. Returns the points sorted by point_id and the number
-    of parts rewritten.
+
+def labelled_points(out: str | Path, space: SearchSpace, *,
+                    compact: bool = False) -> tuple[pd.DataFrame, int]:
+    """Every finished trial of the sweep, labelled with the space's current region rules.
+
+    Trials whose stored labels differ (the rules were edited) are written again, so the
+    Parquet files agree with the map: each as a part of its own, or, with ``compact``, in
+    the compaction that follows (:meth:`ParquetSink.compact`), which gathers every trial's
+    rows, relabelled or not, into one new compacted file.
+
+    Returns:
+        The points sorted by point_id, and the number of trials relabelled.
+
+    Raises:
+        SweeperInputError: no sweep record or points yet, or a damaged file.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     sink = ParquetSink(out)
-    frames, changed = [], 0
-    for location in sweep_parts(out, space):
-        frame = pd.read_parquet(location)
-        region = classify(frame, space.rules)
-        if "region" not in frame or not frame["region"].astype(str).equals(region.astype(str)):
-            if "region" in frame:
-                frame["region"] = region
-            else:
-                frame.insert(frame.columns.get_loc("status") + 1, "region", region)
-            sink.write(location.name[len(PREFIX):-len(SUFFIX)], frame)
-            changed += 1
-        frames.append(frame)
-    if not frames:
+    sources = sweep_sources(out, space)
+    if not sources:
         raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
                                 "not finished any trial")
-    points = pd.concat(frames, ignore_index=True)
-    return points.sort_values("point_id", kind="stable").reset_index(drop=True), changed
+    rows = read_rows(sources)
+    points, changed = relabel(rows.table.to_pandas(), space.rules)
+    if changed:
+        relabelled = points[points["trial_id"].isin(changed)]
+        if compact:
+            kept = rows.table.filter(pc.invert(pc.is_in(rows.table["trial_id"],
+                                                        pa.array(sorted(changed)))))
+            new = one_schema(pa.Table.from_pandas(relabelled, preserve_index=False))
+            rows = Rows(pa.concat_tables([kept, new], promote_options="default"),
+                        rows.files, frozenset(changed))
+        else:
+            for trial_id, frame in relabelled.groupby("trial_id", sort=True):
+                sink.write(trial_id, frame)
+    if compact:
+        sink.compact(rows)
+    return points.sort_values("point_id", kind="stable").reset_index(drop=True), len(changed)
 
 
 def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -> Path:
@@ -165,15 +201,21 @@ class Aggregated:
     relabelled_parts: int = 0
 
 
-def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu") -> Aggregated:
-    """Classify, build and write the region map, draw the plots; idempotent.
+def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
+              compact: bool = True) -> Aggregated:
+    """Classify, compact the points (unless ``compact`` is False), build and write the region
+    map, draw the plots; idempotent.
+
+    Compacting gathers the parts into one file (see :meth:`ParquetSink.compact`): a sweep of
+    thousands of trials then takes a few dozen bytes per point instead of ~1 KB, and reads
+    in one go. A resumed sweep writes parts again, and the next `aggregate` takes them in.
 
     Raises:
         SweeperInputError: ``out`` holds no sweep record or no points.
     """
     out = Path(out)
     space = validate_space(read_record(out)["space"])
-    points, relabelled = labelled_points(out, space)
+    points, relabelled = labelled_points(out, space, compact=compact)
     x, y = space.map
     drive = mean_field_drive(space.cell, space.task, space.task_params)  # None: no theory
     frame = region_map(points, x, y, space.rules, drive=drive)
@@ -210,7 +252,7 @@ def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
 
 
 def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFrame:
-    """Run ``sql`` in DuckDB over the tables ``points`` (the sweep's parts) and (once
+    """Run ``sql`` in DuckDB over the tables ``points`` (the sweep's points) and (once
     aggregated) ``region_map``.
 
     By default the SQL is confined to those two tables: they are loaded into memory, then
@@ -234,19 +276,18 @@ def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFra
 
     out = Path(out)
     space = validate_space(read_record(out)["space"])
-    parts = sweep_parts(out, space)
-    if not parts:
+    sources = sweep_sources(out, space)
+    if not sources:
         raise SweeperInputError(f"no points under {out / 'points'}; nothing to query")
-    tables = {"points": parts}
-    if (out / REGION_MAP).exists():
-        tables["region_map"] = [out / REGION_MAP]
     try:
         con = duckdb.connect(config={} if allow_files else CONFINED)
     except duckdb.Error as exc:
         raise SweeperInputError(f"DuckDB did not start: {exc}") from None
     try:
-        for name, files in tables.items():
-            _load_table(con, name, files, out, lazy=allow_files)
+        _load_points(con, sources, out, lazy=allow_files)
+        if (out / REGION_MAP).exists():
+            _load_table(con, "region_map", f"SELECT * FROM {_parquet([out / REGION_MAP])}",
+                        out, lazy=allow_files)
         if not allow_files:
             _confine(con)
         try:
@@ -261,16 +302,42 @@ def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFra
         con.close()
 
 
-def _load_table(con, name: str, files: list[Path], out: Path, *, lazy: bool) -> None:
-    """``name`` over the Parquet ``files``: a view (read at each query) when ``lazy``, else a
-    table in memory, so that no file access is left for the SQL to need."""
+#: The (trial_id, file) pairs that say which rows of which file are the sweep's points.
+SOURCES = "sweeper_sources"
+
+
+def _load_points(con, sources: dict[str, Path], out: Path, *, lazy: bool) -> None:
+    """``points``: each trial's rows from its source file only (a compacted file also holds
+    other trials, and copies of trials whose part is newer), through a semi-join with the
+    table ``sweeper_sources``, which a lazy ``points`` view keeps reading."""
+    pairs = pd.DataFrame({"trial_id": list(sources),
+                          "file": [str(path) for path in sources.values()]})
+    con.register("sweeper_pairs", pairs)
+    con.execute(f"CREATE TEMP TABLE {SOURCES} AS SELECT * FROM sweeper_pairs")
+    con.unregister("sweeper_pairs")
+    files = sorted(set(sources.values()))
+    _load_table(con, "points", f"SELECT p.* EXCLUDE (filename) FROM "
+                f"{_parquet(files, filename=True)} p SEMI JOIN {SOURCES} s "
+                "ON p.trial_id = s.trial_id AND p.filename = s.file", out, lazy=lazy)
+    if not lazy:
+        con.execute(f"DROP TABLE {SOURCES}")
+
+
+def _parquet(files: list[Path], *, filename: bool = False) -> str:
+    """DuckDB's reader over ``files``, their columns matched by name."""
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+    return (f"read_parquet([{listed}], union_by_name = true"
+            f"{', filename = true' if filename else ''})")
+
+
+def _load_table(con, name: str, select: str, out: Path, *, lazy: bool) -> None:
+    """``name`` as ``select``: a view (read at each query) when ``lazy``, else a table in
+    memory, so that no file access is left for the SQL to need."""
     import duckdb
 
-    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
     kind = "VIEW" if lazy else "TABLE"
     try:
-        con.execute(f"CREATE {kind} {name} AS SELECT * FROM read_parquet([{listed}], "
-                    "union_by_name = true)")
+        con.execute(f"CREATE {kind} {name} AS {select}")
     except duckdb.Error as exc:
         repair = (f"; run `sweeper aggregate {out}` to write it again"
                   if name == "region_map" else "")
