@@ -1,6 +1,8 @@
 """The MLflow UI over a real sweep: `sweeper run` writes a sqlite store, the adapter starts
 `mlflow server` over it, headless Chromium (Debian's, driven by Playwright) opens the
-experiment page and must show the sweep's parent run and, once expanded, its trial runs.
+experiment page and must show the sweep's parent run and, once expanded, its trial runs;
+each trial run names where its rows are (tags ``sweeper.results``, ``sweeper.part``) instead
+of holding a copy of its Parquet part.
 The screenshot is kept in test-artifacts/. The test stops exactly what it started."""
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -96,11 +99,20 @@ def test_experiment_page_lists_the_sweep_and_its_trial_runs(tmp_path, monkeypatc
         (parent,) = [r for r in runs if r.data.tags.get("sweeper.role") == "sweep"]
         trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
         assert len(trials) == 2
-        # The Parquet part of a trial is browsable though the server proxies no artifacts.
+        # A trial's run says where its rows are (tags the UI shows) instead of holding a
+        # copy: the results directory, and the part it was written to there (since gathered
+        # into a compacted file beside it by the run's `aggregate`).
+        points = pd.read_parquet(tmp_path / "out" / "points")
+        for trial in trials:
+            tags = trial.data.tags
+            assert Path(tags["sweeper.results"]) == (tmp_path / "out").resolve()
+            assert Path(tags["sweeper.part"]).parent == (tmp_path / "out" / "points").resolve()
+            rows = points[points.trial_id == tags["sweeper.trial_id"]]
+            assert len(rows) and set(rows.mlflow_run_id) == {trial.info.run_id}
         with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/artifacts/list?run_id="
                                     f"{trials[0].info.run_id}", timeout=30) as response:
-            listed = json.load(response)["files"]
-        assert any(f["path"].endswith(".parquet") for f in listed), listed
+            listed = json.load(response).get("files", [])
+        assert not any(f["path"].endswith(".parquet") for f in listed), listed
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch_persistent_context(

@@ -59,6 +59,7 @@ def _check_results(out: Path, db: Path, space: dict, n_trials: int, n_points: in
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in children}
+    _check_parts_named(children, out)
     history = client.get_metric_history(children[0].info.run_id, "lyapunov_max/seed_0")
     assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
     return frame, children
@@ -182,17 +183,21 @@ def test_driver_killed_mid_sweep_then_resume_finishes_without_recomputing(tmp_pa
     resumed = _cli(["run", str(path), "--out", str(out), "--executor", "local", "--resume"],
                    cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"{len(finished)} already done" in resumed.stdout
-    for name, (mtime, before) in finished.items():  # finished trials were not recomputed
-        part = out / "points" / name
+    # The finished trials were not computed again (the resume ran only the others), and
+    # their rows, now compacted by the resume's aggregation, are those written before the
+    # kill; a part written before its run id was published, and killed before the driver
+    # wrote the id in, got it from the resume.
+    assert f"{8 - len(finished)} trials run, {len(finished)} already done" in resumed.stdout
+    points = pd.read_parquet(out / "points")
+    for _, before in finished.values():
+        after = points[points.trial_id == before.trial_id[0]].sort_values("point_id")
+        before = before.sort_values("point_id")
+        assert after.mlflow_run_id.notna().all()
         if before.mlflow_run_id.notna().all():
-            assert part.stat().st_mtime_ns == mtime
-        else:  # written before its run id was published, and the kill came before the
-            # driver wrote the id in: the resume writes it in, every measured value kept
-            after = pd.read_parquet(part)
-            assert after.mlflow_run_id.notna().all()
-            pd.testing.assert_frame_equal(after.drop(columns="mlflow_run_id"),
-                                          before.drop(columns="mlflow_run_id"))
+            assert after.mlflow_run_id.tolist() == before.mlflow_run_id.tolist()
+        pd.testing.assert_frame_equal(
+            after.drop(columns=["mlflow_run_id", "region"]).reset_index(drop=True),
+            before.drop(columns=["mlflow_run_id", "region"]).reset_index(drop=True))
     _check_results_no_history(out, tmp_path / "mlflow.db", space["name"], 8, 16)
 
 
@@ -205,6 +210,20 @@ def _check_results_no_history(out, db, name, n_trials, n_points):
     assert len(children) == n_trials
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in children}
+    _check_parts_named(children, out)
+
+
+def _check_parts_named(children, out: Path) -> None:
+    """Each trial run says where its rows are: ``sweeper.results``, the results directory,
+    and ``sweeper.part``, the part they were written to there (``aggregate`` may since have
+    gathered it into a compacted file beside it)."""
+    frame = pd.read_parquet(out / "points")
+    for run in children:
+        tags = run.data.tags
+        assert Path(tags["sweeper.results"]).resolve() == out.resolve()
+        assert Path(tags["sweeper.part"]).parent.resolve() == (out / "points").resolve()
+        rows = frame[frame.trial_id == tags["sweeper.trial_id"]]
+        assert len(rows) and set(rows.mlflow_run_id) == {run.info.run_id}
 
 
 def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):

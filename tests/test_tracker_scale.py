@@ -1,0 +1,194 @@
+"""The MLflow tracker at sweep scale, against a real sqlite store (no mocks, no Ray): the
+sweep's runs are read once, each trial costs a fixed handful of store round trips whatever
+the number of runs, a resume reuses every run, and ``end_sweep`` leaves nothing RUNNING.
+
+The store is spied on, not replaced: each of its methods is wrapped to count calls."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeper.adapters.mlflow_tracker import MlflowTracker, read_sweep
+from sweeper.space import SearchSpace, Trial, validate_space
+
+STORE_CALLS = ("search_runs", "get_run", "create_run", "log_batch", "update_run_info",
+               "set_tag", "log_metric", "log_param", "get_experiment_by_name",
+               "create_experiment")
+
+
+def _space(n_trials: int) -> SearchSpace:
+    """``n_trials`` trials (input scales) of 20 points (10 recurrent scales x 2 seeds)."""
+    return validate_space({
+        "name": "scale", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8, "seq_len": 30,
+        "axes": {"recurrent_scale": {"linspace": [0.5, 2.5, 10]}, "seed": [0, 1],
+                 "input_scale": {"linspace": [0.1, 3.0, n_trials]}},
+        "vectorize": ["recurrent_scale", "seed"], "metrics": ["lyapunov", "memory"]})
+
+
+def _part(trial: Trial) -> pd.DataFrame:
+    """A trial's rows with a known exponent per point, lyapunov_max = s - 1 + seed / 10, and a
+    metric that was not measured (NaN, so not logged)."""
+    frame = pd.DataFrame(list(itertools.product(*trial.vectorized.values())),
+                         columns=list(trial.vectorized))
+    frame["input_scale"] = trial.config["input_scale"]
+    frame["status"] = "ok"
+    frame["lyapunov_max"] = frame.recurrent_scale - 1 + frame.seed / 10
+    frame["memory_capacity"] = np.nan
+    return frame
+
+
+def _finish(tracker: MlflowTracker, trial: Trial, points: Path) -> Path:
+    part = points / f"part-{trial.trial_id}.parquet"
+    frame = _part(trial)
+    frame.to_parquet(part)
+    tracker.trial_finished(trial, frame, str(part))
+    return part
+
+
+@pytest.fixture
+def store(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def store_calls(store, monkeypatch):
+    """Counts of the calls the store gets, by method name (reset by the test at will)."""
+    counts = Counter()
+    backend = MlflowClient(store)._tracking_client.store  # the one store of this URI
+
+    def counting(name, method):
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return method(*args, **kwargs)
+        return call
+
+    for name in STORE_CALLS:
+        monkeypatch.setattr(backend, name, counting(name, getattr(backend, name)))
+    return counts
+
+
+def _runs(store: str) -> list:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("scale")
+    return client.search_runs([experiment.experiment_id], max_results=50_000)
+
+
+def test_each_trial_costs_the_same_few_round_trips_and_no_search(tmp_path, store, store_calls):
+    space, points = _space(300), tmp_path / "points"
+    points.mkdir()
+    tracker = MlflowTracker(store, tmp_path / "art", str(tmp_path))
+    parent = tracker.start_sweep(space)
+    opened = store_calls.copy()
+    assert opened["search_runs"] == 1 and opened["create_run"] == 1  # read once, the parent
+    store_calls.clear()
+    parts = []
+    for trial in space.trials():
+        tracker.trial_started(trial)
+        parts.append(_finish(tracker, trial, points))
+    tracker.end_sweep("FINISHED")
+    # Per trial: create_run (with its tags), params, metrics + tags, status; per sweep: the
+    # parent's status. Nothing is read back.
+    assert store_calls == {"create_run": 300, "log_batch": 600, "update_run_info": 301}
+
+    runs = _runs(store)
+    assert Counter((r.data.tags["sweeper.role"], r.info.status) for r in runs) == {
+        ("sweep", "FINISHED"): 1, ("trial", "FINISHED"): 300}
+    trials = [r for r in runs if r.data.tags["sweeper.role"] == "trial"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent}
+    # The part is not copied: the run names it, and it is there.
+    assert {r.data.tags["sweeper.part"] for r in trials} == {str(p) for p in parts}
+    assert all(Path(r.data.tags["sweeper.part"]).is_file() for r in trials)
+    assert not list((tmp_path / "art").rglob("*.parquet"))
+    # Metrics: step = index along recurrent_scale, the seed in the key, NaN left out.
+    trial = space.trials()[7]
+    run = next(r for r in trials if r.data.tags["sweeper.trial_id"] == trial.trial_id)
+    assert {k.split("/")[0] for k in run.data.metrics} == {"lyapunov_max"}
+    history = MlflowClient(store).get_metric_history(run.info.run_id, "lyapunov_max/seed_1")
+    scales = trial.vectorized["recurrent_scale"]
+    steps, values = zip(*sorted((m.step, m.value) for m in history), strict=True)
+    assert steps == tuple(range(10))
+    assert values == pytest.approx([s - 1 + 0.1 for s in scales], rel=1e-12)
+
+
+def test_a_resumed_sweep_reuses_every_run_and_leaves_none_running(tmp_path, store,
+                                                                  store_calls):
+    space, points = _space(60), tmp_path / "points"
+    points.mkdir()
+    trials = space.trials()
+    first = MlflowTracker(store, tmp_path / "art", str(tmp_path))
+    parent = first.start_sweep(space)
+    run_ids = {t.trial_id: first.trial_started(t) for t in trials}
+    for trial in trials[:20]:
+        _finish(first, trial, points)
+    for trial in trials[20:25]:
+        first.trial_failed(trial, "RuntimeError: no luck")
+    # The driver dies here: no end_sweep; 35 runs are left RUNNING.
+
+    store_calls.clear()
+    resumed = MlflowTracker(store, tmp_path / "art", str(tmp_path))
+    assert resumed.start_sweep(space) == parent
+    done = {t.trial_id for t in trials if resumed.is_finished(t)}
+    assert done == {t.trial_id for t in trials[:20]}
+    assert store_calls == {"get_experiment_by_name": 1, "search_runs": 1,
+                           "update_run_info": 1}  # the parent reopened
+    paged = read_sweep(resumed.client, resumed.experiment_id, resumed.sweep_hash, page_size=7)
+    assert paged[0].run_id == parent and paged[1] == resumed.runs  # the same, over 9 pages
+    # Five finished trials (their parts were lost) and the five failed ones run again, each
+    # in the run it had; a run already RUNNING is not written to at all.
+    store_calls.clear()
+    again = trials[15:25]
+    assert [resumed.trial_started(t) for t in again] == [run_ids[t.trial_id] for t in again]
+    assert store_calls == {"update_run_info": 10}
+    assert resumed.trial_started(trials[15]) == run_ids[trials[15].trial_id]  # a retry
+    assert resumed.trial_started(trials[40]) == run_ids[trials[40].trial_id]  # still open
+    assert store_calls == {"update_run_info": 10}
+    for trial in again[:7]:
+        _finish(resumed, trial, points)
+    resumed.end_sweep("KILLED")
+
+    runs = _runs(store)
+    assert len(runs) == 61  # no run was opened twice
+    statuses = Counter((r.data.tags["sweeper.role"], r.info.status) for r in runs)
+    assert statuses == {("sweep", "KILLED"): 1, ("trial", "FINISHED"): 22,
+                        ("trial", "KILLED"): 38}
+    # A trial logged twice holds each point once: same timestamps, so MLflow dedups.
+    history = MlflowClient(store).get_metric_history(run_ids[trials[15].trial_id],
+                                                     "lyapunov_max/seed_0")
+    assert sorted(m.step for m in history) == list(range(10))
+
+
+@pytest.mark.parametrize(("ended", "leftover"), [("KILLED", "KILLED"), ("FAILED", "FAILED"),
+                                                 ("FINISHED", "FAILED")])
+def test_end_sweep_closes_the_runs_left_open(tmp_path, store, ended, leftover):
+    space, points = _space(3), tmp_path / "points"
+    points.mkdir()
+    tracker = MlflowTracker(store, tmp_path / "art", str(tmp_path))
+    tracker.start_sweep(space)
+    first, *others = space.trials()
+    for trial in space.trials():
+        tracker.trial_started(trial)
+    _finish(tracker, first, points)
+    tracker.end_sweep(ended)
+    statuses = Counter((r.data.tags["sweeper.role"], r.info.status) for r in _runs(store))
+    assert statuses == {("sweep", ended): 1, ("trial", "FINISHED"): 1,
+                        ("trial", leftover): len(others)}
+    assert not any(r.info.end_time is None for r in _runs(store))
+
+
+def test_a_trial_of_another_sweep_is_never_reused(tmp_path, store):
+    space = _space(3)
+    mine = MlflowTracker(store, tmp_path / "art", "results-a")
+    other = MlflowTracker(store, tmp_path / "art", "results-b")  # same file, other --out
+    mine.start_sweep(space)
+    other.start_sweep(space)
+    assert mine.parent != other.parent
+    for trial in space.trials():
+        assert mine.trial_started(trial) != other.trial_started(trial)
+    assert not other.is_finished(space.trials()[0])
