@@ -98,14 +98,11 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
     codes = np.full((len(ys), len(xs)), np.nan)
     share = np.ones_like(codes)
     lyap = np.full_like(codes, np.nan)
-    xi = {v: i for i, v in enumerate(xs)}
-    yi = {v: i for i, v in enumerate(ys)}
-    for row in frame.itertuples(index=False):
-        r, c = yi[getattr(row, y)], xi[getattr(row, x)]
-        codes[r, c] = names.index(row.region)
-        share[r, c] = row.region_share
-        if "lyapunov_max_mean" in frame:
-            lyap[r, c] = row.lyapunov_max_mean
+    r, c = np.searchsorted(ys, frame[y].to_numpy()), np.searchsorted(xs, frame[x].to_numpy())
+    codes[r, c] = frame["region"].map({n: i for i, n in enumerate(names)}).to_numpy(float)
+    share[r, c] = frame["region_share"].to_numpy(float)
+    if "lyapunov_max_mean" in frame:
+        lyap[r, c] = frame["lyapunov_max_mean"].to_numpy(float)
     fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
     log_y = len(ys) > 2 and np.all(ys > 0) and ys.max() / ys.min() > 20
 
@@ -165,24 +162,37 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
     return _save(fig, path)
 
 
+#: Most lines per panel of plot_metrics; more values of the group are thinned evenly.
+MAX_LINES = 8
+
+
 def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
                  drive: MeanFieldDrive | None = None) -> Path:
     """Each measured metric against ``x``: one line per value of ``group`` (seed mean), with a
-    band from the lowest to the highest seed. With ``drive`` (see
-    :func:`sweeper.theory.mean_field_drive`) and x = recurrent_scale, the mean-field lambda_1
-    is drawn dashed beside each measured lambda_1 line."""
+    band from the lowest to the highest seed. With more than :data:`MAX_LINES` values of
+    ``group``, that many evenly spaced ones (first and last included) are drawn. With
+    ``drive`` (see :func:`sweeper.theory.mean_field_drive`) and x = recurrent_scale, the
+    mean-field lambda_1 is drawn dashed beside each measured lambda_1 line, at the line's own
+    x values (the pairs the region map computed, which the drive remembers)."""
     plt = _plt()
     metrics = [m for m in METRIC_LABELS if m in points and points[m].notna().any()]
     if not metrics:
         metrics = ["lipschitz_bound"] if "lipschitz_bound" in points else []
     cols = 2 if len(metrics) > 1 else 1
     rows = max(1, -(-len(metrics) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows), squeeze=False,
-                             sharex=True, constrained_layout=True)
-    groups = sorted(points[group].unique()) if group in points else [None]
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols + (3.0 if cols == 1 else 0.0),
+                                                  3.2 * rows),
+                             squeeze=False, sharex=True, constrained_layout=True)
+    # One panel: the legend goes beside it (inside, MAX_LINES lines and their mean-field
+    # curves cover the data); several: inside the first, as a wide one would split the grid.
+    beside = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if cols == 1 else {}
+    every = sorted(points[group].unique()) if group in points else [None]
+    groups = drawn_groups(every)
+    parts = ({None: points} if groups == [None] else
+             dict(iter(points[points[group].isin(groups)].groupby(group, sort=True))))
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         for value in groups:
-            part = points if value is None else points[points[group] == value]
+            part = parts[value]
             values = part[[x, metric]].astype(float).replace([np.inf, -np.inf], np.nan)
             stats = values.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
             label = None if value is None else f"{group} = {value:g}"
@@ -194,29 +204,39 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
         if metric == "lyapunov_max":
             ax.axhline(0.0, color="grey", lw=0.7, ls=":")
             if drive is not None:
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=7, **beside)
         ax.set_ylabel(METRIC_LABELS[metric])
         ax.set_xlabel(AXIS_LABELS.get(x, x))
     for ax in axes.ravel()[len(metrics):]:
         ax.set_visible(False)
     if len(groups) > 1:
-        axes.ravel()[0].legend(fontsize=7, title="line: seed mean; band: seed min-max",
-                               title_fontsize=7)
+        shown = "" if len(groups) == len(every) else f"; {len(groups)} of {len(every)} {group}s"
+        axes.ravel()[0].legend(fontsize=7, title=f"line: seed mean; band: seed min-max{shown}",
+                               title_fontsize=7, **beside)
     fig.suptitle(title)
     return _save(fig, path)
 
 
+def drawn_groups(values: list, most: int = MAX_LINES) -> list:
+    """``values`` (sorted) if there are at most ``most``, else ``most`` of them evenly spaced
+    from the first to the last."""
+    if len(values) <= most:
+        return list(values)
+    picked = np.unique(np.round(np.linspace(0, len(values) - 1, most)).astype(int))
+    return [values[i] for i in picked]
+
+
 def _draw_mean_field(ax, part, x: str, group: str, value, drive: MeanFieldDrive,
                      colour) -> None:
-    """The mean-field lambda_1 along x = recurrent_scale at the line's input_scale (dashed);
-    nothing when x is another axis or the line mixes several input scales."""
+    """The mean-field lambda_1 along x = recurrent_scale at the line's input_scale (dashed),
+    at the line's own recurrent_scale values; nothing when x is another axis or the line
+    mixes several input scales."""
     if x != "recurrent_scale" or "input_scale" not in part:
         return
     scales = part["input_scale"].astype(float).unique()
     if len(scales) != 1:
         return
-    values = part[x].astype(float)
-    gains = np.linspace(values.min(), values.max(), 60)
+    gains = np.sort(part[x].astype(float).unique())
     label = "mean field" if value is None else f"mean field, {group} = {value:g}"
     ax.plot(gains, drive.lyapunov(gains, scales[0]), ls="--", lw=1.0, color=colour,
             label=label)

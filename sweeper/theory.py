@@ -42,6 +42,10 @@ independent fixed point is found by bisection (Q -> g^2 F(Q) + sigma^2 - Q is co
 0). The stationary law pi is carried by N equal-weight atoms: each step maps every atom through
 the recursion for every quadrature node of xi (generalised Gauss-Laguerre, Golub-Welsch) and
 keeps the N mid-quantiles of the result; this is deterministic, unlike a simulation of the chain.
+Both quadratures are symmetric and every integrand even, so only the nodes >= 0 are evaluated.
+Each (g, sigma) of a batch runs the chain until its own atoms settle, and the edge g_c is
+found by the Illinois method, each sigma to its own tolerance, so a batched result is the
+result computed alone.
 """
 
 from __future__ import annotations
@@ -66,11 +70,18 @@ _W = _W / math.sqrt(2 * math.pi)
 _Y = np.linspace(-20.0, 20.0, 401)  # step 0.1; sech^2(20) ~ 2e-17
 _DY = _Y[1] - _Y[0]
 _GH_MAX_Q = 0.5
+#: Rows of the trapezoid branch done at once (a (rows, 201) block stays in the L2 cache).
+_CHUNK = 256
 
 
 @dataclasses.dataclass(frozen=True)
 class MeanFieldDrive:
     """What the theory needs from a sweep: the input statistics and how units share them.
+
+    A drive remembers every lambda_1 and g_c it has computed (each costs a run of the chain),
+    so the region map and the metrics plot of one `aggregate`, which ask for the same
+    (recurrent_scale, input_scale) pairs, pay for each pair once. The memory is not part of
+    the drive's value: equal drives compare equal whatever they have computed.
 
     Attributes:
         input_std: standard deviation of each input channel (sigma = input_scale * input_std).
@@ -82,20 +93,46 @@ class MeanFieldDrive:
     input_std: float
     input_size: int = 1
     shared: bool = True
+    _known: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                     compare=False, hash=False)
 
     def sigma(self, input_scale):
         """sigma of the drive for ``input_scale`` (array-like)."""
         return np.asarray(input_scale, dtype=float) * self.input_std
 
     def lyapunov(self, recurrent_scale, input_scale) -> np.ndarray:
-        """Mean-field lambda_1 at the sweep's (recurrent_scale, input_scale)."""
-        return mean_field_lyapunov(recurrent_scale, self.sigma(input_scale),
-                                   shared=self.shared, input_size=self.input_size)
+        """Mean-field lambda_1 at the sweep's (recurrent_scale, input_scale), broadcast;
+        the pairs not computed before in one batch."""
+        gains, scales = np.broadcast_arrays(np.asarray(recurrent_scale, float),
+                                            np.asarray(input_scale, float))
+
+        def compute(pairs: np.ndarray) -> np.ndarray:
+            return mean_field_lyapunov(pairs[:, 0], self.sigma(pairs[:, 1]),
+                                       shared=self.shared, input_size=self.input_size)
+
+        pairs = np.stack([gains.ravel(), scales.ravel()], axis=1)
+        return self._remembered("lyapunov", pairs, compute).reshape(gains.shape)
 
     def edge(self, input_scale) -> np.ndarray:
         """Mean-field edge of chaos (a recurrent_scale) at ``input_scale``."""
-        return edge_of_chaos(self.sigma(input_scale), shared=self.shared,
-                             input_size=self.input_size)
+        scales = np.asarray(input_scale, dtype=float)
+
+        def compute(keys: np.ndarray) -> np.ndarray:
+            return edge_of_chaos(self.sigma(keys[:, 0]), shared=self.shared,
+                                 input_size=self.input_size)
+
+        return self._remembered("edge", scales.reshape(-1, 1), compute).reshape(scales.shape)
+
+    def _remembered(self, kind: str, keys: np.ndarray, compute) -> np.ndarray:
+        """``compute`` (a function of (M, D) keys) at each row of ``keys``, reusing the rows
+        this drive has computed before; new rows are computed together, each once."""
+        known = self._known.setdefault(kind, {})
+        keys = np.ascontiguousarray(keys, dtype=float)
+        rows = [row.tobytes() for row in keys]  # bytes, so a NaN key finds itself
+        new = {row: i for i, row in enumerate(rows) if row not in known}
+        if new:
+            known.update(zip(new, compute(keys[list(new.values())]).tolist(), strict=True))
+        return np.array([known[row] for row in rows], dtype=float)
 
 
 def mean_field_drive(cell: str, task: str, task_params: Mapping[str, Any] | None = None
@@ -116,15 +153,29 @@ def _sech(x: np.ndarray) -> np.ndarray:
     return 2.0 * np.sqrt(e) / (1.0 + e)
 
 
-_SECH2_Y = _sech(_Y) ** 2  # the trapezoid branch's integrands do not depend on Q
-_SECH4_Y = _SECH2_Y**2
+def _folded(nodes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nodes >= 0 of a rule symmetric about 0, and weights doubled off 0, for even
+    integrands: half the evaluations, the same sum up to rounding."""
+    middle = len(nodes) // 2
+    folded = weights[middle:].copy()
+    folded[1:] *= 2.0
+    return np.abs(nodes[middle:]), folded
+
+
+# Both rules are symmetric and every integrand even, so each is evaluated on y >= 0 only.
+_Z_HALF, _W_HALF = _folded(_Z, _W)
+_Y_HALF, _Y_WEIGHT = _folded(_Y, np.full(len(_Y), _DY / math.sqrt(2 * math.pi)))
+_Y2_HALF = _Y_HALF**2
+_SECH2_Y = _sech(_Y_HALF) ** 2 * _Y_WEIGHT  # the trapezoid's integrands do not depend on Q
+_SECH4_Y = _sech(_Y_HALF) ** 4 * _Y_WEIGHT
 
 
 def _expectations(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """F(Q) = E[tanh^2(sqrt(Q) z)] and G(Q) = E[sech^4(sqrt(Q) z)], elementwise (Q >= 0).
 
     Gauss-Hermite in z for Q <= _GH_MAX_Q; for larger Q the integral in y = sqrt(Q) z by the
-    trapezoid rule, where sech^2(y) is fixed and only the Gaussian density moves with Q. Each
+    trapezoid rule, where sech^2(y) is fixed and only the Gaussian density
+    exp(-y^2 / 2Q) / sqrt(Q) moves with Q (its 1 / sqrt(Q) applied to the sums). Each
     element is computed by its own branch only.
     """
     q = np.asarray(q, dtype=float)
@@ -132,15 +183,25 @@ def _expectations(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     use_gh = q <= _GH_MAX_Q
     if use_gh.any():
         root = np.sqrt(np.maximum(q[use_gh], 0.0))[:, None]
-        sech2 = _sech(root * _Z) ** 2
-        f[use_gh] = (1.0 - sech2) @ _W
-        g[use_gh] = (sech2**2) @ _W
+        sech2 = _sech(root * _Z_HALF) ** 2
+        f[use_gh] = (1.0 - sech2) @ _W_HALF
+        g[use_gh] = (sech2**2) @ _W_HALF
     wide_q = ~use_gh
     if wide_q.any():
-        wide = np.sqrt(q[wide_q])[:, None]
-        density = np.exp(-0.5 * (_Y / wide) ** 2) * (_DY / (wide * math.sqrt(2 * math.pi)))
-        f[wide_q] = 1.0 - density @ _SECH2_Y
-        g[wide_q] = density @ _SECH4_Y
+        wide = q[wide_q]
+        exponent = -0.5 / wide
+        tails, fourth = np.empty(len(wide)), np.empty(len(wide))
+        block = np.empty((min(_CHUNK, len(wide)), len(_Y_HALF)))
+        for start in range(0, len(wide), _CHUNK):
+            stop = min(start + _CHUNK, len(wide))
+            density = block[:stop - start]
+            np.exp(np.multiply(exponent[start:stop, None], _Y2_HALF, out=density),
+                   out=density)
+            tails[start:stop] = density @ _SECH2_Y
+            fourth[start:stop] = density @ _SECH4_Y
+        root = np.sqrt(wide)
+        f[wide_q] = 1.0 - tails / root
+        g[wide_q] = fourth / root
     return f, g
 
 
@@ -169,29 +230,44 @@ def _input_power_nodes(input_size: int, nodes: int = 24) -> tuple[np.ndarray, np
 
 def _shared_lyapunov(g2: np.ndarray, s2: np.ndarray, input_size: int, atoms: int = 200,
                      steps: int = 60, tol: float = 1e-10) -> np.ndarray:
-    """E_pi[1/2 log(g^2 G(Q))] for the chain Q' = g^2 F(Q) + sigma^2 xi; g2, s2: (K,)."""
+    """E_pi[1/2 log(g^2 G(Q))] for the chain Q' = g^2 F(Q) + sigma^2 xi; g2, s2: (K,).
+
+    Each row stops once a step moves none of its atoms by ``tol`` or more (most settle in
+    10-30 of the ``steps``; slowly mixing ones near g = 1 use them all), so a row's steps do
+    not depend on the rest of the batch.
+    """
     xi, weight = _input_power_nodes(input_size)
-    k = len(g2)
     q = np.repeat(stationary_variance(np.sqrt(g2), np.sqrt(s2))[:, None], atoms, axis=1)
-    levels = (np.arange(atoms) + 0.5) / atoms + np.arange(k)[:, None]  # row offset k
     cell_weight = np.broadcast_to(weight / atoms, (atoms, len(xi))).ravel()
+    moving = np.arange(len(g2))
     for _ in range(steps):
-        mapped = g2[:, None] * _expectations(q)[0]
-        candidates = (mapped[:, :, None] + s2[:, None, None] * xi).reshape(k, -1)
-        order = np.argsort(candidates, axis=1)
-        values = np.take_along_axis(candidates, order, axis=1)
-        cum = np.cumsum(cell_weight[order], axis=1)
-        cum = cum / cum[:, -1:] + np.arange(k)[:, None]
-        index = np.searchsorted(cum.ravel(), levels.ravel()).reshape(k, atoms)
-        index = np.minimum(index - np.arange(k)[:, None] * candidates.shape[1],
-                           candidates.shape[1] - 1)
-        new = np.take_along_axis(values, index, axis=1)
-        change = np.max(np.abs(new - q)) if new.size else 0.0
-        q = new
-        if change < tol:
+        if not len(moving):
             break
+        new = _quantile_step(q[moving], g2[moving], s2[moving], xi, cell_weight)
+        change = np.max(np.abs(new - q[moving]), axis=1) if atoms else np.zeros(len(moving))
+        q[moving] = new
+        moving = moving[change >= tol]
     with np.errstate(divide="ignore"):
         return np.mean(0.5 * np.log(g2[:, None] * _expectations(q)[1]), axis=1)
+
+
+def _quantile_step(q: np.ndarray, g2: np.ndarray, s2: np.ndarray, xi: np.ndarray,
+                   cell_weight: np.ndarray) -> np.ndarray:
+    """One step of the chain on (K, N) atoms: every atom through every node of xi, then the N
+    mid-quantiles of the (K, N * len(xi)) weighted candidates."""
+    k, atoms = q.shape
+    mapped = g2[:, None] * _expectations(q)[0]
+    candidates = (mapped[:, :, None] + s2[:, None, None] * xi).reshape(k, -1)
+    order = np.argsort(candidates, axis=1)
+    cum = np.cumsum(cell_weight[order], axis=1)
+    np.divide(cum, cum[:, -1:], out=cum)
+    cum += np.arange(k)[:, None]  # row offset k: one searchsorted for all rows
+    levels = (np.arange(atoms) + 0.5) / atoms + np.arange(k)[:, None]
+    index = np.searchsorted(cum.ravel(), levels.ravel()).reshape(k, atoms)
+    index = np.minimum(index - np.arange(k)[:, None] * candidates.shape[1],
+                       candidates.shape[1] - 1)
+    # Only the chosen candidates are gathered, not the whole sorted row.
+    return np.take_along_axis(candidates, np.take_along_axis(order, index, axis=1), axis=1)
 
 
 def mean_field_lyapunov(g, sigma=0.0, *, shared: bool = False, input_size: int = 1
@@ -233,7 +309,7 @@ def mean_field_lyapunov(g, sigma=0.0, *, shared: bool = False, input_size: int =
 
 def edge_of_chaos(sigma, *, shared: bool = False, input_size: int = 1,
                   tol: float = 1e-6) -> np.ndarray:
-    """The gain g_c(sigma) where the mean-field lambda_1 crosses 0 (bisection in g).
+    """The gain g_c(sigma) where the mean-field lambda_1 crosses 0 (Illinois method in g).
 
     g_c(0) = 1 exactly: with no drive Q* = 0 for g <= 1, so lambda_1 = log g. For sigma > 0
     lambda_1 < log g, so g_c > 1; the bracket [1, 2] doubles until lambda_1 > 0 at its top.
@@ -252,30 +328,36 @@ def edge_of_chaos(sigma, *, shared: bool = False, input_size: int = 1,
     if todo.any():
         s = flat[todo]
 
-        def rate(g):
-            return mean_field_lyapunov(g, s, shared=shared, input_size=input_size)
+        def rate(g, sigma):
+            return mean_field_lyapunov(g, sigma, shared=shared, input_size=input_size)
 
         lo, hi = np.ones_like(s), np.full_like(s, 2.0)
-        f_lo, f_hi = rate(lo), rate(hi)
-        while np.any(grow := f_hi <= 0):
-            lo, f_lo = np.where(grow, hi, lo), np.where(grow, f_hi, f_lo)
-            hi = np.where(grow, 2 * hi, hi)
-            f_hi = rate(hi)
+        f_lo, f_hi = rate(lo, s), rate(hi, s)
+        while len(grow := np.flatnonzero(f_hi <= 0)):
+            lo[grow], f_lo[grow] = hi[grow], f_hi[grow]
+            hi[grow] *= 2
+            f_hi[grow] = rate(hi[grow], s[grow])
         # Illinois (regula falsi that halves the value kept twice in a row): lambda_1 is
         # smooth in g, so this needs a handful of chain evaluations where bisection needs 20.
+        # Each sigma stops at its own tolerance; only the open ones are evaluated again.
         last = np.zeros_like(s)
+        open_ = np.arange(len(s))
         for _ in range(100):
-            if np.max(hi - lo) <= tol:
+            open_ = open_[hi[open_] - lo[open_] > tol]
+            if not len(open_):
                 break
-            mid = np.clip(hi - f_hi * (hi - lo) / (f_hi - f_lo), lo, hi)
-            f_mid = rate(mid)
+            i = open_
+            mid = np.clip(hi[i] - f_hi[i] * (hi[i] - lo[i]) / (f_hi[i] - f_lo[i]), lo[i], hi[i])
+            f_mid = rate(mid, s[i])
             chaotic = f_mid > 0
-            f_lo = np.where(~chaotic & (last == -1), 0.5 * f_lo, f_lo)
-            f_hi = np.where(chaotic & (last == 1), 0.5 * f_hi, f_hi)
-            lo, f_lo = np.where(chaotic, lo, mid), np.where(chaotic, f_lo, f_mid)
-            hi, f_hi = np.where(chaotic, mid, hi), np.where(chaotic, f_mid, f_hi)
-            last = np.where(chaotic, 1, -1)
+            # The end kept for the second step running has its value halved (halving the
+            # end about to be replaced, as before, left plain regula falsi: 20 steps).
+            f_lo[i] = np.where(chaotic & (last[i] == 1), 0.5 * f_lo[i], f_lo[i])
+            f_hi[i] = np.where(~chaotic & (last[i] == -1), 0.5 * f_hi[i], f_hi[i])
+            lo[i], f_lo[i] = np.where(chaotic, lo[i], mid), np.where(chaotic, f_lo[i], f_mid)
+            hi[i], f_hi[i] = np.where(chaotic, mid, hi[i]), np.where(chaotic, f_mid, f_hi[i])
+            last[i] = np.where(chaotic, 1, -1)
             done = np.abs(f_mid) < 1e-10
-            lo, hi = np.where(done, mid, lo), np.where(done, mid, hi)
+            lo[i], hi[i] = np.where(done, mid, lo[i]), np.where(done, mid, hi[i])
         found[todo] = 0.5 * (lo + hi)
     return found.reshape(sigma.shape)

@@ -117,3 +117,24 @@ def test_large_network_driven_by_the_noise_task_follows_the_shared_theory():
     drive = mean_field_drive("rnn_tanh", "noise", {"input_std": 1.0})
     np.testing.assert_allclose(measured, drive.lyapunov(3.0, sigmas), atol=0.012)
     assert abs(measured[-1] - mean_field_lyapunov(3.0, 3.0)) > 0.03
+
+
+def test_edge_converges_in_a_few_chain_runs_and_batched_equals_looped(monkeypatch):
+    # Illinois halves the end kept twice in a row; plain regula falsi (the end being replaced
+    # halved instead) took 22 chain runs at sigma = 1.2. Each sigma stops at its own
+    # tolerance, so a batch gives each sigma's lone result (tolerance 1e-12 on g_c).
+    runs = []
+    direct = theory.mean_field_lyapunov
+
+    def counted(g, sigma=0.0, **options):
+        runs.append(np.size(g))
+        return direct(g, sigma, **options)
+
+    monkeypatch.setattr(theory, "mean_field_lyapunov", counted)
+    edge = edge_of_chaos(1.2, shared=True)
+    assert len(runs) <= 10
+    assert direct(edge, 1.2, shared=True) == pytest.approx(0.0, abs=1e-6)
+    sigmas = np.array([0.3, 1.2, 2.5])
+    batched = edge_of_chaos(sigmas, shared=True)
+    for sigma, value in zip(sigmas, batched, strict=True):
+        assert value == pytest.approx(float(edge_of_chaos(sigma, shared=True)), abs=1e-12)
