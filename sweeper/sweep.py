@@ -70,9 +70,10 @@ def failure_message(error: BaseException) -> str:
 class ResultSink(ABC):
     """Where trial results land; picklable, so workers can write to it directly.
 
-    Invariants: ``write`` is atomic (a part is complete or absent, never half-written);
-    writing a trial again replaces its part, so retries never duplicate a point;
-    ``completed`` lists only trials whose part is durably written.
+    Invariants: ``write`` is atomic (a trial's rows are complete or absent, never
+    half-written); writing a trial again supersedes every earlier copy of its rows, so
+    retries and compaction never duplicate a point; ``completed`` lists only trials whose
+    rows are durably written and verified; ``read(location(t))`` is exactly trial t's rows.
     """
 
     @abstractmethod
@@ -165,7 +166,9 @@ class Tracker(ABC):
     """Experiment tracking, called from the driver only (one writer, as sqlite needs).
 
     Invariants: a retried or resumed trial reuses its run; after ``end_sweep`` no run of the
-    sweep is left RUNNING.
+    sweep is left RUNNING, also none an earlier driver left open. ``start_sweep`` may read
+    the sweep's runs; the per-trial calls must not search the store (a sweep has thousands
+    of trials).
     """
 
     @abstractmethod
@@ -178,7 +181,8 @@ class Tracker(ABC):
 
     @abstractmethod
     def trial_finished(self, trial: Trial, frame: pd.DataFrame, location: str) -> None:
-        """Log the trial's metrics and artifact, and close its run as FINISHED."""
+        """Log the trial's metrics and where its rows are (not a copy of them), and close
+        its run as FINISHED."""
 
     @abstractmethod
     def is_finished(self, trial: Trial) -> bool:
@@ -218,6 +222,9 @@ class Executor(ABC):
       called at the end of a sweep.
     """
 
+    #: What the progress line says while ``start`` runs (None: it has nothing to bring up).
+    starting: str | None = None
+
     def start(self) -> None:  # noqa: B027  (an optional hook: most executors need none)
         """Bring up workers (optional; the in-process executor has none)."""
 
@@ -230,6 +237,22 @@ class Executor(ABC):
             max_failures: int) -> None: ...
 
 
+def attempt(work: TrialWork, trial: Trial, device: str | None,
+            max_failures: int) -> tuple[bool, str]:
+    """One trial as every executor runs it: ``(True, location)`` once its part is written,
+    or ``(False, message)`` after ``max_failures + 1`` attempts that raised (worded by
+    :func:`failure_message`); an input error is not retried, it would fail the same way."""
+    for tries in range(max_failures + 1):
+        try:
+            return True, work.compute_part(trial, device)
+        except SweeperInputError as exc:
+            return False, failure_message(exc)
+        except Exception as exc:  # a failed trial is recorded, the sweep goes on
+            if tries == max_failures:
+                return False, failure_message(exc)
+    raise AssertionError("unreachable: the last attempt returns")
+
+
 class LocalExecutor(Executor):
     """In-process, one trial after another: the reference the Ray executor must match."""
 
@@ -240,42 +263,86 @@ class LocalExecutor(Executor):
             on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
             max_failures: int) -> None:
         for trial in trials:
-            for attempt in range(max_failures + 1):
-                try:
-                    location = work.compute_part(trial, self.device)
-                except SweeperInputError as exc:  # not retried: it would fail the same way
-                    on_error(trial, failure_message(exc))
-                    break
-                except Exception as exc:  # a failed trial is recorded, the sweep goes on
-                    if attempt == max_failures:
-                        on_error(trial, failure_message(exc))
-                    continue
-                on_done(trial, location)
-                break
+            ok, outcome = attempt(work, trial, self.device, max_failures)
+            (on_done if ok else on_error)(trial, outcome)
 
 
 class Progress:
-    """One live line: points done / total, failures, elapsed and ETA (stderr)."""
+    """One live line on stderr: points done / total, failed trials, elapsed time, ETA, and
+    what the sweep is doing beside computing (``note``: starting workers, opening runs).
 
-    def __init__(self, total_points: int, stream=None):
+    On a terminal the line is redrawn in place, also every second while nothing ends (a long
+    trial still shows time passing); elsewhere (a log file, a CI job) at most every
+    ``quiet_s`` seconds, each time on a line of its own. Thread-safe: the driver's executor
+    thread and the tracking thread both report here.
+    """
+
+    def __init__(self, total_points: int, stream=None, quiet_s: float = 30.0):
         self.total, self.done, self.failed = total_points, 0, 0
         self.start = time.monotonic()
         self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = 1.0 if self.live else quiet_s
+        self.notes: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._drawn = -math.inf
+        self._stopped = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self._ticker.start()
 
-    def update(self, points: int = 0, failed: int = 0) -> None:
-        self.done += points
-        self.failed += failed
+    def line(self) -> str:
+        """The line as it reads now."""
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         eta_text = "?" if math.isinf(eta) else f"{eta:.0f}s"
-        self.stream.write(f"\r{self.done}/{self.total} points, {self.failed} failed trials, "
-                          f"{elapsed:.0f}s elapsed, ETA {eta_text}   ")
+        notes = "".join(f", {text}" for text in self.notes.values())
+        return (f"{self.done}/{self.total} points, {self.failed} failed trials, "
+                f"{elapsed:.0f}s elapsed, ETA {eta_text}{notes}")
+
+    def update(self, points: int = 0, failed: int = 0) -> None:
+        with self._lock:
+            self.done += points
+            self.failed += failed
+            self._draw(force=self.live)
+
+    def note(self, key: str, text: str | None) -> None:
+        """Show ``text`` for ``key`` (e.g. "workers", "tracking") until replaced; None
+        removes it. A changed note is drawn at once."""
+        with self._lock:
+            if self.notes.get(key) == text:
+                return
+            if text is None:
+                self.notes.pop(key, None)
+            else:
+                self.notes[key] = text
+            self._draw(force=True)
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn < self.interval:
+            return
+        self._drawn = now
+        if self.live:
+            self.stream.write(f"\r{self.line()}   ")
+        else:
+            self.stream.write(self.line() + "\n")
         self.stream.flush()
 
+    def _tick(self) -> None:
+        while not self._stopped.wait(self.interval):
+            with self._lock:
+                self._draw(force=self.live)
+
     def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        self._stopped.set()
+        with self._lock:
+            self.notes.clear()
+            if self.live:
+                self.stream.write(f"\r{self.line()}   \n")
+            else:
+                self.stream.write(self.line() + "\n")
+            self.stream.flush()
 
 
 class TrackingError(RuntimeError):
@@ -297,8 +364,10 @@ class _TrackingThread:
     computing is not held up by it.
     """
 
-    def __init__(self, tracker: Tracker, sink: ResultSink, run_ids: RunIdRegistry):
+    def __init__(self, tracker: Tracker, sink: ResultSink, run_ids: RunIdRegistry,
+                 progress: Progress):
         self.tracker, self.sink, self.registry = tracker, sink, run_ids
+        self.progress = progress
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="tracker")
         self.futures: list[Future] = []
         self.run_ids: dict[str, str] = {}
@@ -318,12 +387,14 @@ class _TrackingThread:
             if self.error is not None:  # a later failure: the first one says why
                 return
             self.error = f"{type(exc).__name__}: {exc}"
+            self.progress.note("tracking", "tracking failed")
             log.warning("tracking failed (%s); computing goes on, and `--resume` logs the "
                         "runs later", self.error)
 
     def open_runs(self, space: SearchSpace, pending: list[Trial]) -> None:
         """The parent run, then a run per pending trial, published to the workers as they
         open (the first at once, then at most twice a second)."""
+        self.progress.note("tracking", "opening the tracking store")
         self.tracker.start_sweep(space)
         last = -math.inf
         for i, trial in enumerate(pending):
@@ -332,7 +403,9 @@ class _TrackingThread:
             self.run_ids[trial.trial_id] = self.tracker.trial_started(trial)
             if i == 0 or i == len(pending) - 1 or time.monotonic() - last >= 0.5:
                 self.registry.publish(self.run_ids)
+                self.progress.note("tracking", f"opening runs {i + 1}/{len(pending)}")
                 last = time.monotonic()
+        self.progress.note("tracking", "tracking ready")
 
     def log_finished(self, trial: Trial, location: str) -> None:
         """Log a trial from its part, opening its run if that has not happened yet, and
@@ -464,15 +537,19 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
     done_before = _completed_before(sink, trials, resume)
     pending = [t for t in trials if t.trial_id not in done_before]
     run_ids = run_ids or RunIdsInProcess()
-    tracking = _TrackingThread(tracker, sink, run_ids)
-    ledger = _Ledger(trials, done_before, tracking, progress or Progress(space.n_points))
+    progress = progress or Progress(space.n_points)
+    tracking = _TrackingThread(tracker, sink, run_ids, progress)
+    ledger = _Ledger(trials, done_before, tracking, progress)
     status = "FAILED"
     try:
         run_ids.publish({})  # before any worker reads: no ids of an earlier driver
         tracking.submit(tracking.open_runs, space, pending)
         tracking.submit(tracking.reconcile, [t for t in trials if t.trial_id in done_before])
         if pending:
+            if executor.starting:
+                progress.note("workers", executor.starting)
             executor.start()
+            progress.note("workers", None)
             executor.run(TrialWork(space, sink, run_ids), pending, ledger.trial_done,
                          ledger.trial_failed, max_failures)
         executor.stop()  # before waiting for the tracker: the two overlap

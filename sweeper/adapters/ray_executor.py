@@ -1,6 +1,7 @@
-"""Trials on Ray Tune: one Tune trial per sweep trial, on an embedded local Ray by default or
-on a cluster (``address``). Workers write their Parquet part themselves (results storage must
-be a path every node sees); the driver's callback hands each finished part to the tracker.
+"""Trials on Ray Tune: batches of sweep trials as Tune trials, on an embedded local Ray by
+default or on a cluster (``address``). Workers write their Parquet parts themselves (results
+storage must be a path every node sees); the driver's callback hands each finished part to
+the tracker.
 
 This module starts, joins and stops Ray; Tune's trainable and callback are in
 :mod:`.tune_trials`, imported only when there is work."""
@@ -57,6 +58,8 @@ class RayTuneExecutor(Executor):
         self.resources = resources or {"cpu": 1.0, "gpu": 0.0}
         self.device = device
         self._started = False
+        self.starting = ("starting Ray" if address is None
+                         else f"joining the Ray cluster at {address}")
 
     def start(self) -> None:
         """Start an embedded Ray, or join the cluster at ``address`` (once)."""
@@ -107,7 +110,17 @@ class RayTuneExecutor(Executor):
 
         with _working_directory(self.storage_path):
             fit(work, trials, on_done, on_error, max_failures=max_failures, device=self.device,
-                resources=self.resources, storage_path=self.storage_path)
+                resources=self.resources, storage_path=self.storage_path,
+                slots=self.slots())
+
+    def slots(self) -> int:
+        """How many trials the cluster runs at once with the trials' resources (at least 1)."""
+        import ray
+
+        total = ray.cluster_resources()
+        fits = [total.get(key.upper(), 0.0) / need
+                for key, need in self.resources.items() if need > 0]
+        return max(1, int(min(fits, default=total.get("CPU", 1.0))))
 
 
 @contextmanager

@@ -1,0 +1,69 @@
+"""The progress line and the packing of sweep trials into Tune trials: pure pieces of the
+driver, checked without services."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from sweeper.adapters.tune_trials import BATCHES_PER_SLOT, pack
+from sweeper.space import validate_space
+from sweeper.sweep import Progress
+
+SPACE = {"name": "p", "task": "noise", "cell": "rnn_tanh", "hidden_size": 4, "seq_len": 10,
+         "axes": {"recurrent_scale": [0.5, 2.0], "input_scale": {"linspace": [0.1, 2.0, 7]},
+                  "seed": list(range(11))},
+         "vectorize": ["recurrent_scale"], "metrics": ["lyapunov"]}
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pack_deals_every_trial_once_into_a_few_batches_per_slot():
+    trials = validate_space(SPACE).trials()
+    assert len(trials) == 77
+    for slots in (1, 2, 16, 100):
+        batches = pack(trials, slots)
+        assert len(batches) == min(77, slots * BATCHES_PER_SLOT)
+        dealt = [t.trial_id for batch in batches for t in batch]
+        assert sorted(dealt) == sorted(t.trial_id for t in trials)
+        sizes = [len(b) for b in batches]
+        assert max(sizes) - min(sizes) <= 1  # round robin: even batches
+    assert pack(trials[:3], 2) == [[trials[0]], [trials[1]], [trials[2]]]
+
+
+def test_a_terminal_sees_notes_at_once_and_time_passing_inside_a_long_trial():
+    stream = Terminal()
+    progress = Progress(100, stream=stream)
+    try:
+        progress.note("workers", "starting Ray")
+        assert stream.getvalue().endswith("0/100 points, 0 failed trials, 0s elapsed, ETA ?, "
+                                          "starting Ray   ")
+        progress.note("workers", None)
+        progress.update(points=40)
+        assert "\r40/100 points, 0 failed trials" in stream.getvalue()
+        assert "starting Ray" not in stream.getvalue().rsplit("\r", 1)[1]
+        drawn = stream.getvalue().count("\r")
+        time.sleep(3.5)  # no trial ends: the ticker still redraws the line once a second
+        assert stream.getvalue().count("\r") >= drawn + 2
+    finally:
+        progress.close()
+    assert stream.getvalue().endswith("\n")
+
+
+def test_a_log_gets_whole_lines_at_most_every_quiet_interval():
+    stream = io.StringIO()
+    progress = Progress(1000, stream=stream, quiet_s=3600)
+    for _ in range(500):
+        progress.update(points=1)
+    progress.note("tracking", "tracking ready")
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    # The first report, the note, and the closing line: not one line per trial.
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("1/1000 points")
+    assert lines[1].startswith("500/1000 points") and lines[1].endswith("tracking ready")
+    assert lines[-1].startswith("500/1000 points, 0 failed trials")
