@@ -192,3 +192,39 @@ def test_a_trial_of_another_sweep_is_never_reused(tmp_path, store):
     for trial in space.trials():
         assert mine.trial_started(trial) != other.trial_started(trial)
     assert not other.is_finished(space.trials()[0])
+
+
+def test_a_new_sqlite_store_is_a_copy_equal_to_the_one_mlflow_builds(tmp_path, monkeypatch):
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    from sweeper.adapters.mlflow_tracker import new_sqlite_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    built = MlflowClient(f"sqlite:///{here / 'built.db'}")  # MLflow's own migrations
+    default = built.get_experiment("0")
+    for name in ("first.db", "second.db"):  # the first builds the cached store, both copy it
+        new_sqlite_store(f"sqlite:///{here / name}")
+        copied = MlflowClient(f"sqlite:///{here / name}").get_experiment("0")
+        assert (copied.name, copied.artifact_location) == (default.name,
+                                                           default.artifact_location)
+
+    def schema(path):
+        # Each table's DDL line by line, unordered: MLflow's own migrations emit a table's
+        # constraints in an order that changes from one build to the next (a set's order).
+        with sqlite3.connect(path) as con:
+            tables = sorted((kind, name, sorted(line.strip(" ,") for line in
+                                                (sql or "").splitlines()))
+                            for kind, name, sql in con.execute(
+                                "select type, name, sql from sqlite_master"))
+            version = con.execute("select version_num from alembic_version").fetchall()
+        return tables, version
+
+    assert schema(here / "second.db") == schema(here / "built.db")
+    existing = (here / "second.db").stat().st_mtime_ns
+    new_sqlite_store(f"sqlite:///{here / 'second.db'}")  # an existing store is left alone
+    assert (here / "second.db").stat().st_mtime_ns == existing

@@ -133,6 +133,82 @@ def _params(values: dict) -> list:
     return [Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()]
 
 
+def new_sqlite_store(tracking_uri: str) -> None:
+    """Create a sqlite store that does not exist yet as a copy of an empty one.
+
+    MLflow builds a new store by running every schema migration since its first version,
+    seconds of CPU at the start of the first sweep in a directory (on the critical path when
+    Ray is already up). The empty store is built that way once per MLflow version, kept in
+    the user's cache (``$XDG_CACHE_HOME/rnn-sweeper``, else ``~/.cache/rnn-sweeper``), and
+    copied; only the path of MLflow's "Default" experiment is rewritten, to what MLflow would
+    have given it here. Nothing happens for other URIs, for an existing file, or when the
+    cache cannot be written (MLflow then builds the store itself).
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return
+    target = Path(tracking_uri[len(prefix):])
+    if target.exists():
+        return
+    try:
+        template, built_in = _empty_store()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _copy_new(template, target, built_in)
+    except OSError as exc:  # a read-only cache or target: MLflow builds the store itself
+        import logging
+
+        logging.getLogger("sweeper").debug("no copy of an empty MLflow store (%s)", exc)
+
+
+def _empty_store() -> tuple[Path, str]:
+    """The cached empty store for this MLflow (built on first use) and the directory it was
+    built in (its Default experiment's path starts there)."""
+    import os
+
+    import mlflow
+    import sqlalchemy
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnn-sweeper"
+    stem = f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}"
+    template, origin = cache / f"{stem}.db", cache / f"{stem}.origin"
+    if not (template.exists() and origin.exists()):
+        cache.mkdir(parents=True, exist_ok=True)
+        built = cache / f".{stem}.{os.getpid()}.db"
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"{'sqlite:///'}{built}")
+        client.search_experiments(max_results=1)  # the store exists, migrated, once this answers
+        client._tracking_client.store.engine.dispose()
+        origin.write_text(str(Path.cwd()))
+        os.replace(built, template)
+    return template, origin.read_text()
+
+
+def _copy_new(template: Path, target: Path, built_in: str) -> None:
+    """Copy ``template`` to ``target`` unless ``target`` appeared meanwhile (another driver
+    made it): copied to a hidden name, then linked into place, which fails if it exists."""
+    import os
+    import shutil
+    import sqlite3
+
+    hidden = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(template, hidden)
+        with contextlib.closing(sqlite3.connect(hidden)) as con, con:
+            (location,) = con.execute("SELECT artifact_location FROM experiments "
+                                      "WHERE experiment_id = 0").fetchone()
+            if location.startswith(built_in):
+                con.execute("UPDATE experiments SET artifact_location = ? "
+                            "WHERE experiment_id = 0",
+                            (str(Path.cwd()) + location[len(built_in):],))
+        try:
+            os.link(hidden, target)
+        except FileExistsError:
+            pass
+    finally:
+        hidden.unlink(missing_ok=True)
+
+
 def write_ahead_log(tracking_uri: str) -> None:
     """Put a sqlite store in write-ahead-log mode, with commits synced at checkpoints only.
 
@@ -208,6 +284,7 @@ class MlflowTracker(Tracker):
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
+            new_sqlite_store(self.tracking_uri)
             write_ahead_log(self.tracking_uri)
             self._client = MlflowClient(self.tracking_uri)
         return self._client
