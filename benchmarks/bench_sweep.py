@@ -20,7 +20,24 @@ pipeline is measured too: the same command on a 2-point sweep (same model, 2 tri
 point), cold and warm, so the overhead splits into a fixed part and a per-point part.
 ``--input-scales N`` sweeps N input scales instead of 2 (500 N points, N trials of 500).
 
+Two further cases measure the issue-14 targets (sweeps at scale); each prints its targets
+beside the figures:
+
+  --case trials   1,000 trials of 10 points of a tiny network (rnn_tanh H = 8, seq_len 50,
+                  lyapunov): per-trial orchestration overhead, (sweep wall - in-process compute
+                  of the same trials) / trials, on the embedded Ray and through a two-node
+                  token-auth cluster started here (``--address``); driver peak RSS; files left.
+  --case scale    5,000 trials x 20 points = 100,000 points (benchmarks/large_sweep.py's space)
+                  through `sweeper run` on the embedded Ray: wall, driver peak RSS, files per
+                  trial and bytes per point under --out once the run's aggregation compacted
+                  the parts, then `sweeper aggregate` and a group-by `sweeper query`, as
+                  commands and in-process (after start-up).
+  --case fixed    the fixed cost alone: the 2-point sweep, embedded and with ``--address``.
+
 Run:  .venv/bin/python benchmarks/bench_sweep.py [--repeat 3] [--subset 16] [--input-scales 2]
+      .venv/bin/python benchmarks/bench_sweep.py --case trials [--trials 1000]
+      .venv/bin/python benchmarks/bench_sweep.py --case scale [--trials 5000]
+      .venv/bin/python benchmarks/bench_sweep.py --case fixed [--repeat 3]
 """
 
 from __future__ import annotations
@@ -58,6 +75,13 @@ TINY = dict(SPACE, axes={"recurrent_scale": [1.0], "seed": [0], "input_scale": [
 def sweep_cli(workdir: Path, space: dict = SPACE, ray: dict | None = None) -> float:
     """Wall time of `sweeper run` in a fresh process with a fresh output and tracking store;
     ``ray`` ({"address", "env"}) joins a running Ray instead of starting one."""
+    return sweep_cli_rss(workdir, space, ray)[0]
+
+
+def sweep_cli_rss(workdir: Path, space: dict = SPACE, ray: dict | None = None,
+                  ) -> tuple[float, float]:
+    """`sweeper run` as :func:`sweep_cli`: (wall seconds, driver peak RSS in MB). The peak is
+    the kernel's high-water mark (VmHWM) of the driver process, read until it exits."""
     path = workdir / "space.yaml"
     path.write_text(yaml.safe_dump(space))
     for old in (workdir / "out", workdir / "mlflow.db"):
@@ -67,33 +91,63 @@ def sweep_cli(workdir: Path, space: dict = SPACE, ray: dict | None = None) -> fl
     if ray:
         command += ["--address", ray["address"]]
     start = time.perf_counter()
-    subprocess.run(command, cwd=workdir, check=True, capture_output=True,
-                   env=ray["env"] if ray else None)
-    return time.perf_counter() - start
+    child = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env=ray["env"] if ray else None)
+    peak = 0.0
+    with contextlib.suppress(OSError, ValueError):
+        while child.poll() is None:
+            peak = max(peak, _peak_rss_mb(child.pid))
+            time.sleep(0.2)
+    _, err = child.communicate()
+    wall = time.perf_counter() - start
+    if child.returncode != 0:
+        raise RuntimeError(f"sweeper run exited {child.returncode}: {err.decode()[-2000:]}")
+    return wall, peak
 
 
-@contextlib.contextmanager
-def ray_head(workdir: Path):
-    """A one-node Ray (token auth on, 2 CPUs) for the warm runs; stops exactly its own
-    processes (found by their private temp dir) afterwards."""
-    import secrets
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _free_port() -> int:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ray_head(workdir: Path, nodes: int = 1):
+    """A Ray cluster with token auth on for the warm runs: one node of 2 CPUs, or with
+    ``nodes=2`` a head and a worker node of one CPU each (each its own temp dir and agent
+    port, as tests/test_cluster.py starts them); stops exactly its own processes (found by
+    their private temp dir) afterwards."""
+    import secrets
+
+    port = _free_port()
     temp = tempfile.mkdtemp(prefix="rswb", dir="/tmp")  # short: Ray's socket paths
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                RAY_USAGE_STATS_ENABLED="0")
     ray_bin = Path(sys.executable).parent / "ray"
+    head = ["--head", f"--port={port}", "--include-dashboard=false"]
+    starts = ([[*head, "--num-cpus=2", f"--temp-dir={temp}"]] if nodes == 1
+              else [[*head, "--num-cpus=1", f"--temp-dir={temp}/head",
+                     f"--dashboard-agent-listen-port={_free_port()}"],
+                    [f"--address=127.0.0.1:{port}", "--num-cpus=1", f"--temp-dir={temp}/w",
+                     f"--dashboard-agent-listen-port={_free_port()}"]])
     try:
-        subprocess.run([str(ray_bin), "start", "--head", f"--port={port}",
-                        "--node-ip-address=127.0.0.1", "--num-cpus=2", f"--temp-dir={temp}",
-                        "--include-dashboard=false", "--disable-usage-stats"],
-                       env=env, check=True, capture_output=True, timeout=180)
+        for args in starts:
+            subprocess.run([str(ray_bin), "start", *args, "--node-ip-address=127.0.0.1",
+                            "--disable-usage-stats"],
+                           env=env, check=True, capture_output=True, timeout=180)
         yield {"address": f"127.0.0.1:{port}", "env": env}
     finally:
-        found = subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True)
+        found = subprocess.run(["pgrep", "-f", f"{temp}|address=127.0.0.1:{port} "],
+                               capture_output=True, text=True)
         for pid in (int(p) for p in found.stdout.split()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -166,13 +220,135 @@ def naive(workdir: Path, subset: int, n_points: int) -> float:
     return (time.perf_counter() - start) * n_points / len(scales)
 
 
+def trivial_space(trials: int) -> dict:
+    """``trials`` trials of 10 points of a tiny network: what they cost is orchestration."""
+    seeds = 25 if trials % 25 == 0 else 1
+    return {"name": "bench-trials", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8,
+            "seq_len": 50, "axes": {"recurrent_scale": {"linspace": [0.5, 2.5, 10]},
+                                    "input_scale": {"linspace": [0.05, 2.0, trials // seeds]},
+                                    "seed": list(range(seeds))},
+            "vectorize": ["recurrent_scale"], "metrics": ["lyapunov"]}
+
+
+def _files_and_bytes(out: Path) -> tuple[int, int]:
+    files = [p for p in out.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def case_trials(trials: int) -> None:
+    """Per-trial orchestration overhead, embedded and through a two-node cluster."""
+    raw = trivial_space(trials)
+    with tempfile.TemporaryDirectory(prefix="bench-trials-") as tmp:
+        work = Path(tmp)
+        compute = in_process(raw)
+        wall, rss = sweep_cli_rss(work, raw)
+        files, _ = _files_and_bytes(work / "out")
+        with ray_head(work, nodes=2) as cluster:
+            wall_c, rss_c = sweep_cli_rss(work, raw, ray=cluster)
+    per, per_c = (wall - compute) / trials, (wall_c - compute) / trials
+    print(f"{trials:,} trials x 10 points (rnn_tanh H = 8, seq_len 50, lyapunov); "
+          f"{os.cpu_count()} CPUs")
+    print(f"  in-process compute of the same trials     {compute:7.1f} s")
+    print(f"  sweeper run, embedded Ray                 {wall:7.1f} s   driver peak RSS "
+          f"{rss:.0f} MB; {files} files under --out ({files / trials:.2f} per trial)")
+    print(f"  sweeper run --address, two-node cluster   {wall_c:7.1f} s   driver peak RSS "
+          f"{rss_c:.0f} MB")
+    print(f"  per-trial overhead, embedded   {per * 1000:6.0f} ms   (target <= 100 ms: "
+          f"{_verdict(per <= 0.1)}); issue baseline ~530 ms (8 min 50 s for 1,000)")
+    print(f"  per-trial overhead, --address  {per_c * 1000:6.0f} ms   (target <= 150 ms: "
+          f"{_verdict(per_c <= 0.15)})")
+
+
+def case_scale(trials: int) -> None:
+    """100,000 points / 5,000 trials: memory, files, bytes, aggregate and query."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from large_sweep import large_space
+
+    from sweeper.adapters.results import aggregate, query
+
+    raw = large_space(trials, 20, name="bench-scale")
+    n_points = trials * 20
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        work = Path(tmp)
+        wall, rss = sweep_cli_rss(work, raw)
+        out = work / "out"
+        files, size = _files_and_bytes(out)
+        points_files, points_size = _files_and_bytes(out / "points")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sweeper.cli", "aggregate", str(out)],
+                       check=True, capture_output=True)
+        t_agg_cli = time.perf_counter() - start
+        t_agg = statistics.median(_timed(lambda: aggregate(out)) for _ in range(3))
+        sql = "select region, count(*) as n from points group by region"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sweeper.cli", "query", sql, "--results",
+                        str(out)], check=True, capture_output=True)
+        t_query_cli = time.perf_counter() - start
+        query(out, sql)  # imports and DuckDB's start-up, once
+        t_query = statistics.median(_timed(lambda: query(out, sql)) for _ in range(5))
+    print(f"{n_points:,} points, {trials:,} trials of 20 (rnn_tanh H = 8, seq_len 50, "
+          f"lyapunov); {os.cpu_count()} CPUs")
+    print(f"  sweeper run, embedded Ray          {wall:7.1f} s  ({wall / trials * 1000:.0f} ms "
+          f"per trial, computing included)")
+    print(f"  driver peak RSS                    {rss:7.0f} MB  (target <= 1024 MB: "
+          f"{_verdict(rss <= 1024)})")
+    print(f"  files under --out                  {files:7d}     ({files / trials:.3f} per trial;"
+          f" target <= 1.5: {_verdict(files / trials <= 1.5)}; points/ holds {points_files})")
+    print(f"  bytes per point under --out        {size / n_points:7.0f} B   (points/ alone "
+          f"{points_size / n_points:.0f} B; target <= 1024 B: {_verdict(size / n_points <= 1024)})")
+    print(f"  sweeper aggregate (command)        {t_agg_cli:7.1f} s   (target <= 10 s: "
+          f"{_verdict(t_agg_cli <= 10)}); in-process median {t_agg:.1f} s")
+    print(f"  group-by sweeper query (command)   {t_query_cli:7.1f} s; in-process after start-up"
+          f" {t_query:.2f} s (target <= 1 s: {_verdict(t_query <= 1)})")
+
+
+def case_fixed(repeat: int) -> None:
+    """The fixed cost: a 2-point sweep (2 trials of 1 point), a fresh process, output and
+    tracking store each time, on the embedded Ray and joining a running one."""
+    runs: dict[str, list[float]] = {"embedded": [], "address": []}
+    with tempfile.TemporaryDirectory(prefix="bench-fixed-") as tmp:
+        work = Path(tmp)
+        for _ in range(repeat):
+            runs["embedded"].append(sweep_cli(work, TINY))
+        with ray_head(work) as head:
+            sweep_cli(work, TINY, ray=head)  # the first job on a new Ray starts its workers
+            for _ in range(repeat):
+                runs["address"].append(sweep_cli(work, TINY, ray=head))
+    for key, target in (("embedded", 10.0), ("address", 5.0)):
+        t = statistics.median(runs[key])
+        listed = "  ".join(f"{v:.1f}" for v in runs[key])
+        print(f"  fixed cost, 2-point sweep, {key:8s} {t:6.1f} s  [{listed}]  (target <= "
+              f"{target:.0f} s: {_verdict(t <= target)}); issue baseline ~22 s embedded, "
+              f"~18 s --address")
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=["overhead", "trials", "scale", "fixed"],
+                        default="overhead")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials of --case trials (1,000) or --case scale (5,000)")
     parser.add_argument("--subset", type=int, default=16, help="points timed for (c)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each measurement")
     parser.add_argument("--input-scales", type=int, default=2,
                         help="input scales swept (500 points each; default 2: 1,000 points)")
     args = parser.parse_args()
+    if args.case == "trials":
+        return case_trials(args.trials or 1000)
+    if args.case == "scale":
+        return case_scale(args.trials or 5000)
+    if args.case == "fixed":
+        return case_fixed(args.repeat)
     space = dict(SPACE, axes=dict(SPACE["axes"], input_scale=[
         round(0.5 * (i + 1), 3) for i in range(args.input_scales)]))
     n_points = 500 * args.input_scales
