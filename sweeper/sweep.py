@@ -308,15 +308,17 @@ class Progress:
 
     def note(self, key: str, text: str | None) -> None:
         """Show ``text`` for ``key`` (e.g. "workers", "tracking") until replaced; None
-        removes it. A changed note is drawn at once."""
+        removes it. On a terminal a changed note is drawn at once; in a log only a note that
+        appears or goes is (a count such as "opening runs 120/5000" waits for the next line)."""
         with self._lock:
             if self.notes.get(key) == text:
                 return
+            shown = key in self.notes
             if text is None:
                 self.notes.pop(key, None)
             else:
                 self.notes[key] = text
-            self._draw(force=True)
+            self._draw(force=self.live or shown != (text is not None))
 
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()

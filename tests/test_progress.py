@@ -56,14 +56,16 @@ def test_a_terminal_sees_notes_at_once_and_time_passing_inside_a_long_trial():
 def test_a_log_gets_whole_lines_at_most_every_quiet_interval():
     stream = io.StringIO()
     progress = Progress(1000, stream=stream, quiet_s=3600)
-    for _ in range(500):
+    for i in range(500):
         progress.update(points=1)
+        progress.note("tracking", f"opening runs {i + 1}/500")
     progress.note("tracking", "tracking ready")
     progress.close()
     lines = stream.getvalue().splitlines()
     assert "\r" not in stream.getvalue()
-    # The first report, the note, and the closing line: not one line per trial.
+    # The first report, the note as it appeared, and the closing line: not one line per
+    # trial, nor one per change of a count in a note.
     assert len(lines) == 3, lines
     assert lines[0].startswith("1/1000 points")
-    assert lines[1].startswith("500/1000 points") and lines[1].endswith("tracking ready")
+    assert lines[1].startswith("1/1000 points") and lines[1].endswith("opening runs 1/500")
     assert lines[-1].startswith("500/1000 points, 0 failed trials")
