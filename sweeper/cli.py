@@ -185,7 +185,7 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
     sink = ParquetSink(out)
     resume = f"sweeper run {args.file} --out {out} --resume"
-    tracking_failed = None
+    tracking_failed, counts = None, None
     try:
         counts = run_sweep(space, sink, tracker, executor, run_ids=RunIdFile(out),
                            resume=args.resume, max_failures=args.max_failures)
@@ -197,7 +197,9 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     except TrackingError as exc:
         tracking_failed, counts = str(exc), exc.counts
     finally:
-        if tracker.parent is not None:  # the sweep started (it was not refused)
+        # The sweep started (it was not refused): also when tracking failed before the
+        # parent run opened, the points on disk need their record (parent run: none yet).
+        if tracker.parent is not None or counts is not None:
             write_record(out, space, args.tracking_uri, tracker.parent)
     print(f"sweep {space.name!r}: {counts['done']} trials run, {counts['skipped']} already "
           f"done, {counts['failed']} failed, of {counts['trials']}; points in "
