@@ -37,12 +37,21 @@ def logged_as_metric(name: str) -> bool:
             and declared.dtype in ("double", "int64", "bool"))
 
 
+#: The prefix of a sqlite store's URI; what follows is the database file.
+SQLITE = "sqlite:///"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other store."""
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
+
+
 def absolute_tracking_uri(uri: str) -> str:
     """A relative ``sqlite:///file.db`` made absolute: the driver changes directory while
     Tune runs, and later commands must find the same file."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
+    path = sqlite_file(uri)
+    if path is not None and not path.is_absolute():
+        return SQLITE + str(path.resolve())
     return uri
 
 
@@ -144,11 +153,8 @@ def new_sqlite_store(tracking_uri: str) -> None:
     have given it here. Nothing happens for other URIs, for an existing file, or when the
     cache cannot be written (MLflow then builds the store itself).
     """
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
-        return
-    target = Path(tracking_uri[len(prefix):])
-    if target.exists():
+    target = sqlite_file(tracking_uri)
+    if target is None or target.exists():
         return
     try:
         template, built_in = _empty_store()
@@ -176,7 +182,7 @@ def _empty_store() -> tuple[Path, str]:
         built = cache / f".{stem}.{os.getpid()}.db"
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(f"{'sqlite:///'}{built}")
+        client = MlflowClient(f"{SQLITE}{built}")
         client.search_experiments(max_results=1)  # the store exists, migrated, once this answers
         client._tracking_client.store.engine.dispose()
         origin.write_text(str(Path.cwd()))
@@ -220,15 +226,14 @@ def write_ahead_log(tracking_uri: str) -> None:
     the last commits, never the store; the parts stay the record, and ``--resume`` logs what
     is missing. Other URIs are left alone.
     """
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    path = sqlite_file(tracking_uri)
+    if path is None:
         return
     import sqlite3
 
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    path = Path(tracking_uri[len(prefix):])
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path)) as con:
         con.execute("PRAGMA journal_mode=WAL")  # kept in the file, for every later opener
