@@ -178,6 +178,7 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     from .adapters.mlflow_tracker import MlflowTracker
     from .adapters.parquet_sink import ParquetSink
     from .adapters.results import write_record
+    from .adapters.rounds_file import RoundsFile
     from .adapters.run_id_file import RunIdFile
     from .interrupt import SweepInterrupted
     from .sweep import TrackingError, run_sweep
@@ -188,7 +189,8 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     tracking_failed, counts = None, None
     try:
         counts = run_sweep(space, sink, tracker, executor, run_ids=RunIdFile(out),
-                           resume=args.resume, max_failures=args.max_failures)
+                           resume=args.resume, max_failures=args.max_failures,
+                           rounds=RoundsFile(out, space))
     except SweepInterrupted as stopped:
         # No region map: a map of part of the grid would pass for the whole sweep.
         print(f"interrupted: {stopped.done} of {stopped.total} trials done; finish with: "
@@ -332,9 +334,14 @@ def _validate(args: argparse.Namespace) -> int:
     size = check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     trials = space.trials()
     axes = ", ".join(f"{k}[{len(v)}]" for k, v in space.axes.items())
+    search = ""
+    if space.search.refine:
+        first = space.grid.initial_points(space.search.initial)
+        search = (f"; refined: at most {space.planned_points} of them, {first} in the first "
+                  "round")
     print(f"{args.file}: valid. sweep {space.name!r}: {space.cell} on {space.task}; axes {axes};"
-          f" {len(trials)} trials x {trials[0].n_points} points = {space.n_points} points; "
-          f"vectorized {list(space.vectorize)}; metrics {list(space.metrics)}; about "
+          f" {len(trials)} trials x {trials[0].n_points} points = {space.n_points} points"
+          f"{search}; vectorized {list(space.vectorize)}; metrics {list(space.metrics)}; about "
           f"{size.trial_bytes / 2**30:.1f} GiB per trial")
     return 0
 

@@ -87,7 +87,8 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
     """Heatmap of the majority region per (x, y) cell (shaded by its share), the
     lyapunov_max = 0 contour of the seed mean, the interpolated zero crossings with the range
     of the seeds' own crossings, and (when the map has it and y is input_scale) the
-    mean-field edge g_c(sigma) as a dashed line through the rows."""
+    mean-field edge g_c(sigma) as a dashed line through the rows. A refined sweep's map
+    (an ``evaluated`` column) marks its evaluated cells with dots and has no contour."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -125,7 +126,15 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
                          cmap=ListedColormap(["white"]), shading="flat")
     veil.set_alpha(np.clip((1 - share) * 0.8, 0, 1).ravel())
     finite = np.isfinite(lyap)
-    if len(xs) > 1 and len(ys) > 1 and finite.any() and np.nanmin(lyap) < 0 < np.nanmax(lyap):
+    refined = "evaluated" in frame and not frame["evaluated"].all()
+    if refined:  # a refined sweep: which cells were measured (the others are filled in)
+        done = frame[frame["evaluated"].astype(bool)]
+        ax.plot(done[x].to_numpy(float), done[y].to_numpy(float), "o", ms=2.2, mfc="black",
+                mec="white", mew=0.3, ls="none",
+                label=f"evaluated ({len(done)} of {len(frame)} cells)")
+    # The contour needs lambda_1 on every cell: a refined map has it on the evaluated ones only.
+    if (not refined and len(xs) > 1 and len(ys) > 1 and finite.any()
+            and np.nanmin(lyap) < 0 < np.nanmax(lyap)):
         contour = ax.contour(xs.astype(float), ys.astype(float),
                              np.where(finite, lyap, np.nanmax(lyap[finite])), levels=[0.0],
                              colors="black", linewidths=1.2)

@@ -27,6 +27,7 @@ from .errors import SweeperInputError, is_finite_number, is_integer
 from .landscape_metrics import LandscapeConfig
 from .measure import METRIC_FAMILIES
 from .memory import MemoryConfig
+from .refine import Grid, SearchConfig, parse_search
 from .regions import RegionRules
 from .task import get_task
 from .training import TrainingConfig
@@ -36,10 +37,11 @@ VECTORIZABLE = ("recurrent_scale", "input_scale", "seed")
 INTEGER_AXES = ("seed", "seq_len", "hidden_size")
 GENERATORS = ("linspace", "logspace", "uniform")
 TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "axes",
-            "vectorize", "metrics", "resources", "regions", "map", "landscape")
-#: Keys that change how results are read or where trials run, not what is measured: left out
-#: of the sweep's identity.
-UNMEASURED_KEYS = ("regions", "map", "resources")
+            "vectorize", "metrics", "resources", "regions", "map", "landscape", "search")
+#: Keys that change how results are read, where trials run or which points are chosen, not
+#: what a point measures: left out of the sweep's identity (a refined sweep's points are the
+#: grid sweep's points, ids included).
+UNMEASURED_KEYS = ("regions", "map", "resources", "search")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 # Hard limits, checked by validate_space: past them a value is a typo or a hostile file, never
@@ -87,6 +89,7 @@ class SearchSpace:
     rules: RegionRules = field(default_factory=RegionRules)
     landscape: dict[str, Any] = field(default_factory=dict)  # LandscapeConfig fields
     map: tuple[str, str] = ("recurrent_scale", "input_scale")
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     @property
     def measured(self) -> dict[str, Any]:
@@ -95,20 +98,72 @@ class SearchSpace:
 
     @property
     def n_points(self) -> int:
+        """Points of the whole grid (what a grid search evaluates)."""
         return math.prod(len(v) for v in self.axes.values())
 
+    @property
+    def planned_points(self) -> int:
+        """The most points the sweep evaluates: the grid's, or a refinement's budget."""
+        if self.search.refine and self.search.budget is not None:
+            return min(self.n_points, self.search.budget)
+        return self.n_points
+
+    @property
+    def grid(self) -> Grid:
+        """The map-axis grid refinement chooses cells from (see :mod:`sweeper.refine`)."""
+        return Grid.of(self.axes, self.map)
+
     def trials(self) -> list[Trial]:
-        """The trials in a stable order: the product of the non-vectorised axes."""
+        """The grid's trials in a stable order: the product of the non-vectorised axes."""
         outer = [a for a in self.axes if a not in self.vectorize]
         inner = {a: self.axes[a] for a in self.axes if a in self.vectorize}
+        return [self.make_trial(dict(zip(outer, values, strict=True)), inner)
+                for values in itertools.product(*(self.axes[a] for a in outer))]
+
+    def make_trial(self, outer: Mapping[str, Any], inner: Mapping[str, list]) -> Trial:
+        """The trial of these values of the non-vectorised axes (``outer``) and value lists
+        of the vectorised ones (``inner``). A point's id depends on ``outer`` and its own
+        values only, so the same point has the same id in every trial that holds it."""
+        config = {"name": self.name, "task": self.task, "task_params": self.task_params,
+                  "cell": self.cell, "metrics": list(self.metrics), **outer}
+        if self.landscape:  # a different protocol measures different numbers
+            config["landscape"] = dict(self.landscape)
+        inner = {a: list(v) for a, v in inner.items()}
+        return Trial(stable_hash({**config, "vectorized": inner}), config, inner)
+
+    def cell_trials(self, cells: Sequence[tuple[int, int, int]]) -> list[Trial]:
+        """Trials that evaluate these grid cells (layer, i, j), each cell for every seed,
+        batched as the space vectorises: a trial's points are a product of its value lists,
+        so cells are grouped by everything but the first vectorised map axis."""
+        grid = self.grid
+        x, y = self.map
+        varied = next((a for a in (x, y) if a in self.vectorize), None)
+        groups: dict[tuple, list] = {}
+        for cell in sorted(cells):
+            values = grid.values(cell)
+            key = tuple(sorted((a, v) for a, v in values.items() if a != varied))
+            groups.setdefault(key, []).append(values.get(varied))
         result = []
-        for values in itertools.product(*(self.axes[a] for a in outer)):
-            config = {"name": self.name, "task": self.task, "task_params": self.task_params,
-                      "cell": self.cell, "metrics": list(self.metrics),
-                      **dict(zip(outer, values, strict=True))}
-            if self.landscape:  # a different protocol measures different numbers
-                config["landscape"] = dict(self.landscape)
-            result.append(Trial(stable_hash({**config, "vectorized": inner}), config, inner))
+        # An unmapped seed that is not vectorised is an outer axis: a trial per seed value.
+        free = [a for a in grid.within if a not in self.vectorize]
+        for key, varied_values in groups.items():
+            fixed = dict(key)
+            outer = {a: fixed[a] for a in self.axes
+                     if a not in self.vectorize and a not in grid.within}
+            inner = {}
+            for axis in self.axes:
+                if axis not in self.vectorize:
+                    continue
+                if axis == varied:
+                    order = {v: k for k, v in enumerate(self.axes[axis])}
+                    inner[axis] = sorted(set(varied_values), key=order.__getitem__)
+                elif axis in grid.within:
+                    inner[axis] = list(grid.within[axis])
+                else:
+                    inner[axis] = [fixed[axis]]
+            for values in itertools.product(*(grid.within[a] for a in free)):
+                result.append(self.make_trial({**outer, **dict(zip(free, values,
+                                                                   strict=True))}, inner))
         return result
 
 
@@ -375,11 +430,23 @@ def validate_space(raw: Any) -> SearchSpace:
             chosen = map_axes(ordered, map_raw)
         except SweeperInputError as exc:
             errors.items.append(str(exc))  # it names map.x / map.y itself
+    search, problems = parse_search(raw.get("search"))
+    for path, value, allowed in problems:
+        errors.add(path, value, allowed)
+    if search.refine and metrics and "lyapunov" not in metrics:
+        errors.add("search.method", "refine", f"grid when metrics lack 'lyapunov' (refinement "
+                   f"follows lambda_1 and the regions it decides; metrics: {metrics})")
+    if search.refine and search.budget is not None and len(ordered) == len(AXES):
+        lattice = Grid.of(ordered, chosen).initial_points(search.initial)
+        if search.budget < lattice:
+            errors.add("search.budget", search.budget, f"an integer >= {lattice}, the points "
+                       f"of the first round's lattice ({search.initial} values per map axis, "
+                       "every seed; lower search.initial for a smaller one)")
     if errors.items:
         raise SweeperInputError("invalid search space:\n  " + "\n  ".join(errors.items))
     return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
                        tuple(metrics), clean_resources, dict(raw), rules=rules, map=chosen,
-                       landscape=dict(landscape))
+                       landscape=dict(landscape), search=search)
 
 
 @dataclass(frozen=True)
@@ -510,7 +577,7 @@ def estimate(space: SearchSpace) -> SizeEstimate:
     peak = trial_bytes(CELLS[space.cell], get_task(space.task, space.task_params),
                        max(space.axes["hidden_size"]), max(space.axes["seq_len"]), per_trial,
                        seeds, space.metrics, LandscapeConfig(**space.landscape))
-    return SizeEstimate(points, points // per_trial, per_trial, peak)
+    return SizeEstimate(space.planned_points, points // per_trial, per_trial, peak)
 
 
 def _size_text(count: int) -> str:

@@ -28,6 +28,7 @@ from .errors import SweeperInputError
 from .interrupt import SweepInterrupted
 from .landscape_metrics import LandscapeConfig
 from .measure import measure
+from .refine import cells_of, next_cells
 from .regions import classify
 from .space import SearchSpace, Trial, point_id
 
@@ -115,6 +116,36 @@ class RunIdRegistry(ABC):
         """Worker side: the trial's published run id, or None."""
 
 
+class RoundLog(ABC):
+    """The trials of a refined sweep's rounds as they were proposed: what the sweep is made
+    of, for a resume (a killed round's trials run again as they were) and for aggregation.
+
+    Invariants: ``record`` is atomic and durable before the round's trials run; ``rounds``
+    returns what was recorded, in order.
+    """
+
+    @abstractmethod
+    def rounds(self) -> list[list[Trial]]:
+        """Every recorded round's trials, round 0 first."""
+
+    @abstractmethod
+    def record(self, index: int, trials: list[Trial]) -> None:
+        """Record round ``index``; rounds from ``index`` on recorded before are dropped."""
+
+
+class RoundsInProcess(RoundLog):
+    """Rounds in the driver's memory (a sweep that need not be resumed)."""
+
+    def __init__(self) -> None:
+        self._rounds: list[list[Trial]] = []
+
+    def rounds(self) -> list[list[Trial]]:
+        return [list(r) for r in self._rounds]
+
+    def record(self, index: int, trials: list[Trial]) -> None:
+        self._rounds = [*self._rounds[:index], list(trials)]
+
+
 class RunIdsInProcess(RunIdRegistry):
     """Run ids in the driver's memory: what the driver publishes is seen in its own process
     at once; a copy pickled to another process keeps what was published when it was
@@ -196,6 +227,10 @@ class Tracker(ABC):
     def end_sweep(self, status: str) -> None:
         """Close the parent run (FINISHED, FAILED or KILLED) and any run still open."""
 
+    def round_started(self, index: int, points: int, total: int) -> None:  # noqa: B027
+        """A refined sweep's round ``index`` (0: the first lattice) proposes ``points``
+        points, ``total`` with the rounds before it (optional; after ``start_sweep``)."""
+
     def available(self) -> bool:
         """Whether the tracking store answers now; cheap (seconds at most). After a failure
         the sweep closes its runs only if it does."""
@@ -235,6 +270,15 @@ class Executor(ABC):
     def run(self, work: TrialWork, trials: list[Trial],
             on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
             max_failures: int) -> None: ...
+
+    def run_rounds(self, work: TrialWork, next_round: Callable[[], list[Trial]],
+                   on_done: Callable[[Trial, str], None],
+                   on_error: Callable[[Trial, str], None], max_failures: int) -> None:
+        """Rounds of trials: ``next_round()`` is called once every trial of the round before
+        has been reported (first: at once), in the thread that called ``run_rounds``, until
+        it returns no trial. The same invariants as ``run`` hold for each trial."""
+        while trials := next_round():
+            self.run(work, trials, on_done, on_error, max_failures)
 
 
 def attempt(work: TrialWork, trial: Trial, device: str | None,
@@ -398,6 +442,10 @@ class _TrackingThread:
         open (the first at once, then at most twice a second)."""
         self.progress.note("tracking", "opening the tracking store")
         self.tracker.start_sweep(space)
+        self.open_trial_runs(pending)
+
+    def open_trial_runs(self, pending: list[Trial]) -> None:
+        """A run per trial (after ``open_runs``), published as in ``open_runs``."""
         last = -math.inf
         for i, trial in enumerate(pending):
             if self.stopping.is_set():
@@ -487,6 +535,50 @@ class _Ledger:
         self.progress.update(failed=1)
 
 
+class _Refinement:
+    """A refined sweep's rounds (see :mod:`sweeper.refine`): each proposed from the points
+    measured before it, recorded in the round log before it runs. A resume takes the
+    recorded rounds as they are, runs what they left undone, then goes on proposing."""
+
+    def __init__(self, space: SearchSpace, sink: ResultSink, log: RoundLog, resume: bool,
+                 on_round: Callable[[int, list[Trial]], None]):
+        self.space, self.sink, self.log, self.on_round = space, sink, log, on_round
+        self.grid = space.grid
+        self.recorded = log.rounds() if resume else []
+        self.columns = [*space.axes, "region", "status", "lyapunov_max"]
+        self.rows: list[pd.DataFrame] = []
+        self.failed: set[tuple[int, int, int]] = set()
+        self.unfinished: list[Trial] = []
+
+    def known(self) -> list[Trial]:
+        return [t for trials in self.recorded for t in trials]
+
+    def take(self, trial: Trial, location: str) -> None:
+        """A finished trial's points join what the next round is proposed from."""
+        frame = self.sink.read(location)
+        self.rows.append(frame[[c for c in self.columns if c in frame]])
+
+    def fail(self, trial: Trial) -> None:
+        self.failed |= cells_of(self.grid, trial.config, trial.vectorized)
+
+    def next_round(self) -> list[Trial]:
+        if self.unfinished:  # a resumed sweep first finishes the rounds it recorded
+            trials, self.unfinished = self.unfinished, []
+            return trials
+        spent = sum(t.n_points for t in self.known())
+        points = pd.concat(self.rows, ignore_index=True) if self.rows else pd.DataFrame(
+            columns=self.columns)
+        cells = next_cells(self.grid, points, self.space.search, self.space.planned_points
+                           - spent, self.failed, self.space.rules)
+        if not cells:
+            return []
+        trials = self.space.cell_trials(cells)
+        self.log.record(len(self.recorded), trials)
+        self.recorded.append(trials)
+        self.on_round(len(self.recorded) - 1, trials)
+        return trials
+
+
 def _points(trials: list[Trial]) -> dict[str, int]:
     return {t.trial_id: t.n_points for t in trials}
 
@@ -516,8 +608,16 @@ def _wind_down(signum: int, trials: list[Trial], sink: ResultSink, executor: Exe
 
 def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: Executor,
               *, run_ids: RunIdRegistry | None = None, resume: bool = False,
-              max_failures: int = 0, progress: Progress | None = None) -> dict[str, int]:
+              max_failures: int = 0, progress: Progress | None = None,
+              rounds: RoundLog | None = None, work: TrialWork | None = None
+              ) -> dict[str, int]:
     """Run every trial not yet completed; returns counts (trials, skipped, done, failed).
+
+    A grid search runs the space's trials; a refined one (``search: {method: refine}``)
+    runs rounds of trials proposed from the points before them (:mod:`sweeper.refine`),
+    recorded in ``rounds`` (default: in memory; pass a
+    :class:`~sweeper.adapters.rounds_file.RoundsFile` to resume one). ``work`` replaces
+    what each trial computes (default: :class:`TrialWork`, which measures it).
 
     Without ``resume`` an output that already holds parts is refused, so two sweeps never mix.
     ``run_ids`` hands the trials' run ids to the workers (default: in the driver's memory,
@@ -535,25 +635,58 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
             logged FINISHED and the other runs KILLED.
         TrackingError: tracking failed; every trial was still computed and written.
     """
-    trials = space.trials()
+    refine = None
+    if space.search.refine:
+        refine = _Refinement(space, sink, rounds or RoundsInProcess(), resume,
+                             lambda index, new: on_round(index, new))
+        trials = refine.known()
+    else:
+        trials = space.trials()
     done_before = _completed_before(sink, trials, resume)
     pending = [t for t in trials if t.trial_id not in done_before]
     run_ids = run_ids or RunIdsInProcess()
-    progress = progress or Progress(space.n_points)
+    progress = progress or Progress(space.planned_points)
     tracking = _TrackingThread(tracker, sink, run_ids, progress)
     ledger = _Ledger(trials, done_before, tracking, progress)
+    work = work or TrialWork(space, sink, run_ids)
     status = "FAILED"
+
+    def on_round(index: int, new: list[Trial]) -> None:
+        trials.extend(new)
+        ledger.counts["trials"] += len(new)
+        points = sum(t.n_points for t in new)
+        total = sum(t.n_points for t in trials)
+        progress.note("rounds", f"round {index}: {points} points")
+        tracking.submit(tracking.open_trial_runs, new)
+        tracking.submit(tracker.round_started, index, points, total)
+
     try:
         run_ids.publish({})  # before any worker reads: no ids of an earlier driver
         tracking.submit(tracking.open_runs, space, pending)
         tracking.submit(tracking.reconcile, [t for t in trials if t.trial_id in done_before])
-        if pending:
+        if refine is not None:
+            for trial in trials:
+                if trial.trial_id in done_before:
+                    refine.take(trial, sink.location(trial.trial_id))
+            refine.unfinished = pending
+        if pending or refine is not None:
             if executor.starting:
                 progress.note("workers", executor.starting)
             executor.start()
             progress.note("workers", None)
-            executor.run(TrialWork(space, sink, run_ids), pending, ledger.trial_done,
-                         ledger.trial_failed, max_failures)
+        if refine is not None:
+            def done(trial: Trial, location: str) -> None:
+                refine.take(trial, location)
+                ledger.trial_done(trial, location)
+
+            def failed(trial: Trial, message: str) -> None:
+                refine.fail(trial)
+                ledger.trial_failed(trial, message)
+
+            executor.run_rounds(work, refine.next_round, done, failed, max_failures)
+            progress.total = sum(t.n_points for t in trials)  # refinement may end early
+        elif pending:
+            executor.run(work, pending, ledger.trial_done, ledger.trial_failed, max_failures)
         executor.stop()  # before waiting for the tracker: the two overlap
         tracking.drain()
         status = "FINISHED" if ledger.counts["failed"] == 0 else "FAILED"

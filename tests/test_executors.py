@@ -177,3 +177,22 @@ def test_an_interrupt_inside_a_report_ends_the_run(executor, tmp_path):
         executor.run(work, work.space.trials(), interrupted, interrupted, 0)
     executor.stop()
     assert len(reported) == 1
+
+
+def test_rounds_come_one_after_another_each_after_every_report(executor, tmp_path):
+    """run_rounds asks for the next round only once every trial of the round before was
+    reported, and stops at the first empty round (on Ray: all in one Tuner)."""
+    work = _work(tmp_path)
+    first, second = work.space.trials()
+    reports = Reports()
+    asked: list[list[str]] = []
+    rounds = [[first], [second], []]
+
+    def next_round() -> list[Trial]:
+        asked.append([trial_id for trial_id, _ in reports.done])
+        return rounds[len(asked) - 1]
+
+    executor.run_rounds(work, next_round, reports.on_done, reports.on_error, 0)
+    executor.stop()
+    assert asked == [[], [first.trial_id], [first.trial_id, second.trial_id]]
+    assert reports.failed == []

@@ -328,7 +328,8 @@ class MlflowTracker(Tracker):
         self.client.log_batch(self.parent, params=_params({
             "task": space.task, "cell": space.cell, "task_params": space.task_params,
             "metrics": list(space.metrics), "vectorize": list(space.vectorize),
-            "n_points": space.n_points}))
+            "n_points": space.n_points, "search": space.raw.get("search") or
+            {"method": "grid"}}))
         return self.parent
 
     def trial_started(self, trial: Trial) -> str:
@@ -375,6 +376,16 @@ class MlflowTracker(Tracker):
         self.client.set_tag(known.run_id, "error", error[:5000])
         self._set_status(known.run_id, "FAILED", _now_ms())
         known.status = "FAILED"
+
+    def round_started(self, index: int, points: int, total: int) -> None:
+        """Two metrics on the parent run, stepped by round: ``refine_round_points`` (what
+        the round proposes) and ``refine_points`` (with every round before it)."""
+        from mlflow.entities import Metric
+
+        now = _now_ms()
+        self.client.log_batch(self.parent, metrics=[
+            Metric("refine_round_points", float(points), now, index),
+            Metric("refine_points", float(total), now, index)])
 
     def end_sweep(self, status: str) -> None:
         if self.parent is None:

@@ -113,6 +113,18 @@ class RayTuneExecutor(Executor):
                 resources=self.resources, storage_path=self.storage_path,
                 slots=self.slots())
 
+    def run_rounds(self, work: TrialWork, next_round: Callable[[], list[Trial]],
+                   on_done: Callable[[Trial, str], None],
+                   on_error: Callable[[Trial, str], None], max_failures: int) -> None:
+        """All rounds in one Tuner (its workers stay up between rounds)."""
+        self.start()
+        from .tune_trials import fit_rounds
+
+        with _working_directory(self.storage_path):
+            fit_rounds(work, next_round, on_done, on_error, max_failures=max_failures,
+                       device=self.device, resources=self.resources,
+                       storage_path=self.storage_path, slots=self.slots())
+
     def slots(self) -> int:
         """How many trials the cluster runs at once with the trials' resources (at least 1)."""
         import ray

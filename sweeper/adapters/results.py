@@ -27,11 +27,13 @@ from ..aggregate import SCHEMA_VERSION, region_map
 from ..atomic import atomic_write
 from ..errors import SweeperInputError
 from ..orbits import sweep_orbits
+from ..refine import fill_map
 from ..regions import classify
 from ..space import SearchSpace, validate_space
 from ..theory import mean_field_drive
 from .mlflow_tracker import absolute_tracking_uri
 from .parquet_sink import CORRUPT, ParquetSink, Rows, one_schema, read_rows
+from .rounds_file import sweep_trials
 
 RECORD, REGION_MAP, PLOTS = "sweep.json", "region_map.parquet", "plots"
 
@@ -74,7 +76,7 @@ def sweep_sources(out: str | Path, space: SearchSpace) -> dict[str, Path]:
     Raises:
         SweeperInputError: a file is damaged; the message names each one and the repair.
     """
-    scan = ParquetSink(out).scan({t.trial_id: t.n_points for t in space.trials()})
+    scan = ParquetSink(out).scan({t.trial_id: t.n_points for t in sweep_trials(out, space)})
     if scan.damaged:
         raise SweeperInputError(damaged_parts_message(out, scan.damaged))
     return dict(sorted(scan.sources.items()))
@@ -219,6 +221,8 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
     x, y = space.map
     drive = mean_field_drive(space.cell, space.task, space.task_params)  # None: no theory
     frame = region_map(points, x, y, space.rules, drive=drive)
+    if space.search.refine:  # the whole grid, unevaluated cells filled in
+        frame = fill_map(frame, x, y, space.axes[x], space.axes[y])
     map_path = write_region_map(out, frame, space)
     drawn: list[Path] = []
     if plots:

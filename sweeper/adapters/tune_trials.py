@@ -9,17 +9,24 @@ thousands of trials runs as a few Tune trials per worker slot. A Tune trial repo
 sweep trial, as each ends, so the driver logs and counts them one by one. Retries are the
 sweep's, not Tune's: an exception is retried in the worker (:func:`~sweeper.sweep.attempt`);
 a worker that dies ends its batch, the sweep trial it was computing is charged with the death,
-and the batch's unreported trials run again in a further round of Tune trials, each sweep
-trial given ``max_failures`` deaths before it is reported failed."""
+and the batch's unreported trials run again in further batches, each sweep trial given
+``max_failures`` deaths before it is reported failed.
+
+One Tuner runs the whole sweep: its search algorithm (:class:`Rounds`, Tune's ``Searcher``
+interface) hands out the batches of a round, waits until each has ended, sends the
+unreported trials round again, then asks the sweep for its next round (a refined sweep
+proposes it from the points measured so far), so Tune's workers stay up between rounds."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Mapping
 
 from ray import cloudpickle, tune
+from ray.tune.search import Searcher
 
 from ..space import Trial
 from ..sweep import TrialWork, attempt
@@ -38,11 +45,21 @@ def pack(trials: list[Trial], slots: int) -> list[list[Trial]]:
     return [trials[i::n] for i in range(n)]
 
 
-def run_batch(config: dict, work: TrialWork, batches: list[list[Trial]],
-              device: str | None, max_failures: int) -> None:
+def encode(batch: list[Trial]) -> list[dict]:
+    """A batch as plain data, for a Tune trial's config (a round's batches are made after
+    the trainable was handed to Tune, so they travel in the config)."""
+    return [{"trial_id": t.trial_id, "config": t.config, "vectorized": t.vectorized}
+            for t in batch]
+
+
+def decode(batch: list[dict]) -> list[Trial]:
+    return [Trial(t["trial_id"], t["config"], t["vectorized"]) for t in batch]
+
+
+def run_batch(config: dict, work: TrialWork, device: str | None, max_failures: int) -> None:
     """The trainable: the sweep trials of one batch in turn on a Ray worker, each part
     written by the worker and each outcome reported as soon as it is known."""
-    for trial in batches[config["batch"]["index"]]:
+    for trial in decode(config["batch"]["trials"]):
         ok, outcome = attempt(work, trial, device, max_failures)
         tune.report({TRIAL: trial.trial_id, (LOCATION if ok else ERROR): outcome})
 
@@ -73,14 +90,21 @@ class Handoff(tune.Callback):
     """Driver side: the single place where Tune's results reach the executor's ``on_done`` and
     ``on_error``, once per sweep trial. Tune calls it in the thread that runs ``fit``, so the
     executor's reports come from that thread. A batch that ends before reporting all its
-    sweep trials is kept in ``broken`` (its unreported trials, in order, and why)."""
+    sweep trials is kept in ``broken`` (its unreported trials, in order, and why); ``ended``
+    counts the batches that ended either way."""
 
-    def __init__(self, batches: list[list[Trial]], on_done: Callable[[Trial, str], None],
-                 on_error: Callable[[Trial, str], None], reported: set[str]):
-        self.batches, self.on_done, self.on_error = batches, on_done, on_error
-        self.by_id = {t.trial_id: t for batch in batches for t in batch}
-        self.reported = reported
+    def __init__(self, on_done: Callable[[Trial, str], None],
+                 on_error: Callable[[Trial, str], None]):
+        self.on_done, self.on_error = on_done, on_error
+        self.batches: dict[tuple[int, int], list[Trial]] = {}
+        self.by_id: dict[str, Trial] = {}
+        self.reported: set[str] = set()
         self.broken: list[tuple[list[Trial], str]] = []
+        self.ended = 0
+
+    def add(self, round_: int, index: int, batch: list[Trial]) -> None:
+        self.batches[round_, index] = batch
+        self.by_id.update((t.trial_id, t) for t in batch)
 
     def __getstate__(self):
         # Tune pickles the experiment's callbacks (for Tuner.restore, which the sweep does not
@@ -99,7 +123,8 @@ class Handoff(tune.Callback):
             self.on_done(self.by_id[trial_id], result[LOCATION])
 
     def _unreported(self, tune_trial) -> list[Trial]:
-        batch = self.batches[tune_trial.config["batch"]["index"]]
+        key = tune_trial.config["batch"]
+        batch = self.batches.pop((key["round"], key["index"]))
         return [t for t in batch if t.trial_id not in self.reported]
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -107,18 +132,91 @@ class Handoff(tune.Callback):
         if left:  # the trainable returned early: never expected, never silently lost
             self.broken.append((left, f"Ray Tune trial {batch_name(trial)} ended without "
                                       f"reporting trial {left[0].trial_id}"))
+        self.ended += 1
 
     def on_trial_error(self, iteration, trials, trial, **info):
         left = self._unreported(trial)
         if left:
             self.broken.append((left, last_error(trial)))
+        self.ended += 1
+
+
+class Rounds(Searcher):
+    """Tune's search interface over the sweep's rounds (see the module's docstring): a
+    config per batch; while batches it handed out are running and none is queued it answers
+    None (Tune asks again); FINISHED once ``next_round`` has nothing more."""
+
+    def __init__(self, next_round: Callable[[], list[Trial]], handoff: Handoff, slots: int,
+                 max_failures: int):
+        super().__init__()
+        self.next_round, self.handoff = next_round, handoff
+        self.slots, self.max_failures = slots, max_failures
+        self.queue: deque[dict] = deque()
+        self.issued, self.round = 0, 0
+        self.deaths: dict[str, int] = {}
+        self.done = False
+
+    def __getstate__(self):
+        # The Tuner pickles its search algorithm (for Tuner.restore, which the sweep does
+        # not use); ours reaches the driver's threads, as the Handoff does.
+        return {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the configs are the batches; nothing is optimised
+
+    def suggest(self, trial_id: str):
+        if not self.queue:
+            if self.done:
+                return Searcher.FINISHED
+            if self.handoff.ended < self.issued:
+                return None  # the round is still running
+            trials = self._again() or self.next_round()
+            if not trials:
+                self.done = True
+                return Searcher.FINISHED
+            for index, batch in enumerate(pack(trials, self.slots)):
+                self.handoff.add(self.round, index, batch)
+                self.queue.append({"batch": {"round": self.round, "index": index,
+                                             "trials": encode(batch)}})
+            self.round += 1
+        self.issued += 1
+        return self.queue.popleft()
+
+    def _again(self) -> list[Trial]:
+        """The broken batches' unreported trials; each batch's first one (it was running
+        when its worker died) charged with the death, and reported failed past
+        ``max_failures`` deaths."""
+        again = []
+        for left, message in self.handoff.broken:
+            culprit = left[0]
+            self.deaths[culprit.trial_id] = self.deaths.get(culprit.trial_id, 0) + 1
+            if self.deaths[culprit.trial_id] > self.max_failures:
+                self.handoff.reported.add(culprit.trial_id)
+                self.handoff.on_error(culprit, message)
+            again += [t for t in left if t.trial_id not in self.handoff.reported]
+        self.handoff.broken.clear()
+        return again
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        pass  # the Handoff counts the ends: it also sees why a batch ended
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        pass  # the sweep resumes from its parts, never from Tune's checkpoint
 
 
 def fit(work: TrialWork, trials: list[Trial], on_done: Callable[[Trial, str], None],
-        on_error: Callable[[Trial, str], None], *, max_failures: int, device: str | None,
-        resources: Mapping[str, float], storage_path: str | None, slots: int) -> None:
-    """Every trial reported exactly once: rounds of Tune trials over batches of the trials
-    not yet reported, until none is left; returns when all ended."""
+        on_error: Callable[[Trial, str], None], **options) -> None:
+    """Every trial reported exactly once (see :func:`fit_rounds`)."""
+    rounds = [list(trials)]
+    fit_rounds(work, lambda: rounds.pop() if rounds else [], on_done, on_error, **options)
+
+
+def fit_rounds(work: TrialWork, next_round: Callable[[], list[Trial]],
+               on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
+               *, max_failures: int, device: str | None, resources: Mapping[str, float],
+               storage_path: str | None, slots: int) -> None:
+    """Rounds of sweep trials in one Tuner, each trial reported exactly once; returns when
+    ``next_round`` has no more and every trial ended."""
     # Tune's newer console output ignores verbose=0 and prints its trial table to stdout;
     # the sweep has its own progress line. The user's own setting wins.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -128,37 +226,16 @@ def fit(work: TrialWork, trials: list[Trial], on_done: Callable[[Trial, str], No
     # The sweep handles Ctrl-C itself (sweeper.interrupt): Tune's own handler would end
     # fit() quietly, as if the sweep were complete, and advise Tuner.restore.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    reported: set[str] = set()
-    deaths: dict[str, int] = {}
-    pending, round_ = list(trials), 0
-    while pending:
-        batches = pack(pending, slots)
-        handoff = Handoff(batches, on_done, on_error, reported)
-        _tune_round(work, batches, handoff, round_, device=device, resources=resources,
-                    storage_path=storage_path, max_failures=max_failures)
-        for left, message in handoff.broken:
-            culprit = left[0]  # a batch runs in order: the first unreported one was running
-            deaths[culprit.trial_id] = deaths.get(culprit.trial_id, 0) + 1
-            if deaths[culprit.trial_id] > max_failures:
-                reported.add(culprit.trial_id)
-                on_error(culprit, message)
-        pending = [t for t in pending if t.trial_id not in reported]
-        round_ += 1
-
-
-def _tune_round(work: TrialWork, batches: list[list[Trial]], handoff: Handoff, round_: int,
-                *, device: str | None, resources: Mapping[str, float],
-                storage_path: str | None, max_failures: int) -> None:
-    """One Tuner: a Tune trial per batch, none retried by Tune (see :func:`fit`)."""
-    trainable = functools.partial(run_batch, work=work, batches=batches, device=device,
+    handoff = Handoff(on_done, on_error)
+    trainable = functools.partial(run_batch, work=work, device=device,
                                   max_failures=max_failures)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": resources.get("cpu", 1.0),
                                         "gpu": resources.get("gpu", 0.0)}),
-        param_space={"batch": tune.grid_search([{"round": round_, "index": i}
-                                                for i in range(len(batches))])},
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=batch_name,
-                                    trial_dirname_creator=batch_name),
+        tune_config=tune.TuneConfig(
+            search_alg=Rounds(next_round, handoff, slots, max_failures), num_samples=-1,
+            reuse_actors=True, trial_name_creator=batch_name,
+            trial_dirname_creator=batch_name),
         run_config=tune.RunConfig(
             name=work.space.name, storage_path=storage_path, verbose=0,
             failure_config=tune.FailureConfig(max_failures=0), callbacks=[handoff]),
