@@ -165,23 +165,10 @@ def test_stop_is_idempotent_and_a_stopped_executor_runs_again(executor, tmp_path
 
 # Last in the module: after an interrupt a Ray run leaves its trials' workers to the driver's
 # stop (Ray's shutdown), which here is the fixture's, at the end of the module.
-def test_an_interrupt_inside_a_report_ends_the_run(executor, tmp_path):
-    work = _work(tmp_path)
-    reported = []
-
-    def interrupted(trial: Trial, location: str) -> None:
-        reported.append(trial.trial_id)
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        executor.run(work, work.space.trials(), interrupted, interrupted, 0)
-    executor.stop()
-    assert len(reported) == 1
-
-
 def test_rounds_come_one_after_another_each_after_every_report(executor, tmp_path):
     """run_rounds asks for the next round only once every trial of the round before was
-    reported, and stops at the first empty round (on Ray: all in one Tuner)."""
+    reported, and stops at the first empty round (on Ray: all in one Tuner). Before the
+    interrupt test: an interrupted Tuner leaves its trial actors on the shared Ray."""
     work = _work(tmp_path)
     first, second = work.space.trials()
     reports = Reports()
@@ -196,3 +183,18 @@ def test_rounds_come_one_after_another_each_after_every_report(executor, tmp_pat
     executor.stop()
     assert asked == [[], [first.trial_id], [first.trial_id, second.trial_id]]
     assert reports.failed == []
+
+
+def test_an_interrupt_inside_a_report_ends_the_run(executor, tmp_path):
+    work = _work(tmp_path)
+    reported = []
+
+    def interrupted(trial: Trial, location: str) -> None:
+        reported.append(trial.trial_id)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(work, work.space.trials(), interrupted, interrupted, 0)
+    executor.stop()
+    assert len(reported) == 1
+
