@@ -37,7 +37,12 @@ VECTORIZABLE = ("recurrent_scale", "input_scale", "seed")
 INTEGER_AXES = ("seed", "seq_len", "hidden_size")
 GENERATORS = ("linspace", "logspace", "uniform")
 TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "axes",
-            "vectorize", "metrics", "resources", "regions", "map", "landscape", "search")
+            "vectorize", "metrics", "resources", "regions", "map", "landscape", "training",
+            "dynamics", "memory", "search")
+#: Keys that set a metric family's protocol: their fields, validated, join each trial's
+#: config (another protocol measures other numbers: other trial ids).
+PROTOCOLS = {"dynamics": DynamicsConfig, "memory": MemoryConfig, "landscape": LandscapeConfig,
+             "training": TrainingConfig}
 #: Keys that change how results are read, where trials run or which points are chosen, not
 #: what a point measures: left out of the sweep's identity (a refined sweep's points are the
 #: grid sweep's points, ids included).
@@ -88,6 +93,7 @@ class SearchSpace:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     rules: RegionRules = field(default_factory=RegionRules)
     landscape: dict[str, Any] = field(default_factory=dict)  # LandscapeConfig fields
+    protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> its fields
     map: tuple[str, str] = ("recurrent_scale", "input_scale")
     search: SearchConfig = field(default_factory=SearchConfig)
 
@@ -126,8 +132,9 @@ class SearchSpace:
         values only, so the same point has the same id in every trial that holds it."""
         config = {"name": self.name, "task": self.task, "task_params": self.task_params,
                   "cell": self.cell, "metrics": list(self.metrics), **outer}
-        if self.landscape:  # a different protocol measures different numbers
-            config["landscape"] = dict(self.landscape)
+        for key in PROTOCOLS:  # a different protocol measures different numbers
+            if self.protocols.get(key):
+                config[key] = dict(self.protocols[key])
         inner = {a: list(v) for a, v in inner.items()}
         return Trial(stable_hash({**config, "vectorized": inner}), config, inner)
 
@@ -282,6 +289,60 @@ def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
     return out
 
 
+def _protocol(key: str, raw: Any, errors: _Errors) -> dict[str, Any]:
+    """A protocol key's fields (see PROTOCOLS), each checked against its field's kind (the
+    type of its default: integer, finite number, flag, name, pair of numbers, or optional),
+    then by the config class itself; {} when absent or invalid."""
+    cls = PROTOCOLS[key]
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        errors.add(key, raw, f"a mapping of {cls.__name__} fields")
+        return {}
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known), key=str)
+    if unknown:
+        errors.add_text(key, f"unknown keys {unknown}; allowed: {list(known)}")
+        return {}
+    problems = len(errors.items)
+    for name, value in raw.items():
+        default, kind = known[name].default, str(known[name].type)
+        if value is None and "None" in kind:
+            continue
+        if isinstance(default, bool):
+            ok, allowed = isinstance(value, bool), "true or false"
+        elif "int" in kind:  # bounded: a hostile 10**400 would pass the config classes
+            ok, allowed = is_integer(value) and abs(value) <= 2**31, "an integer up to 2^31"
+        elif isinstance(default, str):
+            ok, allowed = isinstance(value, str), "a name"
+        elif isinstance(default, tuple):
+            ok = (isinstance(value, list | tuple) and len(value) == len(default)
+                  and all(map(is_finite_number, value)))
+            allowed = f"a list of {len(default)} finite numbers"
+        else:
+            ok, allowed = is_finite_number(value), "a finite number"
+        if not ok:
+            errors.add(f"{key}.{name}", value, allowed + (" or null" if "None" in kind
+                                                            else ""))
+    if len(errors.items) > problems:
+        return {}
+    try:
+        cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (ValueError, TypeError, OverflowError) as exc:
+        errors.add_text(key, str(exc))
+        return {}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+
+
+def protocol_configs(space: SearchSpace) -> dict[str, Any]:
+    """The space's protocols as config objects, keyword arguments of
+    :func:`sweeper.measure.measure` (``dynamics=``, ``memory=``, ``landscape=``,
+    ``training=``; defaults where the file sets none)."""
+    return {key: cls(**{k: tuple(v) if isinstance(v, list) else v
+                        for k, v in space.protocols.get(key, {}).items()})
+            for key, cls in PROTOCOLS.items()}
+
+
 def _check_counts(axes: Mapping[str, list], vectorize: list, errors: _Errors) -> None:
     """Points and trials from the axis lengths alone, before any trial is built."""
     points = math.prod(len(v) for v in axes.values())
@@ -390,25 +451,8 @@ def validate_space(raw: Any) -> SearchSpace:
                     "> 0" if key == "cpu" else ">= 0") + " (fractions allowed)")
             else:
                 clean_resources[key] = float(value)
-    landscape = raw.get("landscape") or {}
-    if not isinstance(landscape, Mapping):
-        errors.add("landscape", landscape, "a mapping of LandscapeConfig fields")
-        landscape = {}
-    else:
-        known = [f.name for f in fields(LandscapeConfig)]
-        unknown = sorted(set(landscape) - set(known), key=str)
-        # Every field is a number; infinite radii or sizes would pass LandscapeConfig.
-        odd = [k for k in known if k in landscape and not is_finite_number(landscape[k])]
-        if unknown:
-            errors.add_text("landscape", f"unknown keys {unknown}; allowed: {known}")
-        elif odd:
-            for key in odd:
-                errors.add(f"landscape.{key}", landscape[key], "a finite number")
-        else:
-            try:
-                LandscapeConfig(**landscape)
-            except rejected as exc:
-                errors.add_text("landscape", str(exc))
+    protocols = {key: _protocol(key, raw.get(key), errors) for key in PROTOCOLS}
+    landscape = protocols["landscape"]
     rules = RegionRules()
     regions_raw = raw.get("regions") or {}
     if not isinstance(regions_raw, Mapping):
@@ -446,7 +490,8 @@ def validate_space(raw: Any) -> SearchSpace:
         raise SweeperInputError("invalid search space:\n  " + "\n  ".join(errors.items))
     return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
                        tuple(metrics), clean_resources, dict(raw), rules=rules, map=chosen,
-                       landscape=dict(landscape), search=search)
+                       landscape=dict(landscape), search=search,
+                       protocols={k: v for k, v in protocols.items() if v})
 
 
 @dataclass(frozen=True)
@@ -472,8 +517,9 @@ COMPUTE_BYTES = 4
 
 
 def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: int,
-                seeds: int, metrics: Sequence[str], landscape: LandscapeConfig | None = None
-                ) -> int:
+                seeds: int, metrics: Sequence[str], landscape: LandscapeConfig | None = None,
+                *, dynamics: DynamicsConfig | None = None, memory: MemoryConfig | None = None,
+                training: TrainingConfig | None = None) -> int:
     """Order-of-magnitude peak memory of one trial of ``points`` points over ``seeds`` base
     draws, measured in float32 with the default protocols (what a sweep's trials run).
 
@@ -505,7 +551,8 @@ def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: i
     Args:
         cell: a Cell; task: a Task (its input and output sizes).
         hidden_size, seq_len, points, seeds: H, N, K, G (G <= K).
-        metrics: the families measured. landscape: its protocol (default LandscapeConfig()).
+        metrics: the families measured. landscape, dynamics, memory, training: the
+            families' protocols (defaults: their config classes' defaults).
 
     Returns:
         Bytes, an int.
@@ -515,7 +562,7 @@ def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: i
     state, gates = cell.state_size(hidden_size), cell.gates * hidden_size
     inputs, outputs = task.input_size, task.output_size
     per_point = gates * (hidden_size + inputs + 2) + outputs * (hidden_size + 1)
-    dyn = DynamicsConfig()
+    dyn = dynamics or DynamicsConfig()
     steps = dyn.burn_in + seq_len
     projected = type(cell).prepare is not Cell.prepare  # one weight set per point
     base = (PROCESS_BYTES + (k_points if projected else groups) * per_point * (b + f64)
@@ -535,7 +582,7 @@ def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: i
             + seq_len * k_points * (f64 + 1)
             + (8 * (1 + k) * gates + 2 * dyn.lanczos_steps * state) * k_points * b)
     if "memory" in metrics:
-        mem = MemoryConfig()
+        mem = memory or MemoryConfig()
         length, delays = mem.train + mem.test, mem.delays(state)
         chunk = min(k_points, max(1, mem.chunk_bytes // (length * (state + 1) * f64)))
         capacity = (chunk * (2 * length * state * b + 2 * length * (state + 1) * f64
@@ -553,7 +600,7 @@ def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: i
         slices = k_points * land.points * (per_point * b + rollout(land.batch_size))
         family["landscape"] = 4 * k_points * per_point * b + max(gradient, slices)
     if "training" in metrics:
-        train = TrainingConfig()
+        train = training or TrainingConfig()
         family["training"] = k_points * (5 * per_point * b + backprop(train.batch_size)
                                          + rollout(train.val_batch_size))
     return base + max(family.values(), default=0)
@@ -576,7 +623,7 @@ def estimate(space: SearchSpace) -> SizeEstimate:
     # Memory grows with H and N: the trial with the largest of each bounds every other.
     peak = trial_bytes(CELLS[space.cell], get_task(space.task, space.task_params),
                        max(space.axes["hidden_size"]), max(space.axes["seq_len"]), per_trial,
-                       seeds, space.metrics, LandscapeConfig(**space.landscape))
+                       seeds, space.metrics, **protocol_configs(space))
     return SizeEstimate(space.planned_points, points // per_trial, per_trial, peak)
 
 

@@ -26,11 +26,10 @@ import pandas as pd
 
 from .errors import SweeperInputError
 from .interrupt import SweepInterrupted
-from .landscape_metrics import LandscapeConfig
 from .measure import measure
 from .refine import cells_of, next_cells
 from .regions import classify
-from .space import SearchSpace, Trial, point_id
+from .space import SearchSpace, Trial, point_id, protocol_configs
 
 CONFIG_COLUMNS = ("sweep", "trial_id", "point_id")
 log = logging.getLogger("sweeper")
@@ -51,7 +50,7 @@ def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> 
                     task_params=space.task_params, recurrent_scale=values("recurrent_scale"),
                     input_scale=values("input_scale"), seed=values("seed"),
                     seq_len=config["seq_len"], metrics=space.metrics, device=device,
-                    landscape=LandscapeConfig(**space.landscape))
+                    **protocol_configs(space))
     ids = [point_id(trial, {"recurrent_scale": r, "input_scale": a, "seed": s,
                             "seq_len": config["seq_len"], "hidden_size": config["hidden_size"]})
            for r, a, s in zip(frame.recurrent_scale, frame.input_scale, frame.seed,

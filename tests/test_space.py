@@ -103,6 +103,15 @@ def test_every_error_is_reported_at_once(tmp_path, capsys):
 # One corruption per generated file: (key path named in the message, how to break it).
 CORRUPTIONS = [
     ("name", lambda s, v: s.__setitem__("name", v), st.sampled_from(["", "a b", None, 3])),
+    ("training", lambda s, v: s.__setitem__("training", v),
+     st.sampled_from([{"steps": 0}, {"lr": -1}, {"schedule": "linear"}, {"betas": [0.9]},
+                      {"clip": math.inf}, {"threshold": "low"}, {"epochs": 3}, [1]])),
+    ("dynamics", lambda s, v: s.__setitem__("dynamics", v),
+     st.sampled_from([{"burn_in": -1}, {"n_trajectories": 1.5}, {"horizon_tol": 2},
+                      {"twin": "yes"}, {"warmup": 1}])),
+    ("memory", lambda s, v: s.__setitem__("memory", v),
+     st.sampled_from([{"train": 0}, {"washout": -5}, {"ridge": math.nan},
+                      {"attractor_inits": "16"}, {"delays": 3}])),
     ("cell", lambda s, v: s.__setitem__("cell", v), st.text(min_size=1, max_size=8).filter(
         lambda t: t not in ("gru", "lstm", "linear", "rnn_tanh", "orthogonal"))),
     ("hidden_size", lambda s, v: s.__setitem__("hidden_size", v),
@@ -154,6 +163,15 @@ CORRUPTIONS = [
      st.sampled_from([{"hessian_steps": -1}, {"points": 2}, {"radius": 0}, {"hessian": 0},
                       [1], {"radius": math.inf}, {"random_radius": math.nan},
                       {"points": 10**400}, {"batch_size": "16"}, {"points": 41.5}])),
+    ("training", lambda s, v: s.__setitem__("training", v),
+     st.sampled_from([{"steps": 0}, {"lr": -1}, {"schedule": "linear"}, {"betas": [0.9]},
+                      {"clip": math.inf}, {"threshold": "low"}, {"epochs": 3}, [1]])),
+    ("dynamics", lambda s, v: s.__setitem__("dynamics", v),
+     st.sampled_from([{"burn_in": -1}, {"n_trajectories": 1.5}, {"horizon_tol": 2},
+                      {"twin": "yes"}, {"warmup": 1}])),
+    ("memory", lambda s, v: s.__setitem__("memory", v),
+     st.sampled_from([{"train": 0}, {"washout": -5}, {"ridge": math.nan},
+                      {"attractor_inits": "16"}, {"delays": 3}])),
     ("cell", lambda s, v: s.__setitem__("cell", v),
      st.sampled_from([["rnn_tanh"], {"rnn_tanh": 1}, None, 1.5])),
     ("map", lambda s, v: s.__setitem__("map", v),
@@ -210,7 +228,7 @@ def test_shipped_search_spaces_are_valid_and_explained(path):
     assert space.trials() and space.n_points >= 1
     assert space.name.replace("-", "_") == path.stem  # file name and sweep name agree
     size = check_size(space, 24 * 2**30)  # the examples start on a 24 GB machine
-    assert size.points == space.n_points and size.trials == len(space.trials())
+    assert size.points == space.planned_points and size.trials == len(space.trials())
 
 
 def test_shipped_examples_cover_the_documented_set():
@@ -327,3 +345,41 @@ def test_the_memory_estimate_is_near_a_measured_peak():
     measured, estimated = map(int, out.stdout.split())
     assert measured > 200 * 2**20  # the trial itself allocated a lot: the test means something
     assert 0.5 < estimated / measured < 2, (estimated, measured)
+
+
+def test_protocol_keys_reach_the_measurement_and_the_trial_id():
+    """`training:`, `dynamics:` and `memory:` set their family's protocol as `landscape:`
+    does: validated, part of each trial's config (another protocol: other trial ids), and
+    passed to measure() (a loss threshold makes steps_to_threshold a number)."""
+    from sweeper.sweep import trial_frame
+
+    raw = {"name": "protocols", "task": "teacher", "cell": "rnn_tanh", "hidden_size": 8,
+           "seq_len": 20, "axes": {"recurrent_scale": [0.5, 1.0]}, "metrics": ["training"],
+           "training": {"steps": 40, "threshold": 10.0, "betas": [0.8, 0.99]},
+           "dynamics": {"burn_in": 10}, "memory": {"train": 200, "test": 100}}
+    space = validate_space(raw)
+    trial = space.trials()[0]
+    assert trial.config["training"] == {"steps": 40, "threshold": 10.0, "betas": [0.8, 0.99]}
+    assert trial.config["dynamics"] == {"burn_in": 10}
+    plain = validate_space({k: v for k, v in raw.items() if k != "training"})
+    assert plain.trials()[0].trial_id != trial.trial_id
+    frame = trial_frame(space, trial, "cpu")
+    # A threshold above every loss is reached by every point at its first step.
+    assert (frame["steps_to_threshold"] == 1).all()
+    without = trial_frame(plain, plain.trials()[0], "cpu")
+    assert without["steps_to_threshold"].isna().all()
+
+
+def test_bad_protocol_fields_are_named_each_with_what_is_allowed():
+    raw = dict(VALID, training={"steps": 2.5, "schedule": 3, "clip": "x", "betas": [1, 2, 3]},
+               dynamics={"twin": 1, "speed": 2}, memory={"ridge": math.inf})
+    with pytest.raises(SweeperInputError) as caught:
+        validate_space(raw)
+    message = str(caught.value)
+    for expected in ("training.steps must be an integer up to 2^31, got training.steps=2.5",
+                     "training.schedule must be a name, got training.schedule=3",
+                     "training.clip must be a finite number or null",
+                     "training.betas must be a list of 2 finite numbers",
+                     "dynamics: unknown keys ['speed']",
+                     "memory.ridge must be a finite number, got memory.ridge=inf"):
+        assert expected in message, message
