@@ -50,25 +50,30 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--curve", action="store_true",
                    help="include the memory curve r^2_k in the output")
     f = commands.add_parser("figure", help="draw an orbit diagram or the paper's figure",
-                            description="chaotic-lstm: orbit diagram, loss and largest "
-                                        "Lyapunov exponent along theta(s) = s * theta* (the "
-                                        "paper's figure). orbits: the orbit (bifurcation) "
-                                        "diagram of any cell along recurrent_scale under the "
-                                        "task's constant input.")
-    f.add_argument("name", choices=["chaotic-lstm", "orbits"])
-    f.add_argument("--points", type=int, default=1000, help="number of scalings s")
-    f.add_argument("--smin", type=float, default=0.5)
-    f.add_argument("--smax", type=float, default=2.0)
-    f.add_argument("--seq-len", type=int, default=200, help="chaotic-lstm: loss length N")
-    f.add_argument("--cell", default="rnn_tanh", help="orbits: cell name")
-    f.add_argument("--hidden-size", type=int, default=32, help="orbits: hidden size")
-    f.add_argument("--task", default="noise", help="orbits: task (its constant input)")
-    f.add_argument("--task-param", type=_task_param, action="append", default=[],
-                   metavar="KEY=VALUE")
-    f.add_argument("--seed", type=int, default=0, help="orbits: base draw")
-    f.add_argument("--out", default=None,
-                   help="PNG path (default results/figures/<name>.png)")
-    f.add_argument("--device", default=None)
+                            description="Draw a figure along the scaling s; each figure has "
+                                        "its own options (sweeper figure NAME --help).")
+    figures = f.add_subparsers(dest="name", required=True, metavar="NAME")
+    lstm = figures.add_parser("chaotic-lstm", help="the paper's figure",
+                              description="Orbit diagram, loss and largest Lyapunov exponent "
+                                          "of the paper's 2-unit LSTM along theta(s) = "
+                                          "s * theta*.")
+    lstm.add_argument("--seq-len", type=int, default=200, help="loss length N")
+    orbit = figures.add_parser("orbits", help="the orbit diagram of any cell",
+                               description="The orbit (bifurcation) diagram of a cell along "
+                                           "recurrent_scale under the task's constant input.")
+    orbit.add_argument("--cell", default="rnn_tanh", help="cell name")
+    orbit.add_argument("--hidden-size", type=int, default=32, help="hidden size")
+    orbit.add_argument("--task", default="noise", help="task (its constant input)")
+    orbit.add_argument("--task-param", type=_task_param, action="append", default=[],
+                       metavar="KEY=VALUE")
+    orbit.add_argument("--seed", type=int, default=0, help="base draw")
+    for each in (lstm, orbit):
+        each.add_argument("--points", type=int, default=1000, help="number of scalings s")
+        each.add_argument("--smin", type=float, default=0.5)
+        each.add_argument("--smax", type=float, default=2.0)
+        each.add_argument("--out", default=None,
+                          help="PNG path (default results/figures/<name>.png)")
+        each.add_argument("--device", default=None)
     r = commands.add_parser("run", help="run a sweep (Ray Tune + MLflow + Parquet)",
                             description="Run every trial of a search-space file; results go "
                                         "to <out>/points/*.parquet, runs to MLflow.")
@@ -183,6 +188,7 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     from .interrupt import SweepInterrupted
     from .sweep import TrackingError, run_sweep
 
+    _warn_if_edited(space, out)
     tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
     sink = ParquetSink(out)
     resume = f"sweeper run {args.file} --out {out} --resume"
@@ -213,6 +219,30 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
         print(f"sweeper: {tracking_failed}: {resume}", file=sys.stderr)
         return EXIT_TRACKING_FAILED
     return 0 if counts["failed"] == 0 else 1
+
+
+def _warn_if_edited(space, out) -> None:
+    """Say so when ``out`` holds another version of the sweep (an edited axis, metric or
+    protocol): its points stay on disk, but belong to other trials."""
+    import json
+
+    from .adapters.results import RECORD
+    from .space import UNMEASURED_KEYS
+
+    try:
+        before = json.loads((out / RECORD).read_text())["space"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(before, dict):
+        return
+    old = {k: v for k, v in before.items() if k not in UNMEASURED_KEYS}
+    changed = sorted(k for k in set(old) | set(space.measured)
+                     if old.get(k) != space.measured.get(k))
+    if changed:
+        print(f"note: {out} holds points of an earlier version of this sweep (changed: "
+              f"{', '.join(map(str, changed))}); they stay in {out / 'points'} but are not "
+              "this sweep's: aggregate, query and show ignore them (use another --out to "
+              "keep the two apart)", file=sys.stderr)
 
 
 def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
@@ -359,7 +389,8 @@ def _figure(args: argparse.Namespace) -> int:
     require(args.points >= 2, f"--points must be >= 2, got {args.points}")
     require(0 <= args.smin < args.smax,
             f"need 0 <= --smin < --smax, got smin={args.smin}, smax={args.smax}")
-    require(args.seq_len >= 1, f"--seq-len must be >= 1, got {args.seq_len}")
+    if args.name == "chaotic-lstm":
+        require(args.seq_len >= 1, f"--seq-len must be >= 1, got {args.seq_len}")
     device = resolve_device(args.device)
     start = time.perf_counter()
     scales = np.linspace(args.smin, args.smax, args.points).tolist()

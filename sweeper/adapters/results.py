@@ -152,6 +152,16 @@ def labelled_points(out: str | Path, space: SearchSpace, *,
     return points.sort_values("point_id", kind="stable").reset_index(drop=True), len(changed)
 
 
+def measured_only(points: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
+    """``points`` without the metric columns of the families the sweep does not measure
+    (all NaN: the region map would carry a mean and std of nothing for each)."""
+    from ..schema import metric_names
+
+    measured = {name for family in space.metrics for name in metric_names(family)}
+    unmeasured = [c for c in metric_names() if c in points and c not in measured]
+    return points.drop(columns=unmeasured)
+
+
 def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -> Path:
     """``<out>/region_map.parquet`` with the schema version, the sweep's config, the rules and
     the map axes in the file's metadata."""
@@ -176,6 +186,7 @@ def read_region_map(out: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
     path = Path(out) / REGION_MAP
     if not path.exists():
+        read_record(out)  # not a sweep's directory at all: says so, and what to run instead
         raise SweeperInputError(f"no region map at {path}; run `sweeper aggregate {out}`")
     try:
         table = pq.read_table(path)
@@ -220,7 +231,7 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
     points, relabelled = labelled_points(out, space, compact=compact)
     x, y = space.map
     drive = mean_field_drive(space.cell, space.task, space.task_params)  # None: no theory
-    frame = region_map(points, x, y, space.rules, drive=drive)
+    frame = region_map(measured_only(points, space), x, y, space.rules, drive=drive)
     if space.search.refine:  # the whole grid, unevaluated cells filled in
         frame = fill_map(frame, x, y, space.axes[x], space.axes[y])
     map_path = write_region_map(out, frame, space)
