@@ -4,14 +4,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 
 .PHONY: run test lint bench clean
 
+# `make run` needs the runtime dependencies only; `make test` adds the test extra (pytest,
+# Hypothesis, ruff, Playwright, psycopg2) on top.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(TEST_STAMP)
 
 # The quickstart sweep end to end: embedded Ray, sqlite MLflow (./mlflow.db), Parquet parts,
 # region map and plots under results/quickstart. --resume makes a second `make run` finish or
@@ -25,11 +32,11 @@ run: $(STAMP)
 	@echo "Browse the runs:      $(VENV)/bin/sweeper ui --results results/quickstart"
 	@echo "Query:                $(VENV)/bin/sweeper query \"select region, count(*) from points group by region\" --results results/quickstart"
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check sweeper tasks tests benchmarks
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check sweeper tasks tests benchmarks
 
 bench: $(STAMP)
