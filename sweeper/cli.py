@@ -247,18 +247,20 @@ def _warn_if_edited(space, out) -> None:
 
 def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
     from .adapters.mlflow_tracker import log_sweep_artifacts
-    from .adapters.results import aggregate, read_record
+    from .adapters.results import aggregate, read_record, write_summary
     from .terminal import render_map
 
     result = aggregate(out, plots=plots)
+    summary = write_summary(out, result)
     record = read_record(out)
     if attach and record.get("parent_run_id"):
         log_sweep_artifacts(record["tracking_uri"], record["parent_run_id"],
-                            [result.map_path, *result.plots], "summary")
+                            [summary, result.map_path, *result.plots], "summary")
     x, y = result.space.map
     print(render_map(result.region_map, x, y, colour=sys.stdout.isatty()))
     if result.relabelled_parts:
-        print(f"relabelled {result.relabelled_parts} parts with the current region rules")
+        print(f"relabelled the points of {result.relabelled_parts} trials with the current "
+              "region rules")
     print(f"region map: {result.map_path}")
     for path in result.plots:
         print(f"plot: {path}")

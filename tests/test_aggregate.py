@@ -362,7 +362,8 @@ def test_resume_after_editing_the_thresholds_relabels_without_recomputing(tmp_pa
     path.write_text(yaml.safe_dump(space))
     resumed = _cli("run", str(path), "--executor", "local", "--out", str(out),
                    "--tracking-uri", db, "--resume", check=True)
-    assert "2 already done" in resumed.stdout and "relabelled 2 parts" in resumed.stdout
+    assert "2 already done" in resumed.stdout
+    assert "relabelled the points of 2 trials" in resumed.stdout
     after = pd.read_parquet(out / "points").set_index("point_id").loc[before.point_id]
     assert not (after.region == "chaotic").any()
     np.testing.assert_array_equal(after.lyapunov_max, before.lyapunov_max)  # not recomputed

@@ -2,8 +2,10 @@
 `mlflow server` over it, headless Chromium (Debian's, driven by Playwright) opens the
 experiment page and must show the sweep's parent run and, once expanded, its trial runs;
 each trial run names where its rows are (tags ``sweeper.results``, ``sweeper.part``) instead
-of holding a copy of its Parquet part.
-The screenshot is kept in test-artifacts/. The test stops exactly what it started."""
+of holding a copy of its Parquet part, is named by its input scale, and previews its points
+as a table; the parent run's summary gives the edge of chaos of each input scale with the
+seeds' range. The screenshots (runs table, summary, a trial's points) are kept in
+test-artifacts/. The test stops exactly what it started."""
 
 from __future__ import annotations
 
@@ -109,10 +111,18 @@ def test_experiment_page_lists_the_sweep_and_its_trial_runs(tmp_path, monkeypatc
             assert Path(tags["sweeper.part"]).parent == (tmp_path / "out" / "points").resolve()
             rows = points[points.trial_id == tags["sweeper.trial_id"]]
             assert len(rows) and set(rows.mlflow_run_id) == {trial.info.run_id}
-        with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/artifacts/list?run_id="
-                                    f"{trials[0].info.run_id}", timeout=30) as response:
-            listed = json.load(response).get("files", [])
-        assert not any(f["path"].endswith(".parquet") for f in listed), listed
+        listed = _artifacts(url, trials[0].info.run_id)
+        assert not any(f.endswith(".parquet") for f in listed), listed
+        # What a user reads in the UI: the trial's own points as a table it previews, a
+        # param per axis, its lambda_1 = 0 crossing and region counts as metrics; the parent
+        # run's summary with the crossing of each input scale and the seeds' range.
+        assert "points.csv" in listed
+        low = next(t for t in trials if float(t.data.params["input_scale"]) == 0.5)
+        assert json.loads(low.data.params["recurrent_scale"]) == [0.5, 1.0, 2.0]
+        assert 1.0 < low.data.metrics["lyapunov_zero_crossing"] < 2.0
+        assert sum(low.data.metrics[f"n_{r}"] for r in ("forgetful", "memory", "chaotic",
+                                                        "unclassified")) == 6
+        assert "summary/summary.md" in _artifacts(url, parent.info.run_id, "summary")
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch_persistent_context(
@@ -121,20 +131,45 @@ def test_experiment_page_lists_the_sweep_and_its_trial_runs(tmp_path, monkeypatc
             try:
                 page = browser.new_page()
                 page.goto(experiment_url(url, experiment.experiment_id))
-                shots = [tmp_path / "mlflow_ui_experiment.png",
-                         ARTIFACTS / "mlflow_ui_experiment.png"]
                 try:
                     _check_runs_table(page, parent, trials)
                 finally:  # the screenshot also shows what went wrong when a check fails
-                    page.screenshot(path=shots[0], full_page=True)
-                    ARTIFACTS.mkdir(exist_ok=True)
-                    shutil.copyfile(shots[0], shots[1])
+                    _shoot(page, ARTIFACTS / "mlflow_ui_experiment.png", tmp_path)
+                run_page = f"{url}/#/experiments/{experiment.experiment_id}/runs"
+                page.goto(f"{run_page}/{parent.info.run_id}/artifacts/summary/summary.md")
+                try:
+                    page.get_by_text("Edge of chaos").first.wait_for(timeout=60_000)
+                    page.get_by_text("1.695 .. ", exact=False).first.wait_for(timeout=10_000)
+                finally:
+                    _shoot(page, ARTIFACTS / "mlflow_ui_summary.png", tmp_path)
+                page.goto(f"{run_page}/{low.info.run_id}/artifacts/points.csv")
+                try:
+                    page.get_by_text("Previewing").first.wait_for(timeout=60_000)
+                    page.get_by_text("recurrent_scale").first.wait_for(timeout=10_000)
+                finally:
+                    _shoot(page, ARTIFACTS / "mlflow_ui_points.png", tmp_path)
             finally:
                 browser.close()
     finally:
         stop_ui(server)
     assert not _group_alive(server.pid), "mlflow server workers outlived stop_ui"
     assert not _ours(str(tmp_path)), "a process started by this test is still running"
+
+
+def _artifacts(url: str, run_id: str, path: str = "") -> list[str]:
+    """The paths the tracking server lists under a run's artifact folder."""
+    query = f"run_id={run_id}" + (f"&path={path}" if path else "")
+    with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/artifacts/list?{query}",
+                                timeout=30) as response:
+        return [f["path"] for f in json.load(response).get("files", [])]
+
+
+def _shoot(page, path: Path, tmp_path: Path) -> None:
+    """A full-page screenshot kept in test-artifacts/ (and in the test's directory)."""
+    page.wait_for_timeout(500)
+    page.screenshot(path=tmp_path / path.name, full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copyfile(tmp_path / path.name, path)
 
 
 def _check_runs_table(page, parent, trials) -> None:
@@ -149,7 +184,9 @@ def _check_runs_table(page, parent, trials) -> None:
                      ).first.click()
     for child, trial in zip(children, trials, strict=True):
         child.wait_for(timeout=30_000)
-        assert child.inner_text() == trial.data.tags["trial_id"] == trial.info.run_name
+        # Named by the axis value that tells the trials apart, not by a hash.
+        scale = float(trial.data.params["input_scale"])
+        assert child.inner_text() == f"input_scale={scale:g}" == trial.info.run_name
     page.wait_for_timeout(500)  # let the expanded rows finish painting before the screenshot
 
 

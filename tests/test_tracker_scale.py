@@ -109,12 +109,22 @@ def test_each_trial_costs_the_same_few_round_trips_and_no_search(tmp_path, store
     # Metrics: step = index along recurrent_scale, the seed in the key, NaN left out.
     trial = space.trials()[7]
     run = next(r for r in trials if r.data.tags["sweeper.trial_id"] == trial.trial_id)
-    assert {k.split("/")[0] for k in run.data.metrics} == {"lyapunov_max"}
+    assert {k.split("/")[0] for k in run.data.metrics} == {
+        "lyapunov_max", "recurrent_scale", "lyapunov_zero_crossing"}
     history = MlflowClient(store).get_metric_history(run.info.run_id, "lyapunov_max/seed_1")
     scales = trial.vectorized["recurrent_scale"]
     steps, values = zip(*sorted((m.step, m.value) for m in history), strict=True)
     assert steps == tuple(range(10))
     assert values == pytest.approx([s - 1 + 0.1 for s in scales], rel=1e-12)
+    # The axis itself at each step (a chart's x axis), and the seed-mean curve s - 0.95
+    # crossing zero at s = 0.95.
+    axis = MlflowClient(store).get_metric_history(run.info.run_id, "recurrent_scale")
+    assert [m.value for m in sorted(axis, key=lambda m: m.step)] == pytest.approx(scales)
+    assert run.data.metrics["lyapunov_zero_crossing"] == pytest.approx(0.95, rel=1e-9)
+    # The points as a table the UI previews, in the run's own artifacts (no store read).
+    table = tmp_path / "art" / run.info.run_id / "artifacts" / "points.csv"
+    shown = pd.read_csv(table)
+    assert len(shown) == 20 and "lyapunov_max" in shown and "memory_capacity" not in shown
 
 
 def test_a_resumed_sweep_reuses_every_run_and_leaves_none_running(tmp_path, store,

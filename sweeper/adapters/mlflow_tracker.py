@@ -13,9 +13,11 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import schema
@@ -85,6 +87,7 @@ class KnownRun:
     run_id: str
     status: str
     start_time: int
+    artifact_uri: str = ""
 
 
 def read_sweep(client, experiment_id: str, sweep_hash: str,
@@ -100,7 +103,8 @@ def read_sweep(client, experiment_id: str, sweep_hash: str,
                                   max_results=page_size, page_token=token)
         for run in page:
             tags = run.data.tags
-            known = KnownRun(run.info.run_id, run.info.status, run.info.start_time or 0)
+            known = KnownRun(run.info.run_id, run.info.status, run.info.start_time or 0,
+                             run.info.artifact_uri or "")
             if tags.get(ROLE) == "sweep" and parent is None:
                 parent = known
             elif tags.get(ROLE) == "trial" and TRIAL in tags:
@@ -113,7 +117,9 @@ def read_sweep(client, experiment_id: str, sweep_hash: str,
 def trial_metrics(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
     """The part's metric values as MLflow metrics: the step is the point's index along the
     first vectorised axis, the other vectorised axes go into the key
-    (``lyapunov_max/seed_1``); non-finite values are left out."""
+    (``lyapunov_max/seed_1``); non-finite values are left out. The first vectorised axis is
+    logged too, its value at each step (``recurrent_scale``), so that a chart of the UI can
+    plot any metric against it."""
     from mlflow.entities import Metric
 
     axes = list(trial.vectorized)
@@ -126,6 +132,9 @@ def trial_metrics(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
     for axis in axes[1:]:
         suffixes = [f"{s}/{axis}_{v}" for s, v in zip(suffixes, frame[axis], strict=True)]
     metrics = []
+    if axes:  # the axis itself, step by step: the UI's charts can take it as their x axis
+        metrics.extend(Metric(axes[0], float(value), timestamp, step)
+                       for step, value in enumerate(trial.vectorized[axes[0]]))
     for column in frame.columns:
         if not logged_as_metric(column) or not pd.api.types.is_numeric_dtype(frame[column]):
             continue
@@ -134,6 +143,69 @@ def trial_metrics(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
                        for value, suffix, step in zip(values, suffixes, steps, strict=True)
                        if math.isfinite(value))
     return metrics
+
+
+#: A trial's points are also logged as a table the UI previews (``points.json``) up to this
+#: many points; larger trials' rows stay in Parquet only (one more write per trial).
+TABLE_POINTS = 500
+#: Axes, in the order a run name lists them.
+NAME_AXES = ("input_scale", "recurrent_scale", "seq_len", "hidden_size", "seed")
+
+
+def run_name(trial: Trial, varied: Iterable[str]) -> str:
+    """A trial run's name from the axis values that tell it from the sweep's other trials:
+    ``input_scale=2.0``, or ``input_scale=2.0, recurrent_scale 0.25..3 (12)`` when a subset
+    of a varied axis is batched in it (a refined sweep); the trial id when nothing does."""
+    varied = set(varied)
+    parts = [f"{a}={trial.config[a]:g}" if isinstance(trial.config[a], float)
+             else f"{a}={trial.config[a]}" for a in NAME_AXES
+             if a in varied and a in trial.config]
+    for axis in NAME_AXES:
+        values = trial.vectorized.get(axis)
+        if axis in varied and values and axis != "seed" and len(values) == 1:
+            parts.append(f"{axis}={values[0]:g}" if isinstance(values[0], float)
+                         else f"{axis}={values[0]}")
+    return ", ".join(parts) or trial.trial_id
+
+
+def trial_summary(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
+    """Per-trial metrics a user compares across runs: the count of points per region
+    (``n_chaotic``, ...), and, when the trial batches several recurrent scales, the seed-mean
+    lambda_1 = 0 crossing along them (``lyapunov_zero_crossing``; absent when it has none)."""
+    from mlflow.entities import Metric
+
+    from ..aggregate import zero_crossing
+    from ..regions import REGIONS, UNCLASSIFIED
+
+    metrics = []
+    if "region" in frame:
+        counts = frame["region"].astype(str).value_counts()
+        metrics += [Metric(f"n_{label}", float(counts.get(label, 0)), timestamp, 0)
+                    for label in (*REGIONS, UNCLASSIFIED)]
+    if "lyapunov_max" in frame and len(trial.vectorized.get("recurrent_scale", [])) > 1:
+        curve = (pd.to_numeric(frame["lyapunov_max"], errors="coerce")
+                 .groupby(frame["recurrent_scale"]).mean().sort_index())
+        at = zero_crossing(curve.index.to_numpy(float), curve.to_numpy(float))
+        if math.isfinite(at):
+            metrics.append(Metric("lyapunov_zero_crossing", at, timestamp, 0))
+    return metrics
+
+
+def points_table(frame: pd.DataFrame) -> str:
+    """The part's rows as CSV, as the UI previews them: the scalings, seed and region first,
+    then the metrics measured, then the rest of the configuration (columns NaN throughout,
+    list-valued ones and the sweep, trial and run ids left out)."""
+    def shown(column: str) -> bool:
+        values = frame[column].dropna()
+        return (column not in ("sweep", "trial_id", "mlflow_run_id") and len(values) > 0
+                and not isinstance(values.iloc[0], list | tuple | np.ndarray))
+
+    columns = [c for c in frame.columns if shown(c)]
+    front = [c for c in ("recurrent_scale", "input_scale", "seed", "region", "status")
+             if c in columns]
+    back = [c for c in ("cell", "task", "hidden_size", "seq_len", "point_id") if c in columns]
+    middle = [c for c in columns if c not in front and c not in back]
+    return frame[front + middle + back].to_csv(index=False)
 
 
 def _params(values: dict) -> list:
@@ -316,6 +388,7 @@ class MlflowTracker(Tracker):
                 space.name, artifact_location=self.artifact_root.as_uri())
         else:
             self.experiment_id = experiment.experiment_id
+        self.varied = [a for a, values in space.axes.items() if len(values) > 1]
         self.sweep_hash = stable_hash({"space": space.measured, "key": self.sweep_key})
         parent, self.runs = read_sweep(self.client, self.experiment_id, self.sweep_hash)
         if parent is not None:
@@ -339,16 +412,20 @@ class MlflowTracker(Tracker):
                 self._set_status(known.run_id, "RUNNING")
                 known.status = "RUNNING"
             return known.run_id
-        run = self.client.create_run(self.experiment_id, run_name=trial.trial_id, tags={
+        run = self.client.create_run(self.experiment_id, run_name=run_name(trial, self.varied),
+                                     tags={
             PARENT: self.parent, ROLE: "trial", **self._tags(), TRIAL: trial.trial_id,
             "trial_id": trial.trial_id, "task": trial.config["task"],
             "cell": trial.config["cell"], "n_points": str(trial.n_points)})
         self.runs[trial.trial_id] = KnownRun(run.info.run_id, "RUNNING",
-                                             run.info.start_time or 0)
+                                             run.info.start_time or 0,
+                                             run.info.artifact_uri or "")
         params = {k: v for k, v in trial.config.items() if k != "name"}
         for axis, values in trial.vectorized.items():
             params[f"vectorized.{axis}"] = (f"{len(values)} values from {min(values)} "
                                             f"to {max(values)}")
+            listed = json.dumps(values)  # every axis value as a param, when it fits
+            params[axis] = listed if len(listed) <= 6000 else params[f"vectorized.{axis}"]
         self.client.log_batch(run.info.run_id, params=_params(params))
         return run.info.run_id
 
@@ -362,11 +439,28 @@ class MlflowTracker(Tracker):
         known = self.runs[trial.trial_id]
         # The run's own start time, not the clock: a retried or resumed trial logs identical
         # (key, value, timestamp, step) entries, which MLflow stores once.
-        metrics = trial_metrics(trial, frame, known.start_time)
+        metrics = (trial_metrics(trial, frame, known.start_time)
+                   + trial_summary(trial, frame, known.start_time))
         # MLflow splits the batch into its store's limit (1,000 entries per call).
         self.client.log_batch(known.run_id, metrics=metrics, tags=[RunTag(PART, location)])
+        if len(frame) <= TABLE_POINTS and known.artifact_uri:
+            self._log_table(known.artifact_uri, points_table(frame))
         self._set_status(known.run_id, "FINISHED", _now_ms())
         known.status = "FINISHED"
+
+    def _log_table(self, artifact_uri: str, text: str) -> None:
+        """``points.csv`` into the run's artifacts, straight to its artifact store: the
+        client's log_text would first read the run back for its artifact URI."""
+        import tempfile
+
+        from mlflow.store.artifact.artifact_repository_registry import (
+            get_artifact_repository,
+        )
+
+        with tempfile.TemporaryDirectory(prefix="sweeper-table-") as tmp:
+            path = Path(tmp) / "points.csv"
+            path.write_text(text)
+            get_artifact_repository(artifact_uri).log_artifact(str(path))
 
     def available(self) -> bool:
         return reachable(self.tracking_uri)

@@ -252,6 +252,51 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
     return Aggregated(space, frame, map_path, drawn, relabelled)
 
 
+SUMMARY = "summary.md"
+
+
+def _figure(row: pd.Series, column: str) -> str:
+    number = row.get(column, float("nan"))
+    return "-" if pd.isna(number) else f"{number:.4g}"
+
+
+def write_summary(out: str | Path, result: Aggregated) -> Path:
+    """``<out>/summary.md``: what the sweep found, in words and one table, for the parent
+    run's artifacts (the UI shows it as text): the model, the points, the cells per region,
+    the lambda_1 = 0 crossing of each map row with the seeds' range, and where the files are."""
+    space, frame = result.space, result.region_map
+    x, y = space.map
+    evaluated = frame["evaluated"] if "evaluated" in frame else pd.Series(True, frame.index)
+    counts = frame.loc[evaluated.astype(bool), "region"].value_counts()
+    lines = [f"# Sweep {space.name}", "",
+             f"{space.cell}, hidden_size {', '.join(map(str, space.axes['hidden_size']))}, "
+             f"task {space.task}" + (f" {space.task_params}" if space.task_params else "")
+             + f"; metrics {', '.join(space.metrics)}.", "",
+             f"{int(frame['n'].sum())} points in {int(evaluated.sum())} map cells "
+             f"({x} x {y})" + (f" of {len(frame)} (refined: the others take the nearest "
+                               "evaluated cell's region)" if not evaluated.all() else "")
+             + ". Cells by majority region: "
+             + ", ".join(f"{label} {counts.get(label, 0)}"
+                         for label in ("forgetful", "memory", "chaotic", "unclassified")) + "."]
+    if "lyapunov_zero_crossing" in frame and frame["lyapunov_zero_crossing"].notna().any():
+        lines += ["", f"## Edge of chaos: lambda_1 = 0 along {x}", "",
+                  f"| {y} | crossing (seed mean) | seeds' range | mean field |",
+                  "|---|---|---|---|"]
+        for value, row in frame.groupby(y, sort=True):
+            first = row.iloc[0]
+            lines.append(f"| {value:g} | {_figure(first, 'lyapunov_zero_crossing')} | "
+                         f"{_figure(first, 'lyapunov_zero_crossing_lo')} .. "
+                         f"{_figure(first, 'lyapunov_zero_crossing_hi')} | "
+                         f"{_figure(first, 'edge_of_chaos_mean_field')} |")
+    out = Path(out)
+    lines += ["", "## Files", "", f"- points: `{out.resolve() / 'points'}`",
+              f"- region map: `{result.map_path.resolve()}`",
+              *[f"- plot: `{p.resolve()}`" for p in result.plots], "",
+              f"Query: `sweeper query \"select region, count(*) from points group by region\" "
+              f"--results {out}`", ""]
+    return atomic_write(out / SUMMARY, lambda tmp: Path(tmp).write_text("\n".join(lines)))
+
+
 def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
     """The orbit (bifurcation) diagram along recurrent_scale, for tasks that define one."""
     from ..figures import plot_orbits
