@@ -173,7 +173,8 @@ def test_run_ends_with_the_region_map_and_plots(sweep):
     client = MlflowClient(record["tracking_uri"])
     attached = {a.path for a in client.list_artifacts(record["parent_run_id"], "summary")}
     assert attached == {"summary/region_map.parquet", "summary/region_map.png",
-                        "summary/metrics_vs_recurrent_scale.png"}
+                        "summary/metrics_vs_recurrent_scale.png", "summary/summary.md"}
+    assert (sweep / "summary.md").read_text().startswith(f"# Sweep {record['experiment']}")
     assert client.get_run(record["parent_run_id"]).data.tags["sweeper.role"] == "sweep"
 
 
