@@ -53,7 +53,8 @@ def region_map(points: pd.DataFrame, x: str, y: str,
 
     Returns:
         One row per cell, sorted by (y, x): ``x``/``y`` values under their axis names,
-        ``n``, ``region`` (majority; ties go to chaotic, then memory), ``region_share``,
+        ``n``, ``region`` (majority; a tie goes to the label of the cell's seed-mean point
+        when it is among the tied ones, else to chaotic, then memory), ``region_share``,
         ``n_<region>`` counts, ``n_not_ok`` (points whose status is not ``ok``),
         ``<metric>_mean`` and ``<metric>_std`` (sample std, NaN for one point) over the
         cell's non-NaN values (a diverged point's metrics are NaN and left out; it counts in
@@ -99,6 +100,7 @@ def region_map(points: pd.DataFrame, x: str, y: str,
         for metric in metrics:
             result[f"{metric}_mean"] = stats[(metric, "mean")].astype(float)
             result[f"{metric}_std"] = stats[(metric, "std")].astype(float)
+        result["region"] = _break_ties(result, counts, metrics, rules)
     result = result.reset_index()
     result = result[[x, y, *[c for c in result.columns if c not in (x, y)]]]
     crossing = pd.Series(np.nan, index=result.index)
@@ -114,6 +116,25 @@ def region_map(points: pd.DataFrame, x: str, y: str,
     if drive is not None and _theory_applies(points):
         result = _with_mean_field(result, points, x, y, drive)
     return result.reset_index(drop=True)
+
+
+def _break_ties(result: pd.DataFrame, counts: pd.DataFrame, metrics: list[str],
+                rules: RegionRules | None) -> pd.Series:
+    """The majority label, a tie between labels going to the label of the cell's seed-mean
+    point (its mean metrics classified by the same rules) when that is one of the tied
+    labels, else to the more cautious one (_PRIORITY)."""
+    top = counts.eq(counts.max(axis=1), axis=0)
+    tied = top.sum(axis=1) > 1
+    region = result["region"].copy()
+    if not tied.any():
+        return region
+    at = tied[tied].index
+    means = pd.DataFrame({m: result.loc[at, f"{m}_mean"].to_numpy() for m in metrics},
+                         index=at)
+    for index, label in classify(means, rules or RegionRules()).items():
+        if label in top.columns and top.at[index, label]:
+            region.at[index] = label
+    return region
 
 
 def crossing_interval(points: pd.DataFrame, x: str, y: str, result: pd.DataFrame

@@ -119,6 +119,19 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--allow-files", action="store_true",
                    help="let the SQL read and write files outside the results directory "
                         "(COPY TO, read_csv of any path, ATTACH, extensions); off by default")
+    pl = commands.add_parser("plot", help="draw any metric against any axis, overlaying sweeps",
+                             description="One metric against one axis: the seed mean as a "
+                                         "line per value of --by, the seeds' range as a band; "
+                                         "several --results overlay their sweeps.")
+    pl.add_argument("metric", help="a metric column of the points, e.g. lyapunov_max")
+    pl.add_argument("--x", required=True, help="the axis along x, e.g. recurrent_scale")
+    pl.add_argument("--by", default=None,
+                    help="one line per value of this axis (default: the map's other axis; "
+                         "'none' for one line)")
+    pl.add_argument("--results", action="append", required=True, metavar="OUT",
+                    help="a sweep's results directory; repeat to overlay sweeps")
+    pl.add_argument("--out", default=None,
+                    help="PNG path (default <first OUT>/plots/<metric>_vs_<x>.png)")
     sh = commands.add_parser("show", help="print the region map in the terminal",
                              description="Print the region map, one character per cell "
                                          "(F forgetful, M memory, C chaotic).")
@@ -301,6 +314,44 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .adapters.results import read_record, read_rows, sweep_sources
+    from .errors import SweeperInputError
+    from .figures import plot_metric
+    from .schema import numeric_metrics
+    from .space import AXES, validate_space
+
+    if args.x not in AXES:
+        raise SweeperInputError(f"--x must be one of {list(AXES)}, got --x={args.x!r}")
+    sweeps = []
+    for out in args.results:
+        space = validate_space(read_record(out)["space"])
+        by = args.by or next((a for a in space.map if a != args.x), None)
+        by = None if by in ("none", "seed") else by
+        if by is not None and by not in AXES:
+            raise SweeperInputError(f"--by must be one of {list(AXES)} or none, got "
+                                    f"--by={by!r}")
+        points = read_rows(sweep_sources(out, space)).table.to_pandas()
+        measured = [m for m in numeric_metrics() if m in points and points[m].notna().any()]
+        if args.metric not in measured:
+            raise SweeperInputError(f"metric must be one of the metrics measured in {out}: "
+                                    f"{measured}, got metric={args.metric!r}")
+        if points[args.x].nunique() < 2:
+            raise SweeperInputError(f"--x {args.x} has one value in {out}; the sweep varies "
+                                    f"{[a for a in AXES if len(space.axes[a]) > 1]}")
+        sweeps.append((space.name, points, by))
+    bys = {by for _, _, by in sweeps}
+    by = bys.pop() if len(bys) == 1 else None  # sweeps split by different axes: one line each
+    target = Path(args.out or Path(args.results[0]) / "plots" / f"{args.metric}_vs_{args.x}.png")
+    names = " vs ".join(name for name, _, _ in sweeps)
+    path = plot_metric([(name, points) for name, points, _ in sweeps], args.metric, args.x,
+                       by, target, f"{names}: {args.metric} against {args.x}")
+    print(f"plot: {path}")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from .adapters.results import read_region_map
     from .terminal import render_map
@@ -401,7 +452,7 @@ def _figure(args: argparse.Namespace) -> int:
         from .cells import get_cell
         from .errors import integer
         from .figures import plot_orbits
-        from .orbits import orbits_for
+        from .orbits import input_words, orbits_for
         from .task import get_task
 
         cell = get_cell(args.cell)
@@ -410,8 +461,8 @@ def _figure(args: argparse.Namespace) -> int:
         found = orbits_for(cell.name, args.hidden_size, task, scales, seed=args.seed,
                            device=device)
         path = plot_orbits(found["scale"], found["orbit"], out,
-                           f"{cell.name}, H = {args.hidden_size}, task {task.name}, "
-                           f"seed {args.seed}: orbit diagram")
+                           f"{cell.name}, H = {args.hidden_size}, {input_words(task)} "
+                           f"(task {task.name}), seed {args.seed}: orbit diagram")
         print(f"{args.points} scalings on {device} in {time.perf_counter() - start:.1f} s; "
               f"wrote {path}")
         return 0
@@ -452,7 +503,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"measure": _measure, "figure": _figure, "validate": _validate, "run": _run,
-            "aggregate": _aggregate, "query": _query, "show": _show, "ui": _ui,
+            "aggregate": _aggregate, "query": _query, "show": _show, "ui": _ui, "plot": _plot,
             "submit": _submit}
 
 

@@ -83,12 +83,15 @@ def _plt():
     return plt
 
 
-def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path:
+def plot_region_map(frame, x: str, y: str, path: str | Path, title: str, *,
+                    epsilon: float = 0.0) -> Path:
     """Heatmap of the majority region per (x, y) cell (shaded by its share), the
     lyapunov_max = 0 contour of the seed mean, the interpolated zero crossings with the range
     of the seeds' own crossings, and (when the map has it and y is input_scale) the
     mean-field edge g_c(sigma) as a dashed line through the rows. A refined sweep's map
-    (an ``evaluated`` column) marks its evaluated cells with dots and has no contour."""
+    (an ``evaluated`` column) marks its evaluated cells with dots and has no contour. The
+    contour is drawn at lambda_1 = ``epsilon``, the rules' chaos threshold (pass
+    ``RegionRules.epsilon``), so that it runs along the chaotic cells' edge."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -104,7 +107,8 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
     share[r, c] = frame["region_share"].to_numpy(float)
     if "lyapunov_max_mean" in frame:
         lyap[r, c] = frame["lyapunov_max_mean"].to_numpy(float)
-    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    strip = len(ys) == 1  # a 1-D sweep: one row, no y axis to invent
+    fig, ax = plt.subplots(figsize=(8, 2.6 if strip else 4.5), constrained_layout=True)
     log_y = len(ys) > 2 and np.all(ys > 0) and ys.max() / ys.min() > 20
 
     def edges(v, log=False):
@@ -134,11 +138,12 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
                 label=f"evaluated ({len(done)} of {len(frame)} cells)")
     # The contour needs lambda_1 on every cell: a refined map has it on the evaluated ones only.
     if (not refined and len(xs) > 1 and len(ys) > 1 and finite.any()
-            and np.nanmin(lyap) < 0 < np.nanmax(lyap)):
+            and np.nanmin(lyap) < epsilon < np.nanmax(lyap)):
         contour = ax.contour(xs.astype(float), ys.astype(float),
-                             np.where(finite, lyap, np.nanmax(lyap[finite])), levels=[0.0],
-                             colors="black", linewidths=1.2)
-        ax.clabel(contour, fmt={0.0: "λ₁ = 0"}, fontsize=8)
+                             np.where(finite, lyap, np.nanmax(lyap[finite])),
+                             levels=[epsilon], colors="black", linewidths=1.2)
+        ax.clabel(contour, fmt={epsilon: f"λ₁ = {epsilon:g}" if epsilon else "λ₁ = 0"},
+                  fontsize=8)
     if "lyapunov_zero_crossing" in frame:
         rows = frame.groupby(y).first()
         cross = rows["lyapunov_zero_crossing"].dropna()
@@ -161,6 +166,12 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str) -> Path
     ax.set_ylabel(AXIS_LABELS.get(y, y))
     if log_y:
         ax.set_yscale("log")
+    if strip:
+        ax.set_yticks([float(ys[0])], [f"{y} = {ys[0]:g}"])
+        ax.set_ylabel("")
+    elif len(ys) <= 12:  # ticks at the sampled values, not at a log axis's decades
+        ax.set_yticks(ys.astype(float), [f"{v:g}" for v in ys])
+        ax.minorticks_off()
     ax.set_title(title)
     present = [n for n in names if (frame["region"] == n).any()]
     handles = [Patch(color=REGION_COLOURS[n], label=n) for n in present]
@@ -176,13 +187,17 @@ MAX_LINES = 8
 
 
 def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
-                 drive: MeanFieldDrive | None = None) -> Path:
+                 drive: MeanFieldDrive | None = None, caps: dict | None = None) -> Path:
     """Each measured metric against ``x``: one line per value of ``group`` (seed mean), with a
     band from the lowest to the highest seed. With more than :data:`MAX_LINES` values of
     ``group``, that many evenly spaced ones (first and last included) are drawn. With
     ``drive`` (see :func:`sweeper.theory.mean_field_drive`) and x = recurrent_scale, the
     mean-field lambda_1 is drawn dashed beside each measured lambda_1 line, at the line's own
-    x values (the pairs the region map computed, which the drive remembers)."""
+    x values (the pairs the region map computed, which the drive remembers). A metric whose
+    lines coincide for every value of ``group`` (it does not depend on it, like the
+    Lipschitz bound on the input scale) is drawn once, in black. ``caps`` (metric -> value)
+    draws the most a metric can reach as a dotted line (attractors: the initial states tried;
+    memory horizon: the sequence length)."""
     plt = _plt()
     metrics = [m for m in METRIC_LABELS if m in points and points[m].notna().any()]
     if not metrics:
@@ -200,16 +215,33 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
     parts = ({None: points} if groups == [None] else
              dict(iter(points[points[group].isin(groups)].groupby(group, sort=True))))
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
+        lines = {}
         for value in groups:
-            part = parts[value]
-            values = part[[x, metric]].astype(float).replace([np.inf, -np.inf], np.nan)
-            stats = values.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
+            values = parts[value][[x, metric]].astype(float).replace([np.inf, -np.inf],
+                                                                      np.nan)
+            lines[value] = values.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
+        first = next(iter(lines.values()))
+        same = len(lines) > 1 and all(
+            other.shape == first.shape and np.allclose(other.to_numpy(), first.to_numpy(),
+                                                       rtol=1e-9, atol=1e-12, equal_nan=True)
+            for other in lines.values())
+        for value, stats in lines.items():
             label = None if value is None else f"{group} = {value:g}"
-            line, = ax.plot(stats.index, stats["mean"], lw=1.2, label=label)
+            if same:
+                label = f"every {group} (the same)"
+            line, = ax.plot(stats.index, stats["mean"], lw=1.2, label=label,
+                            **({"color": "black"} if same else {}))
             ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(),
                             alpha=0.2, lw=0)
             if metric == "lyapunov_max" and drive is not None:
-                _draw_mean_field(ax, part, x, group, value, drive, line.get_color())
+                _draw_mean_field(ax, parts[value], x, group, value, drive, line.get_color())
+            if same:
+                ax.legend(fontsize=7)
+                break
+        if caps and metric in caps:
+            ax.axhline(caps[metric], color="black", lw=0.8, ls=":")
+            ax.annotate(f"cap {caps[metric]:g}", (0.01, caps[metric]),
+                        xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
         if metric == "lyapunov_max":
             ax.axhline(0.0, color="grey", lw=0.7, ls=":")
             if drive is not None:
@@ -223,6 +255,43 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
         axes.ravel()[0].legend(fontsize=7, title=f"line: seed mean; band: seed min-max{shown}",
                                title_fontsize=7, **beside)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_metric(sweeps: list[tuple[str, object]], metric: str, x: str, by: str | None,
+                path: str | Path, title: str) -> Path:
+    """One metric against one axis for one or several sweeps (``(name, points)`` each): a
+    line per value of ``by`` (the seed mean, over every other axis too) with a band from the
+    lowest to the highest seed's own mean; sweeps are told apart by line style, values of
+    ``by`` by colour (at most :data:`MAX_LINES` of them, evenly spaced)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.5, 4.5), constrained_layout=True)
+    styles = ["-", "--", ":", "-."]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (name, points) in enumerate(sweeps):
+        values = sorted(points[by].unique()) if by else [None]
+        for j, value in enumerate(drawn_groups(values)):
+            part = points if value is None else points[points[by] == value]
+            numbers = part[[x, "seed", metric]].copy()
+            numbers[metric] = numbers[metric].astype(float).replace([np.inf, -np.inf], np.nan)
+            per_seed = numbers.groupby([x, "seed"])[metric].mean().unstack("seed").sort_index()
+            mean = per_seed.mean(axis=1)
+            label = name if value is None else f"{name}: {by} = {value:g}"
+            if len(sweeps) == 1 and value is not None:
+                label = f"{by} = {value:g}"
+            colour = colours[j % len(colours)]
+            ax.plot(mean.index.to_numpy(float), mean.to_numpy(float), lw=1.3, color=colour,
+                    ls=styles[k % len(styles)], label=label)
+            ax.fill_between(mean.index.to_numpy(float), per_seed.min(axis=1).to_numpy(float),
+                            per_seed.max(axis=1).to_numpy(float), color=colour, alpha=0.15,
+                            lw=0)
+    if metric == "lyapunov_max":
+        ax.axhline(0.0, color="grey", lw=0.7, ls=":")
+    ax.set_xlabel(AXIS_LABELS.get(x, x))
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
+              title="line: seed mean; band: seed min-max", title_fontsize=7)
     return _save(fig, path)
 
 

@@ -90,3 +90,13 @@ def sweep_orbits(cell: str, hidden_size: int, task: str, task_params: Mapping[st
         return None
     return orbits_for(cell, hidden_size, resolved, scales, seed=seed, steps=steps, keep=keep,
                       inits=inits, device=device)
+
+
+def input_words(task: Task) -> str:
+    """How an orbit diagram's title names its input: "zero input" when the task's constant
+    input is 0 (an autonomous map), else "constant input u = ..."."""
+    constant = task.constant_input().double().flatten()
+    if not bool((constant != 0).any()):
+        return "zero input"
+    shown = ", ".join(f"{float(v):.3g}" for v in constant[:4])
+    return f"constant input u = ({shown}{', ...' if len(constant) > 4 else ''})"

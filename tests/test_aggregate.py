@@ -88,21 +88,25 @@ def test_bad_region_rules_name_the_key(raw, key):
 def test_region_map_majority_share_counts_and_moments():
     rows = []
     # x = recurrent_scale 1.0: 3 forgetful seeds; 2.0: 2 chaotic + 1 memory; 3.0: a 1-1 tie
-    # between memory and chaotic (2 seeds), which goes to chaotic.
+    # between memory and chaotic (2 seeds) whose seed mean (0.15) is chaotic.
     for seed, lyap in enumerate([-0.5, -0.4, -0.3]):
         rows.append((1.0, 0.5, seed, lyap, 1, 0))
     for seed, lyap in enumerate([0.2, 0.4, 0.0]):
         rows.append((2.0, 0.5, seed, lyap, 1, 0))
     rows += [(3.0, 0.5, 0, 0.0, 1, 0), (3.0, 0.5, 1, 0.3, 1, 0)]
+    # x = 4.0: a 1-1 tie again, but the seed mean (lambda_1 = 0.0035, inside +-epsilon) is
+    # memory, so the tie goes to memory, not to the more cautious chaotic.
+    rows += [(4.0, 0.5, 0, -0.005, 1, 0), (4.0, 0.5, 1, 0.012, 1, 0)]
     frame = region_map(_points(rows), "recurrent_scale", "input_scale")
-    assert frame.recurrent_scale.tolist() == [1.0, 2.0, 3.0]
-    assert frame.region.tolist() == ["forgetful", "chaotic", "chaotic"]
-    assert frame.n.tolist() == [3, 3, 2]
-    np.testing.assert_allclose(frame.region_share, [1.0, 2 / 3, 0.5], rtol=1e-12)
-    assert frame.n_memory.tolist() == [0, 1, 1]
-    np.testing.assert_allclose(frame.lyapunov_max_mean, [-0.4, 0.2, 0.15], rtol=1e-12)
-    np.testing.assert_allclose(frame.lyapunov_max_std, [0.1, 0.2, np.std([0, .3], ddof=1)],
+    assert frame.recurrent_scale.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert frame.region.tolist() == ["forgetful", "chaotic", "chaotic", "memory"]
+    assert frame.n.tolist() == [3, 3, 2, 2]
+    np.testing.assert_allclose(frame.region_share, [1.0, 2 / 3, 0.5, 0.5], rtol=1e-12)
+    assert frame.n_memory.tolist() == [0, 1, 1, 1]
+    np.testing.assert_allclose(frame.lyapunov_max_mean, [-0.4, 0.2, 0.15, 0.0035],
                                rtol=1e-12)
+    np.testing.assert_allclose(frame.lyapunov_max_std[:3],
+                               [0.1, 0.2, np.std([0, .3], ddof=1)], rtol=1e-12)
 
 
 def test_zero_crossing_is_interpolated_per_row():

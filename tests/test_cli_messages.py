@@ -1,9 +1,11 @@
 """What the commands say: each figure's own help, `show` on a directory that is not a sweep,
-a note when an edited file runs into an output that holds the earlier version's points, and
-a region map that carries only the metrics the sweep measured."""
+a note when an edited file runs into an output that holds the earlier version's points, a
+region map that carries only the metrics the sweep measured, and `sweeper plot` over one
+sweep or two."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +56,7 @@ def test_an_edited_file_into_the_same_output_is_noted_and_the_map_has_measured_m
     columns = pq.read_schema(out / "region_map.parquet").names
     means = {c.removesuffix("_mean") for c in columns if c.endswith("_mean")}
     assert "lyapunov_max" in means and means <= set(metric_names("lyapunov")), columns
+    shutil.copytree(out, tmp_path / "first")
     edited = dict(SPACE, axes={**SPACE["axes"], "recurrent_scale": [0.5, 3.0]})
     path.write_text(yaml.safe_dump(edited))
     assert main(command) == 0
@@ -61,3 +64,33 @@ def test_an_edited_file_into_the_same_output_is_noted_and_the_map_has_measured_m
     assert f"note: {out} holds points of an earlier version of this sweep (changed: axes)" \
         in err
     assert Path(out / "region_map.parquet").exists()
+    # `sweeper plot`: any measured metric against an axis, one sweep or two overlaid.
+    png = tmp_path / "compare.png"
+    assert main(["plot", "lyapunov_max", "--x", "recurrent_scale", "--results",
+                 str(tmp_path / "first"), "--results", str(out), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["plot", "memory_capacity", "--x", "recurrent_scale", "--results",
+                 str(out)]) == 2
+    assert "metric must be one of the metrics measured in" in capsys.readouterr().err
+    assert main(["plot", "lyapunov_max", "--x", "gain", "--results", str(out)]) == 2
+    assert "--x must be one of" in capsys.readouterr().err
+
+
+def test_orbit_titles_name_the_input_the_map_runs_under():
+    import dataclasses
+
+    import torch
+
+    from sweeper.orbits import input_words
+    from sweeper.task import get_task
+
+    noise = get_task("noise", {})
+    assert input_words(noise) == "zero input"  # the orbit diagram's map is autonomous
+
+    @dataclasses.dataclass(frozen=True)
+    class Held(type(noise)):
+        def constant_input(self):
+            return torch.tensor([0.5], dtype=torch.float64)
+
+    assert input_words(Held()) == "constant input u = (0.5)"

@@ -240,12 +240,14 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
         from ..figures import plot_metrics, plot_region_map
 
         drawn.append(plot_region_map(frame, x, y, out / PLOTS / "region_map.png",
-                                     f"{space.name}: regions ({space.cell}, task {space.task})"))
+                                     f"{space.name}: regions ({space.cell}, task {space.task})",
+                                     epsilon=space.rules.epsilon))
         metric_axis = "recurrent_scale" if len(space.axes["recurrent_scale"]) > 1 else x
         drawn.append(plot_metrics(points, metric_axis, y if y != metric_axis else x,
                                   out / PLOTS / f"metrics_vs_{metric_axis}.png",
                                   f"{space.name}: metrics against {metric_axis} "
-                                  f"({space.cell}, task {space.task})", drive=drive))
+                                  f"({space.cell}, task {space.task})", drive=drive,
+                                  caps=_caps(space)))
         orbit = _orbit_plot(space, out / PLOTS / "orbits.png", device)
         if orbit is not None:
             drawn.append(orbit)
@@ -297,6 +299,17 @@ def write_summary(out: str | Path, result: Aggregated) -> Path:
     return atomic_write(out / SUMMARY, lambda tmp: Path(tmp).write_text("\n".join(lines)))
 
 
+def _caps(space: SearchSpace) -> dict[str, float]:
+    """The most some metrics can reach in this sweep: the attractor count is at most the
+    initial states tried, the memory horizon at most the sequence length (one seq_len)."""
+    from ..space import protocol_configs
+
+    caps = {"attractor_count": float(protocol_configs(space)["memory"].attractor_inits)}
+    if len(space.axes["seq_len"]) == 1:
+        caps["memory_horizon"] = float(space.axes["seq_len"][0])
+    return caps
+
+
 def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
     """The orbit (bifurcation) diagram along recurrent_scale, for tasks that define one."""
     from ..figures import plot_orbits
@@ -306,9 +319,13 @@ def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
                          space.axes["recurrent_scale"], seed=seed, device=device)
     if found is None:
         return None
+    from ..orbits import input_words
+    from ..task import get_task
+
+    words = input_words(get_task(space.task, dict(space.task_params)))
     return plot_orbits(found["scale"], found["orbit"], path,
-                       f"{space.name}: orbit diagram ({space.cell}, H = {hidden}, "
-                       f"task {space.task}, seed {seed})")
+                       f"{space.name}: orbit diagram ({space.cell}, H = {hidden}, {words}, "
+                       f"seed {seed})")
 
 
 def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFrame:
