@@ -187,7 +187,8 @@ MAX_LINES = 8
 
 
 def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
-                 drive: MeanFieldDrive | None = None, caps: dict | None = None) -> Path:
+                 drive: MeanFieldDrive | None = None, caps: dict | None = None,
+                 chance: dict | None = None) -> Path:
     """Each measured metric against ``x``: one line per value of ``group`` (seed mean), with a
     band from the lowest to the highest seed. With more than :data:`MAX_LINES` values of
     ``group``, that many evenly spaced ones (first and last included) are drawn. With
@@ -197,7 +198,8 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
     lines coincide for every value of ``group`` (it does not depend on it, like the
     Lipschitz bound on the input scale) is drawn once, in black. ``caps`` (metric -> value)
     draws the most a metric can reach as a dotted line (attractors: the initial states tried;
-    memory horizon: the sequence length)."""
+    memory horizon: the sequence length); ``chance`` (metric -> value) a dashed line at what
+    guessing scores (validation accuracy: 1 / classes)."""
     plt = _plt()
     metrics = [m for m in METRIC_LABELS if m in points and points[m].notna().any()]
     if not metrics:
@@ -238,6 +240,10 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
             if same:
                 ax.legend(fontsize=7)
                 break
+        if chance and metric in chance:
+            ax.axhline(chance[metric], color="grey", lw=0.8, ls="--")
+            ax.annotate(f"chance {chance[metric]:.3g}", (0.01, chance[metric]),
+                        xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
         if caps and metric in caps:
             ax.axhline(caps[metric], color="black", lw=0.8, ls=":")
             ax.annotate(f"cap {caps[metric]:g}", (0.01, caps[metric]),

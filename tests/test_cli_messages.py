@@ -94,3 +94,17 @@ def test_orbit_titles_name_the_input_the_map_runs_under():
             return torch.tensor([0.5], dtype=torch.float64)
 
     assert input_words(Held()) == "constant input u = (0.5)"
+
+
+def test_metric_plots_know_the_caps_and_chance_of_the_sweep():
+    from sweeper.adapters.results import _caps, _chance
+    from sweeper.space import validate_space
+    from sweeper.task import get_task
+
+    order = validate_space({"name": "order", "task": "temporal_order", "cell": "lstm",
+                            "hidden_size": 8, "seq_len": 40, "metrics": ["training"],
+                            "memory": {"attractor_inits": 9}})
+    classes = get_task("temporal_order", {}).output_size
+    assert _chance(order) == {"val_accuracy": 1.0 / classes} and classes > 1
+    assert _caps(order) == {"attractor_count": 9.0, "memory_horizon": 40.0}
+    assert _chance(validate_space(SPACE)) == {}  # noise: no loss, nothing to guess

@@ -247,7 +247,7 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
                                   out / PLOTS / f"metrics_vs_{metric_axis}.png",
                                   f"{space.name}: metrics against {metric_axis} "
                                   f"({space.cell}, task {space.task})", drive=drive,
-                                  caps=_caps(space)))
+                                  caps=_caps(space), chance=_chance(space)))
         orbit = _orbit_plot(space, out / PLOTS / "orbits.png", device)
         if orbit is not None:
             drawn.append(orbit)
@@ -308,6 +308,16 @@ def _caps(space: SearchSpace) -> dict[str, float]:
     if len(space.axes["seq_len"]) == 1:
         caps["memory_horizon"] = float(space.axes["seq_len"][0])
     return caps
+
+
+def _chance(space: SearchSpace) -> dict[str, float]:
+    """What guessing scores: 1 / classes of validation accuracy for a classification task."""
+    from ..task import get_task
+
+    task = get_task(space.task, dict(space.task_params))
+    if task.loss_kind == "cross_entropy" and task.output_size > 1:
+        return {"val_accuracy": 1.0 / task.output_size}
+    return {}
 
 
 def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
