@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import schema
@@ -197,8 +196,10 @@ def points_table(frame: pd.DataFrame) -> str:
     list-valued ones and the sweep, trial and run ids left out)."""
     def shown(column: str) -> bool:
         values = frame[column].dropna()
+        first = values.iloc[0] if len(values) else None
+        listed = hasattr(first, "__len__") and not isinstance(first, str)  # list or array
         return (column not in ("sweep", "trial_id", "mlflow_run_id") and len(values) > 0
-                and not isinstance(values.iloc[0], list | tuple | np.ndarray))
+                and not listed)
 
     columns = [c for c in frame.columns if shown(c)]
     front = [c for c in ("recurrent_scale", "input_scale", "seed", "region", "status")
