@@ -103,15 +103,6 @@ def test_every_error_is_reported_at_once(tmp_path, capsys):
 # One corruption per generated file: (key path named in the message, how to break it).
 CORRUPTIONS = [
     ("name", lambda s, v: s.__setitem__("name", v), st.sampled_from(["", "a b", None, 3])),
-    ("training", lambda s, v: s.__setitem__("training", v),
-     st.sampled_from([{"steps": 0}, {"lr": -1}, {"schedule": "linear"}, {"betas": [0.9]},
-                      {"clip": math.inf}, {"threshold": "low"}, {"epochs": 3}, [1]])),
-    ("dynamics", lambda s, v: s.__setitem__("dynamics", v),
-     st.sampled_from([{"burn_in": -1}, {"n_trajectories": 1.5}, {"horizon_tol": 2},
-                      {"twin": "yes"}, {"warmup": 1}])),
-    ("memory", lambda s, v: s.__setitem__("memory", v),
-     st.sampled_from([{"train": 0}, {"washout": -5}, {"ridge": math.nan},
-                      {"attractor_inits": "16"}, {"delays": 3}])),
     ("cell", lambda s, v: s.__setitem__("cell", v), st.text(min_size=1, max_size=8).filter(
         lambda t: t not in ("gru", "lstm", "linear", "rnn_tanh", "orthogonal"))),
     ("hidden_size", lambda s, v: s.__setitem__("hidden_size", v),
@@ -163,6 +154,11 @@ CORRUPTIONS = [
      st.sampled_from([{"hessian_steps": -1}, {"points": 2}, {"radius": 0}, {"hessian": 0},
                       [1], {"radius": math.inf}, {"random_radius": math.nan},
                       {"points": 10**400}, {"batch_size": "16"}, {"points": 41.5}])),
+    ("search", lambda s, v: s.__setitem__("search", v),
+     st.sampled_from([{"method": "bisect"}, {"method": "refine"}, [1],
+                      {"method": "refine", "budget": 0}, {"method": "grid", "budget": 5},
+                      {"method": "refine", "budget": 10**6, "initial": 1},
+                      {"method": "refine", "budget": 3}])),
     ("training", lambda s, v: s.__setitem__("training", v),
      st.sampled_from([{"steps": 0}, {"lr": -1}, {"schedule": "linear"}, {"betas": [0.9]},
                       {"clip": math.inf}, {"threshold": "low"}, {"epochs": 3}, [1]])),
