@@ -21,9 +21,13 @@ The method is a quadtree (a binary tree on a 1-D map) over grid indices:
    axis in the layer (a robust guess; chaotic stretches jump, the median does not), so a
    narrow chaotic window between two non-chaotic points near 0 is looked for, while a
    smooth curve far from 0 is not (a straight line never triggers it with factor 1).
-4. Each round proposes the missing corners of every block to be split, largest blocks
-   first (disagreeing before merely suspect ones), as long as the point budget lasts; the
-   sweep ends when nothing is left to split or the budget is spent.
+4. A block one index wide along an axis (neighbouring rows, or columns) is taken as its two
+   lines, each refined on its own: nothing lies between them, and a block would drag the
+   other line along.
+5. Each round proposes the missing corners of every block to be split: blocks split for
+   lambda_1 (a sign change, then a possibly hidden crossing) before those split for region
+   labels alone, then the largest first, as long as the point budget lasts; the sweep ends
+   when nothing is left to split or the budget is spent.
 
 A boundary that enters and leaves a block through the same edge between two lattice points,
 with lambda_1 far from 0 at both, is not seen; a finer ``initial`` lattice finds it.
