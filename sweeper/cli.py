@@ -237,20 +237,18 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
 def _warn_if_edited(space, out) -> None:
     """Say so when ``out`` holds another version of the sweep (an edited axis, metric or
     protocol): its points stay on disk, but belong to other trials."""
-    import json
-
-    from .adapters.results import RECORD
-    from .space import UNMEASURED_KEYS
+    from .adapters.results import read_record
+    from .errors import SweeperInputError
+    from .space import measured_part
 
     try:
-        before = json.loads((out / RECORD).read_text())["space"]
-    except (OSError, ValueError, KeyError, TypeError):
+        before = read_record(out)["space"]
+    except (SweeperInputError, ValueError, KeyError):  # no record, or not one we can read
         return
     if not isinstance(before, dict):
         return
-    old = {k: v for k, v in before.items() if k not in UNMEASURED_KEYS}
-    changed = sorted(k for k in set(old) | set(space.measured)
-                     if old.get(k) != space.measured.get(k))
+    old, new = measured_part(before), space.measured
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
         print(f"note: {out} holds points of an earlier version of this sweep (changed: "
               f"{', '.join(map(str, changed))}); they stay in {out / 'points'} but are not "
@@ -333,7 +331,10 @@ def _plot(args: argparse.Namespace) -> int:
         if by is not None and by not in AXES:
             raise SweeperInputError(f"--by must be one of {list(AXES)} or none, got "
                                     f"--by={by!r}")
-        points = read_rows(sweep_sources(out, space)).table.to_pandas()
+        sources = sweep_sources(out, space)
+        if not sources:
+            raise SweeperInputError(f"no points under {Path(out) / 'points'} yet")
+        points = read_rows(sources).table.to_pandas()
         measured = [m for m in numeric_metrics() if m in points and points[m].notna().any()]
         if args.metric not in measured:
             raise SweeperInputError(f"metric must be one of the metrics measured in {out}: "

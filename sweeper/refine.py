@@ -152,10 +152,6 @@ class Grid:
     def points_per_cell(self) -> int:
         return math.prod(len(v) for v in self.within.values())
 
-    @property
-    def n_cells(self) -> int:
-        return len(self.layers) * len(self.xs) * len(self.ys)
-
     def lattice(self, initial: int) -> tuple[list[int], list[int]]:
         """The first round's indices along x and y."""
         return _spread(len(self.xs), initial), _spread(len(self.ys), initial)
@@ -184,9 +180,6 @@ class Evaluated:
 
     codes: tuple[np.ndarray, ...]
     lyapunov: tuple[np.ndarray, ...]
-
-    def count(self) -> int:
-        return int(sum((c >= 0).sum() for c in self.codes))
 
 
 def _index(values: Sequence, column: pd.Series) -> np.ndarray:
@@ -362,10 +355,9 @@ def propose(grid: Grid, state: Evaluated, config: SearchConfig, points_left: int
     return sorted(chosen)
 
 
-def fill_nearest(evaluated_mask: np.ndarray, scale: Sequence[float] = (1.0, 1.0)
-                 ) -> np.ndarray:
+def fill_nearest(evaluated_mask: np.ndarray) -> np.ndarray:
     """For each cell of a 2-D grid, the flat index of the nearest evaluated cell (Euclidean
-    distance in index units times ``scale`` per axis; ties go to the lowest flat index).
+    distance in index units; ties go to the lowest flat index).
 
     Raises:
         SweeperInputError: no cell is evaluated.
@@ -379,8 +371,7 @@ def fill_nearest(evaluated_mask: np.ndarray, scale: Sequence[float] = (1.0, 1.0)
     flat = np.arange(ni * nj)
     for start in range(0, len(flat), 4096):
         ci, cj = np.divmod(flat[start:start + 4096], nj)
-        d = (((ci[:, None] - ki[None, :]) * scale[0]) ** 2
-             + ((cj[:, None] - kj[None, :]) * scale[1]) ** 2)
+        d = (ci[:, None] - ki[None, :]) ** 2 + (cj[:, None] - kj[None, :]) ** 2
         nearest[start:start + 4096] = known[np.argmin(d, axis=1)]
     return nearest.reshape(ni, nj)
 
@@ -410,7 +401,7 @@ def cells_of(grid: Grid, config: Mapping[str, Any], vectorized: Mapping[str, lis
     """The grid cells (layer, i, j) a trial's points lie in."""
     names = list(grid.layers[0]) if grid.layers else []
     layer_of = {tuple(layer[a] for a in names): k for k, layer in enumerate(grid.layers)}
-    axes = [a for a in (*names, grid.x, grid.y)]
+    axes = [*names, grid.x, grid.y]
     lists = [vectorized[a] if a in vectorized else [config[a]] for a in axes]
     xi = {v: k for k, v in enumerate(grid.xs)}
     yi = {v: k for k, v in enumerate(grid.ys)}

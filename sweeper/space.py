@@ -92,7 +92,6 @@ class SearchSpace:
     resources: dict[str, float]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     rules: RegionRules = field(default_factory=RegionRules)
-    landscape: dict[str, Any] = field(default_factory=dict)  # LandscapeConfig fields
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> its fields
     map: tuple[str, str] = ("recurrent_scale", "input_scale")
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -100,7 +99,7 @@ class SearchSpace:
     @property
     def measured(self) -> dict[str, Any]:
         """The file's content without the unmeasured keys (what identifies the sweep)."""
-        return {k: v for k, v in self.raw.items() if k not in UNMEASURED_KEYS}
+        return measured_part(self.raw)
 
     @property
     def n_points(self) -> int:
@@ -172,6 +171,11 @@ class SearchSpace:
                 result.append(self.make_trial({**outer, **dict(zip(free, values,
                                                                    strict=True))}, inner))
         return result
+
+
+def measured_part(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A search-space mapping without its unmeasured keys: what identifies the sweep."""
+    return {k: v for k, v in raw.items() if k not in UNMEASURED_KEYS}
 
 
 def stable_hash(config: Mapping[str, Any], length: int = 16) -> str:
@@ -327,7 +331,7 @@ def _protocol(key: str, raw: Any, errors: _Errors) -> dict[str, Any]:
     if len(errors.items) > problems:
         return {}
     try:
-        cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        _config(cls, raw)
     except (ValueError, TypeError, OverflowError) as exc:
         errors.add_text(key, str(exc))
         return {}
@@ -338,9 +342,12 @@ def protocol_configs(space: SearchSpace) -> dict[str, Any]:
     """The space's protocols as config objects, keyword arguments of
     :func:`sweeper.measure.measure` (``dynamics=``, ``memory=``, ``landscape=``,
     ``training=``; defaults where the file sets none)."""
-    return {key: cls(**{k: tuple(v) if isinstance(v, list) else v
-                        for k, v in space.protocols.get(key, {}).items()})
-            for key, cls in PROTOCOLS.items()}
+    return {key: _config(cls, space.protocols.get(key, {})) for key, cls in PROTOCOLS.items()}
+
+
+def _config(cls: type, values: Mapping[str, Any]) -> Any:
+    """A protocol's config object from a file's fields (lists become the tuples it takes)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _check_counts(axes: Mapping[str, list], vectorize: list, errors: _Errors) -> None:
@@ -452,7 +459,6 @@ def validate_space(raw: Any) -> SearchSpace:
             else:
                 clean_resources[key] = float(value)
     protocols = {key: _protocol(key, raw.get(key), errors) for key in PROTOCOLS}
-    landscape = protocols["landscape"]
     rules = RegionRules()
     regions_raw = raw.get("regions") or {}
     if not isinstance(regions_raw, Mapping):
@@ -490,7 +496,7 @@ def validate_space(raw: Any) -> SearchSpace:
         raise SweeperInputError("invalid search space:\n  " + "\n  ".join(errors.items))
     return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
                        tuple(metrics), clean_resources, dict(raw), rules=rules, map=chosen,
-                       landscape=dict(landscape), search=search,
+                       search=search,
                        protocols={k: v for k, v in protocols.items() if v})
 
 
