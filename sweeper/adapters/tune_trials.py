@@ -20,6 +20,7 @@ proposes it from the points measured so far), so Tune's workers stay up between 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections import deque
@@ -45,15 +46,17 @@ def pack(trials: list[Trial], slots: int) -> list[list[Trial]]:
     return [trials[i::n] for i in range(n)]
 
 
-def encode(batch: list[Trial]) -> list[dict]:
-    """A batch as plain data, for a Tune trial's config (a round's batches are made after
-    the trainable was handed to Tune, so they travel in the config)."""
-    return [{"trial_id": t.trial_id, "config": t.config, "vectorized": t.vectorized}
-            for t in batch]
+def encode(batch: list[Trial]) -> str:
+    """A batch as one JSON string, for a Tune trial's config (a round's batches are made after
+    the trainable was handed to Tune, so they travel in the config). A string, not nested
+    lists: Tune copies and flattens a trial's config into every result it reports, once
+    per sweep trial, and a string is copied whole."""
+    return json.dumps([{"trial_id": t.trial_id, "config": t.config,
+                        "vectorized": t.vectorized} for t in batch], default=str)
 
 
-def decode(batch: list[dict]) -> list[Trial]:
-    return [Trial(t["trial_id"], t["config"], t["vectorized"]) for t in batch]
+def decode(batch: str) -> list[Trial]:
+    return [Trial(t["trial_id"], t["config"], t["vectorized"]) for t in json.loads(batch)]
 
 
 def run_batch(config: dict, work: TrialWork, device: str | None, max_failures: int) -> None:
