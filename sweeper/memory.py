@@ -40,6 +40,11 @@ class MemoryConfig:
         attractor_tol: max-abs distance within which two states count as the same.
         attractor_chaos: finite-time exponent over the window (nats per step) above which an
             aperiodic run counts as on a chaotic attractor rather than still moving.
+        attractor_batches: the time averages of an aperiodic run are taken over the last
+            ``attractor_steps // 2`` transient steps and the window, cut into this many equal
+            batches; the spread of the batch means gives each average's standard error.
+        attractor_se: two aperiodic runs share an attractor when their time averages differ
+            by at most this many standard errors (see :func:`attractors`).
     """
 
     washout: int | None = None
@@ -53,6 +58,8 @@ class MemoryConfig:
     attractor_window: int = 100
     attractor_tol: float = 1e-2
     attractor_chaos: float = 0.01
+    attractor_batches: int = 8
+    attractor_se: float = 4.0
 
     def __post_init__(self):
         errors.optional_integer("washout", self.washout)
@@ -63,6 +70,13 @@ class MemoryConfig:
         errors.number("ridge", self.ridge, at_least=0)
         errors.number("attractor_chaos", self.attractor_chaos, at_least=0)
         errors.number("attractor_tol", self.attractor_tol, above=0)
+        errors.integer("attractor_batches", self.attractor_batches, minimum=2)
+        errors.number("attractor_se", self.attractor_se, above=0)
+        averaged = self.attractor_steps // 2 + self.attractor_window
+        require(averaged >= self.attractor_batches,
+                f"MemoryConfig requires attractor_steps // 2 + attractor_window >= "
+                f"attractor_batches (each batch of the time averages holds a step); got "
+                f"{averaged} steps for attractor_batches={self.attractor_batches}")
 
     def delays(self, state_size: int) -> int:
         return self.max_delay if self.max_delay is not None else 2 * state_size
@@ -255,14 +269,18 @@ class Attractors:
 
     Attributes:
         count: attractor_count, the number of distinct attractors (float64).
+        chaotic: chaotic_attractors, how many of them are chaotic: the mean finite-time
+            exponent of their runs over the window exceeds ``attractor_chaos`` (float64).
         period: orbit_period of the attractor reached from the most initial states: 1 for a
-            fixed point, p for a period-p orbit, 0 when no period <= window / 2 (float64).
+            fixed point, p for a period-p orbit, 0 when no period <= window / 2 was found
+            (quasi-periodic or chaotic) (float64).
         states: asymptotic_states, end states a readout could tell apart: p for each period-p
             attractor plus the tol-distinct end states on each aperiodic one (float64).
-        finite: bool, every run stayed finite; the three counts are NaN where it is False.
+        finite: bool, every run stayed finite; the counts are NaN where it is False.
     """
 
     count: Tensor
+    chaotic: Tensor
     period: Tensor
     states: Tensor
     finite: Tensor
@@ -278,6 +296,63 @@ def attractor_count(cell: Cell, params: CellParams, constant_input: Tensor, stat
                                  dtype=torch.float64) * 2 - 1 for s in seeds])
     x0 = x0[:, None].expand(groups, members, inits, state_size).to(params.device, params.dtype)
     return attractors(cell, params, constant_input, x0, config)
+
+
+class TimeAverages:
+    """Batch means of each run's per-unit mean and second moment over its last ``span`` steps.
+
+    The span is cut into ``batches`` equal batches (its earliest ``span % batches`` steps are
+    left out); the mean of the batch means is the time average, and their spread gives its
+    standard error, which accounts for the correlation between steps as long as a batch is
+    longer than the correlation time (Flyvbjerg & Petersen 1989). Sums run in float64.
+    """
+
+    def __init__(self, shape: tuple[int, ...], span: int, batches: int, device: torch.device):
+        self.batches = batches
+        self.length = span // batches
+        self.skip = span - self.length * batches
+        self.seen = 0
+        zeros = torch.zeros(2, *shape, dtype=torch.float64, device=device)
+        self.batch, self.total, self.square = zeros, zeros.clone(), zeros.clone()
+
+    def add(self, x: Tensor) -> None:
+        """Take the next step's states x (..., D)."""
+        self.seen += 1
+        if self.seen <= self.skip:
+            return
+        state = x.double()
+        self.batch[0] += state
+        self.batch[1].addcmul_(state, state)
+        if (self.seen - self.skip) % self.length == 0:
+            mean = self.batch.div_(self.length)
+            self.total += mean
+            self.square.addcmul_(mean, mean)
+            self.batch.zero_()
+
+    def alike(self, se: float, tol: float) -> Tensor:
+        """(..., B, B) bool: runs i and j whose averages agree within ``se`` standard errors.
+
+        Block by block (the means, then the second moments), with d = a_i - a_j the difference
+        of the two runs' averages over the D units and e_i^2 the sum over units of the squared
+        standard errors of a_i: ||d||^2 <= se^2 2 min(e_i^2, e_j^2) + D tol^2. For runs on one
+        attractor E||d||^2 = e_i^2 + e_j^2, and e_i ~ e_j. The smaller of the two errors keeps
+        a run whose averages are still drifting (a long transient: a large spread between
+        its batches) from joining runs of two different attractors. The last term keeps runs
+        whose averages agree to ``tol`` per unit alike even when their spread vanishes (a
+        slow quasi-periodic orbit).
+        """
+        n = self.batches
+        mean = self.total / n  # (2, ..., B, D)
+        spread = (self.square - n * mean * mean).clamp_(min=0) / (n - 1)
+        error = spread.sum(-1) / n  # (2, ..., B): sum over units of squared standard errors
+        size, inits = mean.shape[-1], mean.shape[-2]
+        flat = mean.reshape(-1, inits, size)
+        norm = (flat * flat).sum(-1)
+        distance = (norm[:, :, None] + norm[:, None, :]
+                    - 2 * torch.bmm(flat, flat.mT)).clamp_(min=0)
+        allowed = se**2 * 2 * torch.minimum(error[..., :, None], error[..., None, :]) \
+            + size * tol**2
+        return (distance.reshape(allowed.shape) <= allowed).all(0)
 
 
 def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tensor,
@@ -301,28 +376,38 @@ def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tenso
       (converging slowly, or a transient longer than the protocol) and is left out: it
       never adds an attractor.
 
-    Runs i and j share an attractor when both are on one and the continued orbit of either
-    comes within tol of the other's end state; the attractors are the connected components
-    of that relation, so the p phases of a periodic orbit are one attractor. When no run is on
-    an attractor, count is 1 (nothing settled, and nothing tells the runs apart as
-    multistable), period 0, and states the tol-distinct end states.
+    Two runs on attractors share one when
 
-    A high-dimensional chaotic attractor is seldom revisited within tol in W steps, so its
-    runs may count as several attractors; such points are chaotic (region II) by lambda_1
-    anyway.
+    - the continued orbit of either comes within tol of the other's end state (exact: the
+      p phases of a periodic orbit, the returns of a low-dimensional orbit), or
+    - both are aperiodic and their time averages agree: the per-unit mean and second moment
+      over the last ``attractor_steps // 2`` transient steps and the window, by
+      :meth:`TimeAverages.alike` with ``attractor_se`` standard errors. An aperiodic
+      attractor is an invariant set whose time averages do not depend on the start (it is
+      ergodic), while a high-dimensional chaotic orbit is seldom back within tol of a given
+      state in W steps, so the exact rule alone counts one chaotic attractor once per run.
+      Mirror images (x -> -x, an odd cell at zero input) have opposite means and stay two.
+
+    The attractors are the connected components of that relation. Periodic runs are joined
+    by the exact rule only. When no run is on an attractor, count is 1 (nothing settled, and
+    nothing tells the runs apart as multistable), period 0, and states the tol-distinct end
+    states.
 
     Example:
         x' = tanh(w x) with w < -1 has the period-2 orbit {x*, -x*}: count 1, period 2,
         states 2; with w > 1 the fixed points +-x*: count 2, period 1, states 2.
     """
     groups, members, inits, size = x0.shape
-    window, tol = config.attractor_window, config.attractor_tol
+    window, tol, steps = config.attractor_window, config.attractor_tol, config.attractor_steps
     device = params.device
     inputs = constant_input.reshape(1, 1, 1, -1).expand(1, inits, 1, -1).to(device)
     drive = drive_function(params, input_projection(params, inputs))(0)
     x = x0.to(device, params.dtype)
-    for _ in range(config.attractor_steps):
+    averages = TimeAverages(x.shape, steps // 2 + window, config.attractor_batches, device)
+    for t in range(steps):
         x, _ = cell.step(params, x, drive)
+        if t >= steps - steps // 2:
+            averages.add(x)
     end = x.double()
     finite = torch.isfinite(end).all(-1)
     # A fixed, generic start direction for the tangent (the exponent forgets it).
@@ -340,6 +425,7 @@ def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tenso
         x, _, v = cell.step_tangent(params, x, drive, v)
         growth += renormalise_(v)[..., 0].double()
         state = x.double()
+        averages.add(state)
         # NaN and inf reach the distance to the (finite) end state: no separate isfinite pass.
         away[w] = (state - end).abs_().amax(-1)
         # max-abs <= tol implies squared distance <= D tol^2: a cheap screen by one product,
@@ -353,7 +439,8 @@ def attractors(cell: Cell, params: CellParams, constant_input: Tensor, x0: Tenso
             near = (state[rows][:, None, :] - end[rows[:2]]).abs().amax(-1) <= tol
             linked[rows] |= near
     finite &= torch.isfinite(away).all(0)
-    return _settle(away, linked, growth / window, end, finite, config)
+    alike = averages.alike(config.attractor_se, tol)
+    return _settle(away, linked, alike, growth / window, end, finite, config)
 
 
 def _periods(away: Tensor, exponent: Tensor, tol: float) -> Tensor:
@@ -375,9 +462,10 @@ def _periods(away: Tensor, exponent: Tensor, tol: float) -> Tensor:
     return period
 
 
-def _settle(away: Tensor, linked: Tensor, exponent: Tensor, end: Tensor, finite: Tensor,
-            config: MemoryConfig) -> Attractors:
-    """Attractors as connected components of ``linked`` (..., B, B) among settled runs."""
+def _settle(away: Tensor, linked: Tensor, alike: Tensor, exponent: Tensor, end: Tensor,
+            finite: Tensor, config: MemoryConfig) -> Attractors:
+    """Attractors as connected components among settled runs of ``linked`` (..., B, B), and of
+    ``alike`` between aperiodic runs."""
     inits = end.shape[-2]
     period = _periods(away, exponent, config.attractor_tol)
     back = away <= config.attractor_tol
@@ -388,7 +476,8 @@ def _settle(away: Tensor, linked: Tensor, exponent: Tensor, end: Tensor, finite:
     settled &= torch.isfinite(end).all(-1)
     pair = settled[..., :, None] & settled[..., None, :]
     eye = torch.eye(inits, dtype=torch.bool, device=end.device)
-    reach = (linked | linked.mT | eye) & pair
+    both_aperiodic = aperiodic[..., :, None] & aperiodic[..., None, :]
+    reach = (linked | linked.mT | (alike & both_aperiodic) | eye) & pair
     for _ in range(max(1, math.ceil(math.log2(inits)))):
         reach = reach | ((reach.double() @ reach.double()) > 0)
     earlier = torch.ones(inits, inits, dtype=torch.bool, device=end.device).tril(-1)
@@ -396,6 +485,10 @@ def _settle(away: Tensor, linked: Tensor, exponent: Tensor, end: Tensor, finite:
     count = first.sum(-1)
     period_of = (reach * period[..., None, :]).amax(-1)  # the period of each run's attractor
     size_of = reach.sum(-1)
+    # The mean finite-time exponent of each run's attractor (where, not a product: a zero
+    # Jacobian's exponent is -inf, and 0 * -inf would be NaN).
+    summed = torch.where(reach, exponent[..., None, :], 0.0).sum(-1)
+    chaotic = (first & (summed / size_of.clamp(min=1) > config.attractor_chaos)).sum(-1)
     rank = torch.arange(inits, 0, -1, device=end.device)
     score = torch.where(first, size_of * (inits + 1) + rank, torch.zeros_like(size_of))
     largest = score.argmax(-1, keepdim=True)
@@ -417,4 +510,5 @@ def _settle(away: Tensor, linked: Tensor, exponent: Tensor, end: Tensor, finite:
     def masked(value: Tensor) -> Tensor:
         return torch.where(ok, value.double(), nan)
 
-    return Attractors(masked(count.clamp(min=1)), masked(point_period), masked(phases), ok)
+    return Attractors(masked(count.clamp(min=1)), masked(chaotic), masked(point_period),
+                      masked(phases), ok)

@@ -2,9 +2,19 @@
 
 - ``chaotic``: lyapunov_max > epsilon (positive largest exponent: rough cost, many minima);
 - ``memory``: not chaotic, and the dynamics keep information: at least ``min_attractors``
-  attractors, or lyapunov_max >= -epsilon (at the edge of chaos), or a memory horizon of at
-  least ``horizon_fraction`` x seq_len;
+  stable attractors under the task's constant input (attractor_count - chaotic_attractors), or
+  lyapunov_max >= -epsilon (at the edge of chaos), or a memory horizon of at least
+  ``horizon_fraction`` x seq_len;
 - ``forgetful``: everything else (contracting, smooth, short memory).
+
+Why chaotic attractors do not count: the attractors are found under the task's constant input
+(zero for ``noise``), lambda_1 under its driven input. The paper's long-term memory is a state
+that settles where its past put it and stays there: on one of several fixed points, periodic
+or quasi-periodic orbits. On a chaotic attractor the state keeps moving and nearby states part
+exponentially (under that input the network is in the paper's chaotic regime, whatever its
+exponent under the drive), so a chaotic attractor is not counted, even one of a mirrored pair
+that does keep which of the two the state is on (attractor_count still counts it). Results
+written before ``chaotic_attractors`` existed count every attractor, as they did.
 
 A point whose state diverged to inf/NaN (``status == "diverged"``, every measured metric NaN)
 or whose lyapunov_max is +inf is ``chaotic``: its perturbations grow without bound. A point
@@ -33,7 +43,8 @@ class RegionRules:
 
     Attributes:
         epsilon: margin around lambda_1 = 0, in nats per step (> 0).
-        min_attractors: attractor count that marks multistability as memory (>= 2).
+        min_attractors: number of stable (non-chaotic) attractors that marks multistability
+            as memory (>= 2).
         horizon_fraction: memory horizon, as a fraction of seq_len, that counts as long
             memory (in (0, 1]).
     """
@@ -76,12 +87,14 @@ def _column(points: pd.DataFrame, name: str) -> np.ndarray:
 def classify(points: pd.DataFrame, rules: RegionRules | None = None) -> pd.Series:
     """The region of every row of ``points`` (a measure() or sweep frame).
 
-    Uses status, lyapunov_max, attractor_count, memory_horizon and seq_len; a missing column
-    counts as not measured. Returns a string Series aligned with ``points``.
+    Uses status, lyapunov_max, attractor_count, chaotic_attractors, memory_horizon and
+    seq_len; a missing column counts as not measured (a missing chaotic_attractors as 0).
+    Returns a string Series aligned with ``points``.
     """
     rules = rules or RegionRules()
     lyap = _column(points, "lyapunov_max")
-    attractors = _column(points, "attractor_count")
+    chaotic_attractors = np.nan_to_num(_column(points, "chaotic_attractors"), nan=0.0)
+    attractors = _column(points, "attractor_count") - chaotic_attractors
     horizon = _column(points, "memory_horizon")
     seq_len = _column(points, "seq_len")
     with np.errstate(invalid="ignore"):

@@ -13,8 +13,10 @@ from .families import FAMILIES
 
 #: Bumped whenever a column, a type or a status value changes meaning (written into the
 #: region map's metadata). 2: orbit_period, asymptotic_states, crossing interval, mean field;
-#: 3: one status merged across families (adds loss_nonfinite and training_diverged).
-SCHEMA_VERSION = "3"
+#: 3: one status merged across families (adds loss_nonfinite and training_diverged);
+#: 4: aperiodic runs joined by their time averages (attractor_count), chaotic_attractors, and
+#: the memory region counting stable attractors only.
+SCHEMA_VERSION = "4"
 
 #: The columns ``sweeper run`` adds in front of measure()'s (one trial's part).
 SWEEP_COLUMNS = (

@@ -58,6 +58,34 @@ def test_classify_follows_each_rule():
         "unclassified", "chaotic", "forgetful"]
 
 
+def test_only_stable_attractors_make_memory():
+    # Attractors under the constant input, lambda_1 under the drive (contracting here, short
+    # horizon): a chaotic attractor of the autonomous network is no memory, however many the
+    # count says; two stable attractors are, with chaotic ones beside them or not.
+    frame = _points([(1, 1, 0, -0.5, 1, 0), (1, 1, 0, -0.5, 2, 0), (1, 1, 0, -0.5, 3, 0),
+                     (1, 1, 0, -0.5, 3, 0), (1, 1, 0, -0.5, 2, 0)])
+    frame["chaotic_attractors"] = [1.0, 2.0, 1.0, 2.0, NAN]
+    assert classify(frame).tolist() == ["forgetful", "forgetful", "memory", "forgetful",
+                                        "memory"]
+    # A frame from before chaotic_attractors existed keeps its labels.
+    assert classify(frame.drop(columns="chaotic_attractors")).tolist() == [
+        "forgetful", "memory", "memory", "memory", "memory"]
+
+
+def test_quickstart_like_points_are_not_memory_through_a_chaotic_count():
+    # The case, measured: H = 64 tanh networks chaotic at zero input (the attractor
+    # runs) but driven hard enough to contract (lambda_1 < -eps). Before, 16 runs on one
+    # chaotic attractor counted 16 attractors and made these points memory.
+    from sweeper import measure
+
+    points = measure("rnn_tanh", 64, task="noise", task_params={"input_std": 1.0},
+                     recurrent_scale=[2.0], input_scale=[2.0], seed=[0, 2],
+                     metrics=["lyapunov", "memory"])
+    assert (points.lyapunov_max < -0.01).all() and (points.memory_horizon < 100).all()
+    assert (points.attractor_count == 1).all() and (points.chaotic_attractors == 1).all()
+    assert (classify(points) == "forgetful").all()
+
+
 def test_a_diverged_point_is_chaotic():
     frame = _points([(1, 1, 0, NAN, NAN, NAN), (1, 1, 1, NAN, NAN, NAN)])
     frame.loc[0, "status"] = "diverged"
@@ -209,7 +237,7 @@ def _compatible(arrow: str, duck: str) -> bool:
 
 def test_region_map_metadata_holds_schema_version_and_config(sweep):
     meta = pq.read_schema(sweep / "region_map.parquet").metadata
-    assert meta[b"sweeper.schema_version"] == b"3"
+    assert meta[b"sweeper.schema_version"] == b"4"
     config = json.loads(meta[b"sweeper.sweep"])
     assert config["name"] == "smoke" and config["cell"] == "rnn_tanh"
     assert json.loads(meta[b"sweeper.map"]) == {"x": "recurrent_scale", "y": "input_scale"}

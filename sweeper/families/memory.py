@@ -24,11 +24,18 @@ class Memory(Family):
         Column("memory_horizon_capped", "bool", "", "the perturbation was still above "
                "horizon_tol after N steps", _FAMILY),
         Column("attractor_count", "double", "", "attractors reached from 16 random initial "
-               "states under the task's constant input, each counted once as a set (the phases "
-               "of a periodic orbit, or one quasi-periodic orbit, are one attractor; a run still "
-               "moving after the transient adds none)", _FAMILY),
+               "states under the task's constant input, each counted once as a set: periodic "
+               "runs are one attractor when one's orbit passes within 0.01 of the other's end "
+               "state (the phases of one orbit); aperiodic runs (chaotic, quasi-periodic) when "
+               "their per-unit time means and second moments over 350 steps agree within 4 "
+               "standard errors (batch means); a run still moving after the transient adds "
+               "none", _FAMILY),
+        Column("chaotic_attractors", "double", "", "how many of those attractors are chaotic: "
+               "the mean finite-time Lyapunov exponent of their runs over the 100-step window "
+               "exceeds 0.01 nats/step (they do not count as memory, see regions)", _FAMILY),
         Column("orbit_period", "double", "steps", "period of the attractor reached most often: "
-               "1 fixed point, p a period-p orbit, 0 none up to 50 steps", _FAMILY),
+               "1 fixed point, p a period-p orbit, 0 no period up to W/2 = 50 steps: "
+               "quasi-periodic or chaotic", _FAMILY),
         Column("asymptotic_states", "double", "", "end states a readout could tell apart, "
                "phases of periodic orbits included", _FAMILY),
         Column("memory_curve", "list<double>", "", "r^2 of the readout of u_{t-k} for each "
@@ -49,6 +56,7 @@ class Memory(Family):
             "memory_horizon": result.memory_horizon,
             "memory_horizon_capped": result.memory_horizon_capped,
             "attractor_count": reached.count,
+            "chaotic_attractors": reached.chaotic,
             "orbit_period": reached.period,
             "asymptotic_states": reached.states,
         }
