@@ -193,7 +193,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
-    from .adapters.mlflow_tracker import MlflowTracker
+    from .adapters.mlflow_tracker import MlflowTracker, artifact_root
     from .adapters.parquet_sink import ParquetSink
     from .adapters.results import write_record
     from .adapters.rounds_file import RoundsFile
@@ -202,7 +202,8 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     from .sweep import TrackingError, run_sweep
 
     _warn_if_edited(space, out)
-    tracker = MlflowTracker(args.tracking_uri, out / "mlartifacts", str(out.resolve()))
+    tracker = MlflowTracker(args.tracking_uri, artifact_root(args.tracking_uri, out),
+                            str(out.resolve()))
     sink = ParquetSink(out)
     resume = f"sweeper run {args.file} --out {out} --resume"
     tracking_failed, counts = None, None
@@ -278,6 +279,9 @@ def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
 
 
 def _aggregate(args: argparse.Namespace) -> int:
+    from .adapters.results import require_writable
+
+    require_writable(args.out, "sweeper aggregate")
     _aggregate_and_report(args.out, plots=not args.no_plots)
     return 0
 

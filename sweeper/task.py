@@ -141,19 +141,32 @@ def _registered_class(name: str) -> type[Task]:
     # Loaded only when asked for, so a broken plugin affects only its own name.
     try:
         cls = _registered()[name].load()
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # whatever a plug-in's import raises is its own failure
         raise SweeperInputError(f"cannot load task {name!r} registered under "
-                                f"{ENTRY_POINT_GROUP}: {exc}") from exc
+                                f"{ENTRY_POINT_GROUP}: {import_failure(exc)}") from exc
     return _check_class(name, cls)
 
 
 def _imported_class(path: str) -> type[Task]:
     module_name, _, attr = path.partition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise SweeperInputError(f"cannot load task {path!r}: {exc}") from exc
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a syntax error, or a raise in the user's module
+        raise SweeperInputError(f"cannot load task {path!r}: importing module "
+                                f"{module_name!r} failed: {import_failure(exc)}") from exc
+    try:
+        cls = getattr(module, attr)
+    except (AttributeError, TypeError) as exc:
+        raise SweeperInputError(f"cannot load task {path!r}: module {module_name!r} has no "
+                                f"attribute {attr!r}") from exc
     return _check_class(path, cls)
+
+
+def import_failure(exc: BaseException) -> str:
+    """The first line of an import's failure, with its type: what a user needs to find it
+    (``SyntaxError: invalid syntax (mymod.py, line 3)``)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _check_class(name: str, cls: object) -> type[Task]:

@@ -475,3 +475,75 @@ def test_map_text_and_plot_show_the_interval_and_the_mean_field_edge(tmp_path):
                            "t").stat().st_size > 0
     assert plot_metrics(points, "recurrent_scale", "input_scale", tmp_path / "p.png", "t",
                         drive=drive).stat().st_size > 0
+
+
+def test_a_read_only_results_directory_is_read_but_not_aggregated(sweep):
+    # A copy of the sweep nobody may write (as root the commands run as `nobody`: root
+    # writes anywhere). aggregate exits 2 naming the directory and what it writes, before
+    # reading anything; query and show keep working.
+    import shutil
+    import stat
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="sweeper-ro-"))
+    try:
+        out = base / "out"
+        shutil.copytree(sweep, out, ignore=shutil.ignore_patterns("mlartifacts", "*.lock"))
+        prefix = []
+        if os.geteuid() == 0:
+            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            if not os.access(sys.executable, os.X_OK):
+                pytest.fail("the test needs setpriv and a python every user may run")
+        for path in [base, *out.rglob("*"), out]:
+            mode = path.stat().st_mode
+            readable = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+            search = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH if path.is_dir() else 0
+            path.chmod((mode | readable | search) & ~(stat.S_IWUSR | stat.S_IWGRP
+                                                         | stat.S_IWOTH))
+        before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))
+
+        def cli(*args):
+            return subprocess.run([*prefix, sys.executable, "-m", "sweeper.cli", *args],
+                                  cwd=base, capture_output=True, text=True, timeout=600)
+
+        refused = cli("aggregate", str(out))
+        assert refused.returncode == 2, refused.stderr
+        assert f"sweeper aggregate writes under '{out}'" in refused.stderr
+        assert "is not writable" in refused.stderr and "Traceback" not in refused.stderr
+        counted = cli("query", "select count(*) as n from points", "--results", str(out),
+                      "--csv")
+        assert counted.returncode == 0, counted.stderr
+        assert counted.stdout.split() == ["n", "12"]
+        shown = cli("show", str(out))
+        assert shown.returncode == 0 and "sweep 'smoke': 6 cells, 12 points" in shown.stdout, \
+            shown.stderr
+        assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*")) \
+            == before
+    finally:
+        for path in [base, *base.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+        shutil.rmtree(base)
+
+
+def test_two_results_directories_of_one_sweep_keep_their_own_artifacts(tmp_path):
+    # One file, one sqlite store, two --out. Before, the experiment's artifact location was
+    # the first --out's mlartifacts/: the second sweep's summary went there and was lost
+    # with it. Now artifacts live beside the store, which no results directory owns.
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    smoke = str(ROOT / "search_spaces" / "smoke.yaml")
+    for out in ("first", "second"):
+        _cli("run", smoke, "--executor", "local", "--out", str(tmp_path / out),
+             "--tracking-uri", store, check=True)
+    second = json.loads((tmp_path / "second" / "sweep.json").read_text())["parent_run_id"]
+    shutil.rmtree(tmp_path / "first")
+    client = MlflowClient(store)
+    run = client.get_run(second)
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    listed = {Path(a.path).name for a in client.list_artifacts(second, "summary")}
+    assert {"summary.md", "region_map.parquet", "region_map.png"} <= listed
+    local = client.download_artifacts(second, "summary/summary.md", str(tmp_path / "dl"))
+    assert "smoke" in Path(local).read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from rnn_sweeper_tasks import Noise
 from sweeper import SweeperInputError, measure
 from sweeper.task import ENTRY_POINT_GROUP, get_task, task_names
 
+ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = ["adding", "char_lm", "chaotic_lstm", "copy_memory", "noise", "sine_generator",
            "teacher", "temporal_order"]
 
@@ -50,6 +52,35 @@ def test_unknown_task_lists_known_names():
         get_task("no_such_module:Task")
     with pytest.raises(SweeperInputError, match=r"not a subclass of sweeper\.task\.Task"):
         get_task("sweeper.errors:SweeperInputError")
+
+
+@pytest.mark.parametrize(("source", "error"), [
+    ("def broken(:\n    pass\n", "SyntaxError: invalid syntax"),
+    ("raise RuntimeError('needs a GPU\\nsecond line')\n", "RuntimeError: needs a GPU"),
+    ("import no_such_dependency\n", "ModuleNotFoundError: No module named"),
+    ("X = 1\n", "module '{module}' has no attribute 'Task'"),
+])
+def test_a_broken_plugin_module_is_exit_2_naming_it(tmp_path, monkeypatch, capsys, source,
+                                                    error):
+    # Whatever the user's module raises at import (a syntax error, a RuntimeError) is a clear
+    # input error naming the module and the first line of the error, from validate and from
+    # run (before any output exists), never a traceback.
+    from sweeper.cli import main
+
+    module = f"plugin_{abs(hash(source)) % 10**8}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = tmp_path / "space.yaml"
+    space.write_text((ROOT / "search_spaces" / "smoke.yaml").read_text().replace(
+        "task: noise", f"task: {module}:Task"))
+    for command in (["validate", str(space)],
+                    ["run", str(space), "--out", str(tmp_path / "out"), "--executor", "local"]):
+        assert main(command) == 2
+        message = capsys.readouterr().err
+        assert f"cannot load task '{module}:Task'" in message
+        assert error.format(module=module) in message and "second line" not in message
+        assert "Traceback" not in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_user_task_by_dotted_path_runs_like_a_builtin():

@@ -238,3 +238,31 @@ def test_a_new_sqlite_store_is_a_copy_equal_to_the_one_mlflow_builds(tmp_path, m
     existing = (here / "second.db").stat().st_mtime_ns
     new_sqlite_store(f"sqlite:///{here / 'second.db'}")  # an existing store is left alone
     assert (here / "second.db").stat().st_mtime_ns == existing
+
+
+def test_two_drivers_creating_one_experiment_both_start(tmp_path, store):
+    # Two sweeps of one name, other results directories, a new store: the second driver
+    # looks the experiment up (missing), then the first creates it before the second does.
+    # Made deterministic by a hook on the second tracker's look-up; before, its create
+    # failed on the name's UNIQUE constraint and the sweep exited 3.
+    space = _space(2)
+    first = MlflowTracker(store, tmp_path / "a" / "mlartifacts", str(tmp_path / "a"))
+    second = MlflowTracker(store, tmp_path / "b" / "mlartifacts", str(tmp_path / "b"))
+    looked_up = second.client.get_experiment_by_name
+    started = {}
+
+    def look_up_then_lose_the_race(name):
+        found = looked_up(name)
+        if "first" not in started:
+            started["first"] = first.start_sweep(space)
+        return found
+
+    second.client.get_experiment_by_name = look_up_then_lose_the_race
+    parent = second.start_sweep(space)
+    assert first.experiment_id == second.experiment_id
+    runs = {run.info.run_id: run for run in _runs(store)}
+    assert set(runs) == {started["first"], parent}
+    assert {runs[r].data.tags["sweeper.results"] for r in runs} == {str(tmp_path / "a"),
+                                                                   str(tmp_path / "b")}
+    for tracker in (first, second):
+        tracker.end_sweep("FINISHED")

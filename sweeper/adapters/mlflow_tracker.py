@@ -56,6 +56,25 @@ def absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
+def artifact_root(tracking_uri: str, out: str | Path) -> Path | None:
+    """Where a new experiment of a sweep writing to ``out`` keeps its artifacts.
+
+    - A sqlite store: ``mlartifacts/`` beside the database file, which no results directory
+      owns: every sweep of the experiment (two ``--out`` of one file) writes its summary
+      there, and deleting one sweep's results directory leaves the others' artifacts.
+    - A tracking server (http, https): None, the server's own artifact root (proxied
+      ``mlflow-artifacts:``, ``--artifacts-destination``).
+    - Another database: ``<out>/mlartifacts``, as MLflow has no location of the store to use
+      (a second sweep of the name with another ``--out`` then writes into the first's).
+    """
+    database = sqlite_file(absolute_tracking_uri(tracking_uri))
+    if database is not None:
+        return database.parent / "mlartifacts"
+    if tracking_uri.startswith(("http://", "https://")):
+        return None
+    return Path(out).resolve() / "mlartifacts"
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Fail fast (SweeperInputError) when an HTTP tracking server does not answer."""
     if not tracking_uri.startswith(("http://", "https://")):
@@ -340,17 +359,19 @@ class MlflowTracker(Tracker):
     copied into MLflow: its run's tags say where they are (see the module docstring).
     """
 
-    def __init__(self, tracking_uri: str, artifact_root: str | Path, sweep_key: str = ""):
+    def __init__(self, tracking_uri: str, artifact_root: str | Path | None,
+                 sweep_key: str = ""):
         """``sweep_key`` (e.g. the results directory) tells apart two sweeps of one file; it is
         tagged ``sweeper.results`` on every run. ``artifact_root`` holds the artifacts of a new
-        experiment (the sweep's summary plots).
+        experiment (the sweep's summary plots; see :func:`artifact_root`); None leaves the
+        choice to the store (a tracking server's own root).
 
         Only the reachability check runs here; the client (MLflow's import and, for a new
         sqlite file, its schema) is built on first use, off the driver's critical path."""
         check_reachable(tracking_uri)
         self.tracking_uri = absolute_tracking_uri(tracking_uri)
         self._client = None
-        self.artifact_root = Path(artifact_root).resolve()
+        self.artifact_root = None if artifact_root is None else Path(artifact_root).resolve()
         self.parent: str | None = None
         self.runs: dict[str, KnownRun] = {}  # trial id -> its run
         self.experiment_id: str | None = None
@@ -382,13 +403,26 @@ class MlflowTracker(Tracker):
             shared[RESULTS] = self.sweep_key
         return shared
 
+    def _experiment(self, name: str) -> str:
+        """The id of experiment ``name``, created when missing. Two drivers starting sweeps of
+        one name on a new store race between the look-up and the creation: the loser's
+        create fails on the name's uniqueness, and it takes the winner's experiment."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            location = None if self.artifact_root is None else self.artifact_root.as_uri()
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:  # not the race: the store refused for its own reason
+                raise
+            return experiment.experiment_id
+
     def start_sweep(self, space: SearchSpace) -> str:
-        experiment = self.client.get_experiment_by_name(space.name)
-        if experiment is None:
-            self.experiment_id = self.client.create_experiment(
-                space.name, artifact_location=self.artifact_root.as_uri())
-        else:
-            self.experiment_id = experiment.experiment_id
+        self.experiment_id = self._experiment(space.name)
         self.varied = [a for a, values in space.axes.items() if len(values) > 1]
         self.sweep_hash = stable_hash({"space": space.measured, "key": self.sweep_key})
         parent, self.runs = read_sweep(self.client, self.experiment_id, self.sweep_hash)
@@ -461,7 +495,8 @@ class MlflowTracker(Tracker):
         with tempfile.TemporaryDirectory(prefix="sweeper-table-") as tmp:
             path = Path(tmp) / "points.csv"
             path.write_text(text)
-            get_artifact_repository(artifact_uri).log_artifact(str(path))
+            # The tracking URI resolves a server's proxied ``mlflow-artifacts:`` locations.
+            get_artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
 
     def available(self) -> bool:
         return reachable(self.tracking_uri)

@@ -214,6 +214,27 @@ class Aggregated:
     relabelled_parts: int = 0
 
 
+def require_writable(out: str | Path, command: str) -> None:
+    """Refuse, before anything is read, a results directory ``command`` could not write: it
+    writes OUT/points/ (the compaction lock and compacted files), region_map.parquet,
+    summary.md and plots/ (an existing file is replaced through a new one beside it, so its
+    directory must be writable).
+
+    Raises:
+        SweeperInputError: naming the first directory that is not writable.
+    """
+    import os
+
+    out = Path(out)
+    for folder in (out, out / "points", out / PLOTS):
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise SweeperInputError(
+                f"{command} writes under {str(out)!r} (points/ is compacted, region_map.parquet, "
+                f"summary.md and plots/ are rewritten), but {str(folder)!r} is not writable "
+                "by this user; run it where you can write, or read the sweep with `sweeper "
+                "query` and `sweeper show`, which need no write access")
+
+
 def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
               compact: bool = True) -> Aggregated:
     """Classify, compact the points (unless ``compact`` is False), build and write the region
