@@ -13,6 +13,7 @@ from .errors import SweeperInputError
 #: Exit codes beside 0 (done), 1 (some trials failed) and 2 (bad input); a sweep stopped by
 #: a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
 EXIT_TRACKING_FAILED = 3
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def _task_param(text: str) -> tuple[str, Any]:
@@ -80,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("file")
     r.add_argument("--out", default=None, help="results directory (default results/<name>)")
     r.add_argument("--address", default=None, help="Ray cluster address (default: embedded)")
-    r.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    r.add_argument("--tracking-uri", default=None,
+                   help=f"MLflow store (default {DEFAULT_TRACKING_URI}; --resume: the one the "
+                        "sweep was started with)")
     r.add_argument("--resume", action="store_true", help="finish a sweep, skipping done trials")
     r.add_argument("--max-failures", type=int, default=0, help="retries per failed trial")
     r.add_argument("--executor", choices=["ray", "local"], default="ray",
@@ -166,6 +169,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .adapters.lock import results_lock
+    from .adapters.mlflow_tracker import check_writable
     from .adapters.space_file import load_space, machine_memory_bytes
     from .errors import integer
     from .space import check_size
@@ -174,6 +178,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     integer("--max-failures", args.max_failures, minimum=0)
     out = Path(args.out or Path("results") / space.name)
+    args.tracking_uri = _tracking_uri(args, out)
+    check_writable(args.tracking_uri)  # a store that cannot take the runs: exit 2 now
     if args.executor == "local":
         from .measure import resolve_device
         from .sweep import LocalExecutor
@@ -205,8 +211,11 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     tracker = MlflowTracker(args.tracking_uri, artifact_root(args.tracking_uri, out),
                             str(out.resolve()))
     sink = ParquetSink(out)
-    resume = f"sweeper run {args.file} --out {out} --resume"
+    resume = resume_command(args, out)
     tracking_failed, counts = None, None
+    # The record first: whatever happens to this driver, the points it leaves can be read
+    # (query, show) and the sweep finished; the parent run is added once it is open.
+    write_record(out, space, args.tracking_uri, _previous_parent(out, args.tracking_uri))
     try:
         counts = run_sweep(space, sink, tracker, executor, run_ids=RunIdFile(out),
                            resume=args.resume, max_failures=args.max_failures,
@@ -233,6 +242,66 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
         print(f"sweeper: {tracking_failed}: {resume}", file=sys.stderr)
         return EXIT_TRACKING_FAILED
     return 0 if counts["failed"] == 0 else 1
+
+
+def _tracking_uri(args: argparse.Namespace, out) -> str:
+    """The store of this run: ``--tracking-uri``, else the default. A --resume without
+    --tracking-uri into a sweep started on another store is refused (exit 2, naming both):
+    it would log the finished trials' runs a second time, into the wrong store. Naming a
+    store explicitly is a choice, and is followed."""
+    from .adapters.mlflow_tracker import absolute_tracking_uri
+    from .adapters.results import read_record
+
+    if args.tracking_uri is not None:
+        return args.tracking_uri
+    if args.resume:
+        try:
+            recorded = read_record(out).get("tracking_uri")
+        except (SweeperInputError, ValueError, OSError):
+            recorded = None
+        default = absolute_tracking_uri(DEFAULT_TRACKING_URI)
+        if recorded and recorded != default:
+            raise SweeperInputError(
+                f"--resume: {out} was started with --tracking-uri {recorded}, and this run "
+                f"would log into {default} (the default); pass --tracking-uri {recorded} to "
+                "finish it there, or name another store explicitly")
+    return DEFAULT_TRACKING_URI
+
+
+def _previous_parent(out, tracking_uri: str) -> str | None:
+    """The parent run of an earlier run of this sweep into ``out`` on the same store."""
+    from .adapters.mlflow_tracker import absolute_tracking_uri
+    from .adapters.results import read_record
+
+    try:
+        record = read_record(out)
+    except (SweeperInputError, ValueError, OSError):
+        return None
+    if record.get("tracking_uri") != absolute_tracking_uri(tracking_uri):
+        return None
+    return record.get("parent_run_id")
+
+
+def resume_command(args: argparse.Namespace, out) -> str:
+    """The command that finishes this sweep: every option that decides where it writes and
+    how it runs, repeated (a hint that dropped --tracking-uri would log into another store)."""
+    import shlex
+
+    from .adapters.mlflow_tracker import absolute_tracking_uri
+
+    words = ["sweeper", "run", args.file, "--out", str(out), "--resume",
+             "--tracking-uri", absolute_tracking_uri(args.tracking_uri)]
+    if args.address:
+        words += ["--address", args.address]
+    if args.executor != "ray":
+        words += ["--executor", args.executor]
+    if args.max_failures:
+        words += ["--max-failures", str(args.max_failures)]
+    if args.device:
+        words += ["--device", args.device]
+    if args.allow_large:
+        words.append("--allow-large")
+    return shlex.join(words)
 
 
 def _warn_if_edited(space, out) -> None:

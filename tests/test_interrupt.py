@@ -5,6 +5,7 @@ executor, and SIGTERM to `sweeper ui`. Real Ray, sqlite MLflow and Parquet throu
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -63,12 +64,16 @@ def _statuses(db: Path) -> Counter:
     return Counter((r.data.tags["sweeper.role"], r.info.status) for r in runs)
 
 
-def _check_interrupted(tmp_path: Path, code: int, stdout: str, stderr: str, exit_code: int):
+def _check_interrupted(tmp_path: Path, code: int, stdout: str, stderr: str, exit_code: int,
+                       db: str = "mlflow.db", options: str = ""):
     out = tmp_path / "out"
     parts = sorted((out / "points").glob("part-*.parquet"))
     assert code == exit_code, stderr[-3000:]
+    # The hint repeats every option that matters: the store above all (without it, the
+    # resume would log into ./mlflow.db and leave the real store's runs KILLED).
     assert f"interrupted: {len(parts)} of {N_TRIALS} trials done; finish with: sweeper run " \
-           "space.yaml --out out --resume" in stderr
+           f"space.yaml --out out --resume --tracking-uri sqlite:///{tmp_path / db}{options}\n" \
+           in stderr
     for noise in ("Tuner.restore", "Failed to fetch metrics", "Traceback", "SIGTERM received"):
         assert noise not in stdout + stderr
     assert not (out / "region_map.parquet").exists() and not (out / "plots").exists()
@@ -76,7 +81,7 @@ def _check_interrupted(tmp_path: Path, code: int, stdout: str, stderr: str, exit
     # Parts on disk are FINISHED runs (also those the executor never reported), every other
     # trial run opened so far is KILLED, none is left RUNNING. (The tracker opens the runs
     # while the trials compute; a stop can come before it has opened all eight.)
-    statuses = _statuses(tmp_path / "mlflow.db")
+    statuses = _statuses(tmp_path / db)
     assert statuses[("sweep", "KILLED")] == 1
     assert statuses[("trial", "FINISHED")] == len(parts)
     assert len(parts) + statuses[("trial", "KILLED")] <= N_TRIALS
@@ -118,10 +123,29 @@ def test_ctrl_c_on_a_ray_sweep_stops_ray_and_says_how_to_finish(tmp_path):
 
 def test_sigterm_to_the_driver_alone_stops_a_local_sweep(tmp_path):
     # What --resume does after a stop is the same for both signals: checked once, above.
-    driver = _start(tmp_path, "--executor", "local")
+    # Here a store of its own: the printed hint, followed word for word, finishes the sweep
+    # in that store (before, it dropped --tracking-uri and logged into ./mlflow.db).
+    driver = _start(tmp_path, "--executor", "local", "--tracking-uri", "sqlite:///custom.db")
     code, stdout, stderr = _stop_after_parts(driver, tmp_path / "out", 2,
                                              lambda: driver.send_signal(signal.SIGTERM))
-    _check_interrupted(tmp_path, code, stdout, stderr, 143)
+    _check_interrupted(tmp_path, code, stdout, stderr, 143, db="custom.db",
+                       options=" --executor local")
+    hint = shlex.split(stderr.split("finish with: ", 1)[1].splitlines()[0])
+    assert hint[0] == "sweeper"
+    resumed = subprocess.run([sys.executable, "-m", "sweeper.cli", *hint[1:]], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _statuses(tmp_path / "custom.db") == Counter({("sweep", "FINISHED"): 1,
+                                                         ("trial", "FINISHED"): N_TRIALS})
+    assert not (tmp_path / "mlflow.db").exists()
+    # Without --tracking-uri, a --resume into this sweep is refused, naming both stores.
+    bare = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "space.yaml", "--out",
+                           "out", "--resume", "--executor", "local"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert bare.returncode == 2
+    assert f"started with --tracking-uri sqlite:///{tmp_path / 'custom.db'}" in bare.stderr
+    assert f"would log into sqlite:///{tmp_path / 'mlflow.db'}" in bare.stderr
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_sigterm_to_sweeper_ui_stops_its_mlflow_server(tmp_path):

@@ -75,6 +75,58 @@ def artifact_root(tracking_uri: str, out: str | Path) -> Path | None:
     return Path(out).resolve() / "mlartifacts"
 
 
+def check_writable(tracking_uri: str) -> None:
+    """Refuse, before a sweep starts, a sqlite store that cannot take its runs: a path that is
+    a directory, a folder where no file can be created, a read-only file, or a damaged
+    database (a truncated file, or one that is not sqlite). An HTTP server is checked by
+    :func:`check_reachable`; other stores are left to their client.
+
+    Raises:
+        SweeperInputError: naming the store and what to do; for a damaged one, how to go on
+            without losing anything (the parts are the record of the sweep).
+    """
+    import os
+    import sqlite3
+    import tempfile
+
+    path = sqlite_file(absolute_tracking_uri(tracking_uri))
+    if path is None:
+        return
+    where = f"--tracking-uri {tracking_uri}"
+    if path.exists() and not path.is_file():
+        raise SweeperInputError(f"{where}: {path} is not a file (a sqlite database file is "
+                                "needed, e.g. sqlite:///mlflow.db)")
+    if not path.exists():
+        try:  # a real file in the folder: permissions alone miss /proc and read-only mounts
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".sweeper-probe-", dir=path.parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise SweeperInputError(f"{where}: cannot create {path}: {exc.strerror or exc}; "
+                                    "choose a folder this user can write") from None
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True,
+                                                timeout=30)) as con:
+            (verdict,) = con.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict})")
+            con.execute("BEGIN IMMEDIATE")  # the write lock: a read-only file fails here
+            con.execute("ROLLBACK")
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "malformed" in text or "not a database" in text:
+            raise SweeperInputError(
+                f"{where}: the tracking store {path} is damaged ({text}). The points are "
+                f"safe in the results directory: move the store aside (mv {path} "
+                f"{path}.damaged) and run the same command with --resume, which logs the "
+                "finished trials' runs again from their parts without computing them") from None
+        raise SweeperInputError(f"{where}: cannot write {path}: {text}") from None
+    except OSError as exc:
+        raise SweeperInputError(f"{where}: cannot open {path}: {exc}") from None
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Fail fast (SweeperInputError) when an HTTP tracking server does not answer."""
     if not tracking_uri.startswith(("http://", "https://")):
