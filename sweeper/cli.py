@@ -321,9 +321,30 @@ def _warn_if_edited(space, out) -> None:
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
         print(f"note: {out} holds points of an earlier version of this sweep (changed: "
-              f"{', '.join(map(str, changed))}); they stay in {out / 'points'} but are not "
-              "this sweep's: aggregate, query and show ignore them (use another --out to "
-              "keep the two apart)", file=sys.stderr)
+              f"{', '.join(map(str, changed))}); {_reuse(before, space)}the earlier "
+              f"version's other points stay in {out / 'points'} but are not this sweep's: "
+              "aggregate, query and show ignore them, a glob over points/ does not (use "
+              "another --out to keep the two apart)", file=sys.stderr)
+
+
+def _reuse(before: dict, space) -> str:
+    """'N of the M trials are reused from it, K are new; ' for two grid versions of a sweep
+    (a trial is reused when its configuration, hence its id, is unchanged); '' when that
+    cannot be told (a refined sweep's trials depend on its rounds)."""
+    from .errors import SweeperInputError
+    from .space import validate_space
+
+    try:
+        earlier = validate_space(before)
+    except (SweeperInputError, ValueError, KeyError, TypeError):
+        return ""
+    if earlier.search.refine or space.search.refine:
+        return ""
+    old_ids = {t.trial_id for t in earlier.trials()}
+    trials = space.trials()
+    reused = sum(t.trial_id in old_ids for t in trials)
+    return (f"{reused} of this version's {len(trials)} trials are reused from it, "
+            f"{len(trials) - reused} are new; ")
 
 
 def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
@@ -347,11 +368,21 @@ def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
         print(f"plot: {path}")
 
 
-def _aggregate(args: argparse.Namespace) -> int:
-    from .adapters.results import require_writable
+#: How long `sweeper aggregate` waits for another command holding the results directory (a
+#: second aggregate, a sweep's own final aggregation) before giving up.
+AGGREGATE_WAIT_S = 120.0
 
+
+def _aggregate(args: argparse.Namespace) -> int:
+    from .adapters.lock import results_lock
+    from .adapters.results import read_record, require_writable
+
+    read_record(args.out)  # a directory that holds no sweep: said before anything is created
     require_writable(args.out, "sweeper aggregate")
-    _aggregate_and_report(args.out, plots=not args.no_plots)
+    # It compacts, relabels and rewrites the map: one writer at a time under --out, the same
+    # lock `sweeper run` holds (a resume moving damaged parts aside, a second aggregate).
+    with results_lock(args.out, wait_s=AGGREGATE_WAIT_S):
+        _aggregate_and_report(args.out, plots=not args.no_plots)
     return 0
 
 
@@ -388,6 +419,7 @@ def _query(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .adapters.parquet_sink import reading
     from .adapters.results import read_record, read_rows, sweep_sources
     from .errors import SweeperInputError
     from .figures import plot_metric
@@ -404,10 +436,11 @@ def _plot(args: argparse.Namespace) -> int:
         if by is not None and by not in AXES:
             raise SweeperInputError(f"--by must be one of {list(AXES)} or none, got "
                                     f"--by={by!r}")
-        sources = sweep_sources(out, space)
-        if not sources:
-            raise SweeperInputError(f"no points under {Path(out) / 'points'} yet")
-        points = read_rows(sources).table.to_pandas()
+        with reading(Path(out) / "points"):  # a compaction waits until they are read
+            sources = sweep_sources(out, space)
+            if not sources:
+                raise SweeperInputError(f"no points under {Path(out) / 'points'} yet")
+            points = read_rows(sources).table.to_pandas()
         measured = [m for m in numeric_metrics() if m in points and points[m].notna().any()]
         if args.metric not in measured:
             raise SweeperInputError(f"metric must be one of the metrics measured in {out}: "

@@ -61,9 +61,22 @@ def test_an_edited_file_into_the_same_output_is_noted_and_the_map_has_measured_m
     path.write_text(yaml.safe_dump(edited))
     assert main(command) == 0
     err = capsys.readouterr().err
-    assert f"note: {out} holds points of an earlier version of this sweep (changed: axes)" \
-        in err
+    assert f"note: {out} holds points of an earlier version of this sweep (changed: axes); " \
+        "0 of this version's 1 trials are reused from it, 1 are new; " in err
     assert Path(out / "region_map.parquet").exists()
+    # An added input scale: the trial at the old one is the same trial, reused.
+    more = dict(edited, axes={**edited["axes"], "input_scale": [1.0, 0.5]})
+    path.write_text(yaml.safe_dump(more))
+    assert main([*command[:-2], "--executor", "local", "--resume"]) == 0
+    assert "1 of this version's 2 trials are reused from it, 1 are new; " \
+        in capsys.readouterr().err
+    # A glob over points/ also sees the first version's rows; the sweep's reader does not.
+    from sweeper.adapters.results import query
+
+    counted = query(out, "select count(*) as n, count(distinct point_id) as ids, "
+                         "(select count(*) from sweeper_sources) as trials from points")
+    assert counted.iloc[0].tolist() == [8, 8, 2]
+    path.write_text(yaml.safe_dump(edited))
     # `sweeper plot`: any measured metric against an axis, one sweep or two overlaid.
     png = tmp_path / "compare.png"
     assert main(["plot", "lyapunov_max", "--x", "recurrent_scale", "--results",

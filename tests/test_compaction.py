@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from sweeper.adapters.parquet_sink import CORRUPT, ParquetSink
 from sweeper.adapters.results import (
@@ -290,3 +291,106 @@ def test_rows_of_trials_not_in_the_space_survive_but_are_not_the_sweeps(out):
 def test_aggregate_can_leave_the_parts_alone(out):
     aggregate(out, plots=False, compact=False)
     assert len(_files(out)) == N_TRIALS and all(f.startswith("part-") for f in _files(out))
+
+
+def test_a_compaction_killed_while_writing_leaves_a_temporary_that_a_later_one_removes(out):
+    # A real leftover: a process killed (SIGKILL) half-way through writing the next compacted
+    # file through atomic_write, as a killed `aggregate` leaves it. An hour later the next
+    # compaction removes it; a young one (maybe a live write) stays.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from sweeper.atomic import atomic_write\n"
+        "def half(tmp):\n"
+        "    open(tmp, 'wb').write(b'PAR1' + bytes(4096))\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"atomic_write({str(out / 'points' / 'compact-000009.parquet')!r}, half)\n")],
+        capture_output=True, timeout=120)
+    assert killed.returncode == -9
+    (left,) = (out / "points").glob(".compact-000009.parquet.*.tmp")
+    young = out / "points" / ".part-young.parquet.abc.tmp"
+    young.write_bytes(b"being written")
+    hour_ago = time.time() - 3700
+    os.utime(left, (hour_ago, hour_ago))
+    aggregate(out, plots=False)
+    assert not left.exists() and young.exists()
+    assert query(out, COUNT).iloc[0].tolist() == [N_POINTS, N_POINTS]
+
+
+def _aggregate_process(out: Path):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "sweeper.cli", "aggregate", str(out),
+                             "--no-plots"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_a_query_and_a_compaction_at_once_never_fail_the_query(out, monkeypatch):
+    # The race, made deterministic: the query stops right after listing its files (a hook on
+    # its loader), a real `sweeper aggregate` starts and would delete them while it waits.
+    # Before, the query then failed ("Cannot open file part-...", or a false "damaged file").
+    import threading
+    import time
+
+    from sweeper.adapters import results
+
+    listed, go_on = threading.Event(), threading.Event()
+    load = results._load_points
+
+    def load_after_compaction_started(con, sources, *args, **kwargs):
+        listed.set()
+        assert go_on.wait(120)
+        return load(con, sources, *args, **kwargs)
+
+    monkeypatch.setattr(results, "_load_points", load_after_compaction_started)
+    answer = {}
+    reader = threading.Thread(target=lambda: answer.setdefault("rows", query(out, COUNT)))
+    reader.start()
+    assert listed.wait(60)
+    parts = sorted((out / "points").glob("part-*.parquet"))
+    compaction = _aggregate_process(out)
+    time.sleep(3)  # time enough to compact these 40 points, were it not waiting
+    assert all(p.exists() for p in parts) and compaction.poll() is None
+    go_on.set()
+    reader.join(120)
+    assert answer["rows"].iloc[0].tolist() == [N_POINTS, N_POINTS]
+    _stdout, stderr = compaction.communicate(timeout=300)
+    assert compaction.returncode == 0, stderr
+    assert not any(p.exists() for p in parts)  # compacted once the query was done
+    assert query(out, COUNT).iloc[0].tolist() == [N_POINTS, N_POINTS]
+
+
+def test_writers_under_one_results_directory_take_turns(out):
+    # While one command holds OUT/.sweeper.lock (here: this test, as a sweep or an aggregate
+    # would), a `sweeper aggregate` waits with a message naming the holder and finishes once
+    # it is free; a `sweeper run --resume` exits 2 naming it. Before, aggregate took no lock:
+    # a resume or a second aggregate raced it into FileNotFoundError, leaving an empty file
+    # in points/.corrupt/.
+    import subprocess
+    import sys
+    import time
+
+    from sweeper.adapters.lock import results_lock
+
+    (out / "space.yaml").write_text(yaml.safe_dump(TINY))
+    with results_lock(out, command="the test, holding the lock"):
+        waiting = _aggregate_process(out)
+        resumed = subprocess.run([sys.executable, "-m", "sweeper.cli", "run",
+                                  str(out / "space.yaml"), "--out", str(out), "--resume",
+                                  "--executor", "local", "--tracking-uri",
+                                  f"sqlite:///{out / 'runs.db'}"],
+                                 capture_output=True, text=True, timeout=300)
+        time.sleep(2)
+        assert waiting.poll() is None
+    assert resumed.returncode == 2
+    assert "is in use by" in resumed.stderr and "the test, holding the lock" in resumed.stderr
+    _stdout, stderr = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, stderr
+    assert "waiting up to 120 s" in stderr and "the test, holding the lock" in stderr
+    assert not (out / "points" / CORRUPT).exists()
+    assert query(out, COUNT).iloc[0].tolist() == [N_POINTS, N_POINTS]

@@ -110,13 +110,15 @@ def _stale_warning(path: Path, record: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def results_lock(out: str | Path, command: str | None = None
+def results_lock(out: str | Path, command: str | None = None, wait_s: float = 0.0
                  ) -> Iterator[dict[str, Any] | None]:
     """Hold ``<out>/.sweeper.lock`` for the duration of the ``with`` block.
 
     Args:
         out: the results directory (created if missing).
         command: the command line to record (default: this process's ``sys.argv``).
+        wait_s: how long to wait for another holder to finish (saying so once, naming it)
+            before giving up; 0 gives up at once.
 
     Yields:
         The record left by a previous holder that ended without releasing (a crash), or None.
@@ -139,18 +141,30 @@ def results_lock(out: str | Path, command: str | None = None
                                 f"{str(out)!r}: {exc}") from None
     locked = False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            locked = True
-        except BlockingIOError:
-            raise SweeperInputError(f"results directory {str(out)!r} is in use by "
-                                    f"{_describe(_waited_record(fd))} (lock file {path}); "
-                                    "wait for it to finish or choose another --out") from None
-        except OSError as exc:
-            if exc.errno not in UNSUPPORTED:
-                raise
-            log.warning("cannot lock %s (%s): this filesystem has no flock, so nothing stops a "
-                        "second sweeper run on this directory", path, exc.strerror)
+        deadline, said = time.monotonic() + wait_s, False
+        while not locked:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except BlockingIOError:
+                holder = _describe(_waited_record(fd))
+                if time.monotonic() >= deadline:
+                    waited = f" (waited {wait_s:g} s)" if wait_s else ""
+                    raise SweeperInputError(
+                        f"results directory {str(out)!r} is in use by {holder} (lock file "
+                        f"{path}){waited}; wait for it to finish or choose another --out"
+                    ) from None
+                if not said:
+                    log.warning("results directory %s is in use by %s; waiting up to %g s "
+                                "for it to finish", out, holder, wait_s)
+                    said = True
+                time.sleep(0.2)
+            except OSError as exc:
+                if exc.errno not in UNSUPPORTED:
+                    raise
+                log.warning("cannot lock %s (%s): this filesystem has no flock, so nothing "
+                            "stops a second sweeper run on this directory", path, exc.strerror)
+                break
         previous = _read_record(fd) if locked else None
         if previous is not None:
             log.warning(_stale_warning(path, previous))

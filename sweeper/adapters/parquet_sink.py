@@ -55,6 +55,10 @@ COMPACTED = "compact-"
 CORRUPT = ".corrupt"
 #: Held (flock) while compacting, so two compactions never write one generation twice.
 COMPACTION_LOCK = ".compaction.lock"
+#: A hidden temporary file (``atomic_write``'s ``.NAME.XXXX.tmp``) older than this was left by
+#: a process that died while writing: compaction removes it. A live write of a part or of a
+#: compacted file takes seconds; an hour leaves a wide margin for a slow shared disk.
+STALE_TEMPORARY_S = 3600.0
 #: Rows per row group of a compacted file: large enough that per-group metadata costs well
 #: under a byte per point, small enough that reading one trial skips most of a large file.
 ROW_GROUP_ROWS = 65_536
@@ -311,6 +315,33 @@ def _compaction_lock(points: Path) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
+@contextlib.contextmanager
+def reading(points: Path) -> Iterator[None]:
+    """Hold ``points/.compaction.lock`` shared while listing, verifying and reading files: a
+    compaction (which holds it exclusively) neither starts under a reader nor deletes a file
+    a reader has listed, so a reader never fails, nor reports damage, because of one. Opened
+    read-only, so it works in a directory this user cannot write; where no lock file exists
+    and none can be made (read-only, never compacted), nothing can be compacting."""
+    try:
+        fd = os.open(points / COMPACTION_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        try:
+            points.mkdir(parents=True, exist_ok=True)
+            fd = os.open(points / COMPACTION_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError:
+            yield
+            return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError as exc:
+            if exc.errno not in {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}:
+                raise
+        yield
+    finally:
+        os.close(fd)
+
+
 class ParquetSink(ResultSink):
     """A directory of Parquet parts and compacted files (a shared directory on a
     multi-node cluster)."""
@@ -451,6 +482,7 @@ class ParquetSink(ResultSink):
 
         rows = rows if rows is not None else Rows(pa.table({}))
         with _compaction_lock(self.points):
+            remove_stale_temporaries(self.points)
             held = holdings(self.points)
             if not held.parts and len(held.compacted) <= 1 and not rows.changed:
                 return None
@@ -481,6 +513,32 @@ class ParquetSink(ResultSink):
             for replaced in readable:
                 replaced.path.unlink(missing_ok=True)
         return written
+
+
+def remove_stale_temporaries(points: Path, older_than_s: float = STALE_TEMPORARY_S,
+                             now: float | None = None) -> list[Path]:
+    """Delete the hidden temporary files in ``points`` (``.part-*.tmp``, ``.compact-*.tmp``)
+    last modified more than ``older_than_s`` ago: a writer killed between creating and
+    renaming one never comes back for it. Younger ones may be live writes and stay.
+    Returns the files removed."""
+    import time
+
+    now = time.time() if now is None else now
+    removed = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(points) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith((f".{PREFIX}", f".{COMPACTED}")) and name.endswith(".tmp")
+                    and entry.is_file(follow_symlinks=False)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > older_than_s:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    if removed:
+        LOG.info("removed %d temporary files left by writers that died: %s", len(removed),
+                 ", ".join(p.name for p in removed[:5]))
+    return removed
 
 
 def _readable_part(path: Path, trial_id: str) -> bool:

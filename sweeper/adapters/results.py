@@ -32,7 +32,7 @@ from ..regions import classify
 from ..space import SearchSpace, validate_space
 from ..theory import mean_field_drive
 from .mlflow_tracker import absolute_tracking_uri
-from .parquet_sink import CORRUPT, ParquetSink, Rows, one_schema, read_rows
+from .parquet_sink import CORRUPT, ParquetSink, Rows, one_schema, read_rows, reading
 from .rounds_file import sweep_trials
 
 RECORD, REGION_MAP, PLOTS = "sweep.json", "region_map.parquet", "plots"
@@ -130,11 +130,12 @@ def labelled_points(out: str | Path, space: SearchSpace, *,
     import pyarrow.compute as pc
 
     sink = ParquetSink(out)
-    sources = sweep_sources(out, space)
-    if not sources:
-        raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
-                                "not finished any trial")
-    rows = read_rows(sources)
+    with reading(sink.points):  # released before compacting, which locks exclusively
+        sources = sweep_sources(out, space)
+        if not sources:
+            raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
+                                    "not finished any trial")
+        rows = read_rows(sources)
     points, changed = relabel(rows.table.to_pandas(), space.rules)
     if changed:
         relabelled = points[points["trial_id"].isin(changed)]
@@ -380,10 +381,16 @@ def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFra
             DuckDB rejected the query (its message kept; a refused file access or setting
             adds a hint about ``--allow-files``).
     """
-    import duckdb
 
     out = Path(out)
     space = validate_space(read_record(out)["space"])
+    with reading(out / "points"):  # no compaction deletes a listed file under the query
+        return _query(out, space, sql, allow_files)
+
+
+def _query(out: Path, space: SearchSpace, sql: str, allow_files: bool) -> pd.DataFrame:
+    import duckdb
+
     sources = sweep_sources(out, space)
     if not sources:
         raise SweeperInputError(f"no points under {out / 'points'}; nothing to query")
@@ -417,7 +424,8 @@ SOURCES = "sweeper_sources"
 def _load_points(con, sources: dict[str, Path], out: Path, *, lazy: bool) -> None:
     """``points``: each trial's rows from its source file only (a compacted file also holds
     other trials, and copies of trials whose part is newer), through a semi-join with the
-    table ``sweeper_sources``, which a lazy ``points`` view keeps reading."""
+    table ``sweeper_sources`` (trial_id, file), which a lazy ``points`` view keeps reading
+    and the SQL may read too: where each trial's rows are."""
     pairs = pd.DataFrame({"trial_id": list(sources),
                           "file": [str(path) for path in sources.values()]})
     con.register("sweeper_pairs", pairs)
@@ -427,8 +435,6 @@ def _load_points(con, sources: dict[str, Path], out: Path, *, lazy: bool) -> Non
     _load_table(con, "points", f"SELECT p.* EXCLUDE (filename) FROM "
                 f"{_parquet(files, filename=True)} p SEMI JOIN {SOURCES} s "
                 "ON p.trial_id = s.trial_id AND p.filename = s.file", out, lazy=lazy)
-    if not lazy:
-        con.execute(f"DROP TABLE {SOURCES}")
 
 
 def _parquet(files: list[Path], *, filename: bool = False) -> str:
