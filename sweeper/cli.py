@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -13,6 +14,8 @@ from .errors import SweeperInputError
 #: Exit codes beside 0 (done), 1 (some trials failed) and 2 (bad input); a sweep stopped by
 #: a signal exits 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
 EXIT_TRACKING_FAILED = 3
+#: The Ray cluster of an --address sweep stopped answering (its head, or all of it, died).
+EXIT_CLUSTER_LOST = 4
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
@@ -212,6 +215,10 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
                             str(out.resolve()))
     sink = ParquetSink(out)
     resume = resume_command(args, out)
+    if hasattr(executor, "on_stuck"):
+        executor.on_stuck = functools.partial(_cluster_lost, space=space, out=out,
+                                              tracker=tracker, resume=resume,
+                                              tracking_uri=args.tracking_uri)
     tracking_failed, counts = None, None
     # The record first: whatever happens to this driver, the points it leaves can be read
     # (query, show) and the sweep finished; the parent run is added once it is open.
@@ -222,6 +229,11 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
                            rounds=RoundsFile(out, space))
     except SweepInterrupted as stopped:
         # No region map: a map of part of the grid would pass for the whole sweep.
+        lost = getattr(executor, "lost", None)
+        if lost is not None:
+            print(f"cluster at {lost} lost: {stopped.done} of {stopped.total} trials done; "
+                  f"finish with: {resume}", file=sys.stderr)
+            return EXIT_CLUSTER_LOST
         print(f"interrupted: {stopped.done} of {stopped.total} trials done; finish with: "
               f"{resume}", file=sys.stderr)
         return stopped.exit_code
@@ -242,6 +254,33 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
         print(f"sweeper: {tracking_failed}: {resume}", file=sys.stderr)
         return EXIT_TRACKING_FAILED
     return 0 if counts["failed"] == 0 else 1
+
+
+def _cluster_lost(address: str, *, space, out, tracker, resume: str,
+                  tracking_uri: str) -> None:
+    """The cluster died and the driver's main thread is stuck in a call to it (Ray aborts the
+    process a minute later): from the watch's thread, keep the record, close the runs and
+    say how to finish, then end the process with EXIT_CLUSTER_LOST. Finished parts stay the
+    record of what was computed; the resume logs their runs FINISHED again."""
+    import os
+
+    from .adapters.parquet_sink import ParquetSink
+    from .adapters.results import write_record
+    from .adapters.rounds_file import sweep_trials
+
+    done = total = "?"
+    try:
+        expected = {t.trial_id: t.n_points for t in sweep_trials(out, space)}
+        done, total = len(ParquetSink(out).check(expected)[0]), len(expected)
+        write_record(out, space, tracking_uri, tracker.parent)
+        tracker.end_sweep("KILLED")
+    except Exception as exc:  # the message and the exit code matter more than this
+        print(f"sweeper: while stopping: {exc}", file=sys.stderr)
+    finally:
+        print(f"cluster at {address} lost: {done} of {total} trials done; finish with: "
+              f"{resume}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_CLUSTER_LOST)
 
 
 def _tracking_uri(args: argparse.Namespace, out) -> str:
@@ -363,6 +402,9 @@ def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
     if result.relabelled_parts:
         print(f"relabelled the points of {result.relabelled_parts} trials with the current "
               "region rules")
+    if result.incomplete:
+        print(f"note: {result.incomplete} (sweeper run FILE --out {out} --resume finishes it)",
+              file=sys.stderr)
     print(f"region map: {result.map_path}")
     for path in result.plots:
         print(f"plot: {path}")

@@ -4,6 +4,8 @@ The test starts everything it needs and stops exactly the processes it started."
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -22,6 +24,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 BIN = Path(sys.executable).parent
+TESTS = Path(__file__).resolve().parent
 SMOKE = {"name": "cluster-smoke", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8,
          "seq_len": 30, "axes": {"recurrent_scale": [0.5, 1.5, 2.5], "input_scale": [0.5, 1.0]},
          "vectorize": ["recurrent_scale"], "metrics": ["lyapunov"]}
@@ -86,8 +89,10 @@ def _alive(pid: int) -> bool:
 def cluster(tmp_path):
     # Short private dir: Ray's unix sockets live under it (path length limit).
     temp = tempfile.mkdtemp(prefix="rsw", dir="/tmp")
+    # PYTHONPATH: the nodes' workers import the tests' own tasks (failing_task).
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
-               PATH=f"{BIN}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")
+               PATH=f"{BIN}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0",
+               PYTHONPATH=str(TESTS))
     gcs, dash, mlport = _free_port(), _free_port(), _free_port()
     store = tmp_path / "server.db"
     mlflow = subprocess.Popen(
@@ -109,7 +114,8 @@ def cluster(tmp_path):
                            env=env, check=True, capture_output=True, timeout=180)
         _wait_http(f"http://127.0.0.1:{mlport}/health")
         yield {"env": env, "address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}",
-               "tracking": f"http://127.0.0.1:{mlport}", "token": env["RAY_AUTH_TOKEN"]}
+               "tracking": f"http://127.0.0.1:{mlport}", "token": env["RAY_AUTH_TOKEN"],
+               "temp": temp}
     finally:
         # The Ray client server names the GCS address instead of the temp dir.
         started = _with_descendants(_ours(temp) + _ours(f"address=[0-9.]*:{gcs} "))
@@ -181,3 +187,105 @@ def test_run_joins_a_token_cluster_and_says_how_when_the_token_mode_is_missing(c
     trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
     assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials)
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in trials}
+
+
+#: Eight trials of about two seconds each (a slow input draw), one per input scale.
+SLOW = {"name": "cluster-loss", "task": "failing_task:Slow", "task_params": {"delay": 2.0},
+        "cell": "rnn_tanh", "hidden_size": 8, "seq_len": 30,
+        "axes": {"recurrent_scale": [0.5, 1.5], "input_scale": [0.2, 0.4, 0.6, 0.8, 1.0,
+                                                                 1.2, 1.4, 1.6]},
+        "vectorize": ["recurrent_scale"], "metrics": ["lyapunov"]}
+
+
+def _start_slow_sweep(cluster, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SLOW))
+    out = tmp_path / "out"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "sweeper.cli", "run", str(space), "--address", cluster["gcs"],
+         "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+        env=cluster["env"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(list((out / "points").glob("part-*.parquet"))) < 1:
+        if driver.poll() is not None or time.monotonic() > deadline:
+            os.killpg(driver.pid, signal.SIGKILL)
+            pytest.fail(f"the sweep ended before a node could be lost: {driver.communicate()}")
+        time.sleep(0.1)
+    return driver, out
+
+
+def _kill(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _runs(db: Path) -> list:
+    client = MlflowClient(f"sqlite:///{db}")
+    return client.search_runs([client.get_experiment_by_name(SLOW["name"]).experiment_id])
+
+
+def test_a_lost_worker_node_is_named_and_its_trials_run_on_the_head(cluster, tmp_path):
+    # The worker node dies (its raylet and workers SIGKILLed) while it computes. Its trials
+    # run again on the head, without counting against --max-failures (0): before, Ray's
+    # ActorUnavailableError traceback and Tune's "Trials did not complete" were printed, the
+    # trial failed and the map lacked its row.
+    driver, out = _start_slow_sweep(cluster, tmp_path)
+    _kill(_with_descendants(_ours(f"{cluster['temp']}/worker")))
+    try:
+        stdout, stderr = driver.communicate(timeout=400)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    (tmp_path / "driver.log").write_text(stdout + stderr)
+    assert driver.returncode == 0, stderr[-3000:]
+    assert "8 trials run, 0 already done, 0 failed, of 8" in stdout
+    lost = [line for line in stderr.splitlines() if "lost Ray node " in line]
+    assert len(lost) == 1, stderr[-3000:]
+    for noise in ("Traceback", "Trials did not complete", "ActorUnavailableError"):
+        assert noise not in stdout + stderr
+    frame = pd.read_parquet(out / "points")
+    assert len(frame) == 16 and frame.point_id.is_unique
+    assert sorted(frame.input_scale.unique()) == SLOW["axes"]["input_scale"]
+    assert {r.info.status for r in _runs(tmp_path / "mlflow.db")} == {"FINISHED"}
+
+
+def test_a_lost_cluster_is_noticed_and_the_sweep_says_how_to_finish(cluster, tmp_path):
+    # The whole cluster dies (every process of both nodes SIGKILLed) during an --address
+    # sweep. Before: after ~60 s Ray's core worker aborted the driver (exit 1, "Failed to
+    # connect to GCS within 60 seconds"), with no record, and the runs stayed RUNNING.
+    driver, out = _start_slow_sweep(cluster, tmp_path)
+    _kill(_with_descendants(_ours(cluster["temp"]) + _ours(f"address=[0-9.]*:"
+                                                          f"{cluster['gcs'].split(':')[1]} ")))
+    lost_at = time.monotonic()
+    try:
+        stdout, stderr = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    waited = time.monotonic() - lost_at
+    (tmp_path / "driver.log").write_text(stdout + stderr)
+    assert driver.returncode == 4, stderr[-3000:]
+    assert waited < 45, waited  # its own watch, well before Ray's 60 s abort
+    done = len(list((out / "points").glob("part-*.parquet")))
+    assert f"cluster at {cluster['gcs']} lost: {done} of 8 trials done; finish with: " \
+           f"sweeper run {tmp_path / 'space.yaml'} --out {out} --resume" in stderr
+    assert "Failed to connect to GCS" not in stderr and "Traceback" not in stderr
+    assert json.loads((out / "sweep.json").read_text())["parent_run_id"]
+    statuses = sorted((r.data.tags["sweeper.role"], r.info.status)
+                      for r in _runs(tmp_path / "mlflow.db"))
+    assert ("sweep", "KILLED") in statuses and all(s != "RUNNING" for _, s in statuses)
+    assert statuses.count(("trial", "FINISHED")) <= done
+    # Finished elsewhere (here: in-process, the cluster being gone), every point once and
+    # every run FINISHED.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "sweeper.cli", "run", str(tmp_path / "space.yaml"), "--out",
+         str(out), "--resume", "--executor", "local", "--tracking-uri",
+         f"sqlite:///{tmp_path / 'mlflow.db'}"], env=cluster["env"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{8 - done} trials run, {done} already done" in resumed.stdout
+    frame = pd.read_parquet(out / "points")
+    assert len(frame) == 16 and frame.point_id.is_unique
+    assert {r.info.status for r in _runs(tmp_path / "mlflow.db")} == {"FINISHED"}

@@ -3,6 +3,7 @@ DuckDB; runs in a real sqlite-backed MLflow; the Ray path on an embedded Ray."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -227,8 +228,10 @@ def _check_parts_named(children, out: Path) -> None:
 
 
 def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):
-    # Each trial's first worker dies by SIGKILL inside measure(); --max-failures 1 lets Ray
-    # Tune start it again. The sweep completes with every point exactly once.
+    # Each trial's first worker dies by SIGKILL inside measure(). A lost worker is the
+    # infrastructure's failure, not the trial's: with the default --max-failures 0 its
+    # trials run again. The sweep completes with every point exactly once, and without
+    # Ray's actor traceback or Tune's "Trials did not complete".
     space = dict(SMOKE, task="failing_task:KillWorkerOnce",
                  axes={"recurrent_scale": [0.5, 1.5], "seed": [0, 1]},
                  vectorize=["recurrent_scale"])
@@ -238,11 +241,47 @@ def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):
     markers.mkdir()
     env = dict(os.environ, PYTHONPATH=str(TESTS), SWEEPER_TEST_MARKERS=str(markers))
     result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
-                             str(tmp_path / "out"), "--max-failures", "1"], cwd=tmp_path,
+                             str(tmp_path / "out")], cwd=tmp_path,
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in markers.iterdir()) == ["seed-0", "seed-1"]  # both died once
+    for noise in ("Traceback", "Trials did not complete", "ActorDiedError"):
+        assert noise not in result.stderr + result.stdout
     _check_results_no_history(tmp_path / "out", tmp_path / "mlflow.db", "smoke", 2, 4)
+
+
+def test_a_trial_that_kills_every_worker_fails_after_three_losses(tmp_path):
+    # A trial whose worker dies each time (out of memory, a crash in native code) is not run
+    # for ever: after LOSSES_PER_TRIAL losses it is failed, the other trials finish, and
+    # the map says it is incomplete.
+    from sweeper.adapters.tune_trials import LOSSES_PER_TRIAL
+
+    space = dict(SMOKE, task="failing_task:KillWorkerAlways",
+                 axes={"recurrent_scale": [0.5, 1.5], "seed": [0, 1]},
+                 vectorize=["recurrent_scale"])
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(TESTS), SWEEPER_TEST_MARKERS=str(markers))
+    result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
+                             str(tmp_path / "out")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    deaths = (markers / "deaths-1").read_text().split()
+    assert len(deaths) == LOSSES_PER_TRIAL == 3
+    assert "1 trials run, 0 already done, 1 failed, of 2" in result.stdout
+    assert "note: the map holds 1 of the sweep's 2 trials: 1 failed or have not run" \
+        in result.stderr
+    assert "**Incomplete:** the map holds 1 of the sweep's 2 trials" in (
+        tmp_path / "out" / "summary.md").read_text()
+    meta = pq.read_schema(tmp_path / "out" / "region_map.parquet").metadata
+    assert json.loads(meta[b"sweeper.trials"]) == {"measured": 1, "expected": 2}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    failed = [r for r in runs if r.info.status == "FAILED"
+              and r.data.tags["sweeper.role"] == "trial"]
+    assert len(failed) == 1 and "its worker was lost 3 times" in failed[0].data.tags["error"]
 
 
 def test_executor_failing_to_start_leaves_no_running_run(tmp_path):

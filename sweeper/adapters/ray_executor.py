@@ -8,6 +8,7 @@ This module starts, joins and stops Ray; Tune's trainable and callback are in
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from ..errors import SweeperInputError
 from ..space import Trial
 from ..sweep import Executor, TrialWork
 
+log = logging.getLogger("sweeper")
 TOKEN_HINT = ("if the cluster uses token authentication, export RAY_AUTH_MODE=token (the token "
               "is read from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
 
@@ -41,6 +43,62 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
                                 "`ray start --head` or correct --address") from None
 
 
+class ClusterWatch:
+    """Watches, from a thread of the driver, that the Ray cluster's head still answers: a TCP
+    connection to its GCS (``gcs``) every ``every_s`` seconds. After ``misses`` failures in a
+    row the cluster is lost: ``lost`` names it (``name``, the address the user gave) and the
+    main thread gets a KeyboardInterrupt, so the sweep winds down as after Ctrl-C (finished
+    parts logged FINISHED, the other runs KILLED). Ray's own core worker gives up on the GCS
+    only after 60 s, and then aborts the process with no clean-up; until then the main thread
+    may be stuck in a call to the dead cluster and never see the interrupt. So when the
+    interrupt has not come through ``grace_s`` later, ``on_stuck(name)`` is called from this
+    thread: it cleans up what it can and ends the process."""
+
+    def __init__(self, gcs: str, name: str | None = None, every_s: float = 1.0,
+                 misses: int = 5, grace_s: float = 10.0,
+                 on_stuck: Callable[[str], None] | None = None):
+        self.gcs, self.name = gcs, name or gcs
+        self.every_s, self.misses, self.grace_s = every_s, misses, grace_s
+        self.on_stuck = on_stuck
+        self.lost: str | None = None
+        self.seen = threading.Event()  # set once the main thread has the interrupt
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _answers(self) -> bool:
+        host, _, port = self.gcs.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=self.every_s).close()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def _watch(self) -> None:
+        import _thread
+
+        missed = 0
+        while not self._stop.wait(self.every_s):
+            missed = 0 if self._answers() else missed + 1
+            if missed >= self.misses:
+                self.lost = self.name
+                log.warning("the Ray cluster at %s stopped answering (%d checks in %g s); "
+                            "stopping the sweep", self.name, missed, missed * self.every_s)
+                _thread.interrupt_main()
+                if not self.seen.wait(self.grace_s) and self.on_stuck is not None:
+                    self.on_stuck(self.name)
+                return
+
+    def __enter__(self) -> ClusterWatch:
+        self._thread = threading.Thread(target=self._watch, name="sweeper-cluster-watch",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seen.set()
+        self._stop.set()
+
+
 class RayTuneExecutor(Executor):
     """Trials as Ray Tune trials; behaves as :class:`~sweeper.sweep.LocalExecutor` does
     (the invariants of :class:`~sweeper.sweep.Executor`), with the trials in parallel.
@@ -60,6 +118,11 @@ class RayTuneExecutor(Executor):
         self._started = False
         self.starting = ("starting Ray" if address is None
                          else f"joining the Ray cluster at {address}")
+        #: The address of a cluster that stopped answering during ``run``, else None.
+        self.lost: str | None = None
+        #: Called from the watch's thread when the main thread stays stuck in Ray after the
+        #: cluster was lost (see :class:`ClusterWatch`); it should end the process.
+        self.on_stuck: Callable[[str], None] | None = None
 
     def start(self) -> None:
         """Start an embedded Ray, or join the cluster at ``address`` (once)."""
@@ -93,12 +156,30 @@ class RayTuneExecutor(Executor):
         self._started = True
 
     def stop(self) -> None:
-        """Shut down the Ray this executor started (never one it found running)."""
+        """Shut down the Ray this executor started (never one it found running). After the
+        cluster was lost there is nothing to shut down: Ray's shutdown would wait for it."""
         if self._started:
             import ray
 
-            ray.shutdown()
+            if self.lost is None:
+                ray.shutdown()
             self._started = False
+
+    @contextmanager
+    def _watched(self) -> Iterator[None]:
+        """Run the block under a :class:`ClusterWatch` of the cluster's GCS."""
+        import ray
+
+        try:
+            address = ray.get_runtime_context().gcs_address
+        except Exception:  # no address to watch: Ray's own failure handling applies
+            yield
+            return
+        with ClusterWatch(address, self.address, on_stuck=self.on_stuck) as watch:
+            try:
+                yield
+            finally:
+                self.lost = watch.lost
 
     def run(self, work: TrialWork, trials: list[Trial],
             on_done: Callable[[Trial, str], None], on_error: Callable[[Trial, str], None],
@@ -108,7 +189,7 @@ class RayTuneExecutor(Executor):
         self.start()
         from .tune_trials import fit  # Tune's import takes seconds: paid only for work
 
-        with _working_directory(self.storage_path):
+        with self._watched(), _working_directory(self.storage_path):
             fit(work, trials, on_done, on_error, max_failures=max_failures, device=self.device,
                 resources=self.resources, storage_path=self.storage_path,
                 slots=self.slots())
@@ -120,7 +201,7 @@ class RayTuneExecutor(Executor):
         self.start()
         from .tune_trials import fit_rounds
 
-        with _working_directory(self.storage_path):
+        with self._watched(), _working_directory(self.storage_path):
             fit_rounds(work, next_round, on_done, on_error, max_failures=max_failures,
                        device=self.device, resources=self.resources,
                        storage_path=self.storage_path, slots=self.slots())

@@ -163,9 +163,11 @@ def measured_only(points: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
     return points.drop(columns=unmeasured)
 
 
-def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -> Path:
-    """``<out>/region_map.parquet`` with the schema version, the sweep's config, the rules and
-    the map axes in the file's metadata."""
+def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace,
+                     trials: tuple[int, int] | None = None) -> Path:
+    """``<out>/region_map.parquet`` with the schema version, the sweep's config, the rules,
+    the map axes and (``trials``: measured, expected) how many of the sweep's trials the
+    map holds in the file's metadata (``sweeper.trials``: ``{"measured", "expected"}``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -176,6 +178,9 @@ def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace) -
                 b"sweeper.sweep": json.dumps(space.raw, sort_keys=True, default=str).encode(),
                 b"sweeper.rules": json.dumps(vars(space.rules), sort_keys=True).encode(),
                 b"sweeper.map": json.dumps({"x": x, "y": y}).encode()}
+    if trials is not None:
+        metadata[b"sweeper.trials"] = json.dumps({"measured": trials[0],
+                                                  "expected": trials[1]}).encode()
     table = table.replace_schema_metadata(metadata)
     return atomic_write(Path(out) / REGION_MAP, lambda tmp: pq.write_table(table, tmp))
 
@@ -213,6 +218,17 @@ class Aggregated:
     map_path: Path
     plots: list[Path] = field(default_factory=list)
     relabelled_parts: int = 0
+    trials_measured: int = 0
+    trials_expected: int = 0
+
+    @property
+    def incomplete(self) -> str | None:
+        """What the map lacks, in words, or None when it holds every trial of the sweep."""
+        missing = self.trials_expected - self.trials_measured
+        if missing <= 0:
+            return None
+        return (f"the map holds {self.trials_measured} of the sweep's {self.trials_expected} "
+                f"trials: {missing} failed or have not run, and their cells lack those points")
 
 
 def require_writable(out: str | Path, command: str) -> None:
@@ -256,7 +272,8 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
     frame = region_map(measured_only(points, space), x, y, space.rules, drive=drive)
     if space.search.refine:  # the whole grid, unevaluated cells filled in
         frame = fill_map(frame, x, y, space.axes[x], space.axes[y])
-    map_path = write_region_map(out, frame, space)
+    trials = (int(points["trial_id"].nunique()), len(sweep_trials(out, space)))
+    map_path = write_region_map(out, frame, space, trials)
     drawn: list[Path] = []
     if plots:
         from ..figures import plot_metrics, plot_region_map
@@ -273,7 +290,7 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
         orbit = _orbit_plot(space, out / PLOTS / "orbits.png", device)
         if orbit is not None:
             drawn.append(orbit)
-    return Aggregated(space, frame, map_path, drawn, relabelled)
+    return Aggregated(space, frame, map_path, drawn, relabelled, *trials)
 
 
 SUMMARY = "summary.md"
@@ -302,6 +319,9 @@ def write_summary(out: str | Path, result: Aggregated) -> Path:
              + ". Cells by majority region: "
              + ", ".join(f"{label} {counts.get(label, 0)}"
                          for label in ("forgetful", "memory", "chaotic", "unclassified")) + "."]
+    if result.incomplete:
+        lines += ["", f"**Incomplete:** {result.incomplete}. Finish the sweep with `sweeper run "
+                      f"FILE --out {out} --resume`."]
     if "lyapunov_zero_crossing" in frame and frame["lyapunov_zero_crossing"].notna().any():
         lines += ["", f"## Edge of chaos: lambda_1 = 0 along {x}", "",
                   f"| {y} | crossing (seed mean) | seeds' range | mean field |",

@@ -7,10 +7,14 @@ Sweep trials are packed into Tune trials (:func:`pack`): Tune spends tens of mil
 driver time on each of its trials, more than a small sweep trial computes for, so a sweep of
 thousands of trials runs as a few Tune trials per worker slot. A Tune trial reports once per
 sweep trial, as each ends, so the driver logs and counts them one by one. Retries are the
-sweep's, not Tune's: an exception is retried in the worker (:func:`~sweeper.sweep.attempt`);
-a worker that dies ends its batch, the sweep trial it was computing is charged with the death,
-and the batch's unreported trials run again in further batches, each sweep trial given
-``max_failures`` deaths before it is reported failed.
+sweep's, not Tune's: an exception raised by the computation is retried in the worker
+(:func:`~sweeper.sweep.attempt`), up to ``max_failures`` times. A worker that dies (its
+process killed, its node lost) is the infrastructure's failure, not the trial's: it ends its
+batch, and the batch's unreported trials run again in further batches on the nodes that are
+left, without counting against ``max_failures``. The sweep trial that was computing when its
+worker died is charged with the loss, and reported failed after :data:`LOSSES_PER_TRIAL`
+losses (a trial that itself kills its worker, by running out of memory say, must not loop
+for ever). Each node found dead is named once on stderr.
 
 One Tuner runs the whole sweep: its search algorithm (:class:`Rounds`, Tune's ``Searcher``
 interface) hands out the batches of a round, waits until each has ended, sends the
@@ -32,9 +36,14 @@ from ray.tune.search import Searcher
 from ..space import Trial
 from ..sweep import TrialWork, attempt
 
+LOG = logging.getLogger("sweeper")
+
 #: Tune trials per worker slot in a round: enough to even out trials of unequal cost and to
 #: bound what a dead worker's batch sends round again, few enough to spread Tune's cost thin.
 BATCHES_PER_SLOT = 4
+#: Worker losses (a dead worker process or node) a sweep trial may be running at before it is
+#: reported failed; not counted against --max-failures, which is for the computation's errors.
+LOSSES_PER_TRIAL = 3
 #: Keys of the result a batch reports for each of its sweep trials.
 TRIAL, LOCATION, ERROR = "sweep_trial", "location", "error"
 
@@ -104,6 +113,7 @@ class Handoff(tune.Callback):
         self.reported: set[str] = set()
         self.broken: list[tuple[list[Trial], str]] = []
         self.ended = 0
+        self.lost_nodes = LostNodes()
 
     def add(self, round_: int, index: int, batch: list[Trial]) -> None:
         self.batches[round_, index] = batch
@@ -142,6 +152,48 @@ class Handoff(tune.Callback):
         if left:
             self.broken.append((left, last_error(trial)))
         self.ended += 1
+        self.lost_nodes.report()
+
+
+class LostNodes:
+    """Names each Ray node that died, once. The cluster marks a node dead only after missing
+    its heartbeats for a while, often after the batches it ran have already ended in error,
+    so the driver asks it again every few seconds while the sweep runs (Tune asks the search
+    algorithm for work many times a second)."""
+
+    def __init__(self, every_s: float = 2.0):
+        self.seen: set[str] = set()
+        self.every_s, self.last = every_s, float("-inf")
+
+    def poll(self) -> list[str]:
+        """:meth:`report`, at most once every ``every_s`` seconds."""
+        import time
+
+        if time.monotonic() - self.last < self.every_s:
+            return []
+        return self.report()
+
+    def report(self) -> list[str]:
+        import time
+
+        import ray
+
+        self.last = time.monotonic()
+        try:
+            nodes = ray.nodes()
+        except Exception:  # the cluster itself is unreachable: its own watch says so
+            return []
+        lines = []
+        for node in nodes:
+            node_id = node.get("NodeID", "")
+            if node.get("Alive", True) or node_id in self.seen:
+                continue
+            self.seen.add(node_id)
+            lines.append(f"lost Ray node {node.get('NodeManagerAddress', '?')} "
+                         f"({node_id[:12]}): the trials it was running run again on the "
+                         "nodes that are left")
+            LOG.warning(lines[-1])
+        return lines
 
 
 class Rounds(Searcher):
@@ -168,6 +220,7 @@ class Rounds(Searcher):
         return True  # the configs are the batches; nothing is optimised
 
     def suggest(self, trial_id: str):
+        self.handoff.lost_nodes.poll()
         if not self.queue:
             if self.done:
                 return Searcher.FINISHED
@@ -187,15 +240,16 @@ class Rounds(Searcher):
 
     def _again(self) -> list[Trial]:
         """The broken batches' unreported trials; each batch's first one (it was running
-        when its worker died) charged with the death, and reported failed past
-        ``max_failures`` deaths."""
+        when its worker died) charged with the loss, and reported failed at
+        :data:`LOSSES_PER_TRIAL` losses, whatever ``max_failures`` is."""
         again = []
         for left, message in self.handoff.broken:
             culprit = left[0]
             self.deaths[culprit.trial_id] = self.deaths.get(culprit.trial_id, 0) + 1
-            if self.deaths[culprit.trial_id] > self.max_failures:
+            if self.deaths[culprit.trial_id] >= LOSSES_PER_TRIAL:
                 self.handoff.reported.add(culprit.trial_id)
-                self.handoff.on_error(culprit, message)
+                self.handoff.on_error(culprit, f"its worker was lost {LOSSES_PER_TRIAL} times "
+                                               f"while computing it; the last: {message}")
             again += [t for t in left if t.trial_id not in self.handoff.reported]
         self.handoff.broken.clear()
         return again
@@ -246,10 +300,18 @@ def fit_rounds(work: TrialWork, next_round: Callable[[], list[Trial]],
     # fit() ends by reading each trial's result files into a ResultGrid, which the sweep does
     # not use (its results are the parts); without loggers there are none, which Tune's
     # analysis would log as a warning per batch.
-    analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = analysis.level
-    analysis.setLevel(logging.ERROR)
+    # A batch whose worker died is the sweep's business (Rounds runs its trials again and
+    # the Handoff names the lost node): Tune's traceback of the actor error and its closing
+    # "Trials did not complete" would read as the sweep's failure.
+    quiet = {logging.getLogger("ray.tune.analysis.experiment_analysis"): logging.ERROR,
+             logging.getLogger("ray.tune.execution.tune_controller"): logging.CRITICAL,
+             logging.getLogger("ray.tune.tune"): logging.CRITICAL,
+             logging.getLogger("ray.tune.experiment.trial"): logging.CRITICAL}
+    levels = {logger: logger.level for logger in quiet}
+    for logger, level in quiet.items():
+        logger.setLevel(level)
     try:
         tuner.fit()
     finally:
-        analysis.setLevel(level)
+        for logger, level in levels.items():
+            logger.setLevel(level)
