@@ -227,13 +227,10 @@ def _check_parts_named(children, out: Path) -> None:
         assert len(rows) and set(rows.mlflow_run_id) == {run.info.run_id}
 
 
-def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):
-    # Each trial's first worker dies by SIGKILL inside measure(). A lost worker is the
-    # infrastructure's failure, not the trial's: with the default --max-failures 0 its
-    # trials run again. The sweep completes with every point exactly once, and without
-    # Ray's actor traceback or Tune's "Trials did not complete".
-    space = dict(SMOKE, task="failing_task:KillWorkerOnce",
-                 axes={"recurrent_scale": [0.5, 1.5], "seed": [0, 1]},
+def _run_killing_workers(tmp_path: Path, task: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """`sweeper run` on the embedded Ray of 2 trials (seeds 0, 1) of a task that SIGKILLs its
+    worker; the task's markers (which seeds killed) in the returned folder."""
+    space = dict(SMOKE, task=task, axes={"recurrent_scale": [0.5, 1.5], "seed": [0, 1]},
                  vectorize=["recurrent_scale"])
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(space))
@@ -241,8 +238,17 @@ def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):
     markers.mkdir()
     env = dict(os.environ, PYTHONPATH=str(TESTS), SWEEPER_TEST_MARKERS=str(markers))
     result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
-                             str(tmp_path / "out")], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=600)
+                             str(tmp_path / "out")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    return result, markers
+
+
+def test_killed_ray_worker_is_retried_and_every_point_lands_once(tmp_path):
+    # Each trial's first worker dies by SIGKILL inside measure(). A lost worker is the
+    # infrastructure's failure, not the trial's: with the default --max-failures 0 its
+    # trials run again. The sweep completes with every point exactly once, and without
+    # Ray's actor traceback or Tune's "Trials did not complete".
+    result, markers = _run_killing_workers(tmp_path, "failing_task:KillWorkerOnce")
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in markers.iterdir()) == ["seed-0", "seed-1"]  # both died once
     for noise in ("Traceback", "Trials did not complete", "ActorDiedError"):
@@ -256,17 +262,7 @@ def test_a_trial_that_kills_every_worker_fails_after_three_losses(tmp_path):
     # the map says it is incomplete.
     from sweeper.adapters.tune_trials import LOSSES_PER_TRIAL
 
-    space = dict(SMOKE, task="failing_task:KillWorkerAlways",
-                 axes={"recurrent_scale": [0.5, 1.5], "seed": [0, 1]},
-                 vectorize=["recurrent_scale"])
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(space))
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(TESTS), SWEEPER_TEST_MARKERS=str(markers))
-    result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
-                             str(tmp_path / "out")], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result, markers = _run_killing_workers(tmp_path, "failing_task:KillWorkerAlways")
     assert result.returncode == 1, result.stderr[-3000:]
     deaths = (markers / "deaths-1").read_text().split()
     assert len(deaths) == LOSSES_PER_TRIAL == 3

@@ -297,19 +297,28 @@ def read_rows(sources: Mapping[str, Path]) -> Rows:
     return Rows(table, files)
 
 
+def _flock(fd: int, operation: int) -> OSError | None:
+    """``flock(fd, operation)``, waiting; the error where the filesystem has no flock (some
+    network filesystems), which callers then do without."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as exc:
+        if exc.errno not in {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}:
+            raise
+        return exc
+    return None
+
+
 @contextlib.contextmanager
 def _compaction_lock(points: Path) -> Iterator[None]:
     """Hold ``points/.compaction.lock`` (waiting for another compaction to finish)."""
     points.mkdir(parents=True, exist_ok=True)
     fd = os.open(points / COMPACTION_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            if exc.errno not in {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}:
-                raise
+        unsupported = _flock(fd, fcntl.LOCK_EX)
+        if unsupported is not None:
             LOG.warning("cannot lock %s (%s): run one `sweeper aggregate` at a time here",
-                        points / COMPACTION_LOCK, exc.strerror)
+                        points / COMPACTION_LOCK, unsupported.strerror)
         yield
     finally:
         os.close(fd)  # releases the flock
@@ -332,11 +341,7 @@ def reading(points: Path) -> Iterator[None]:
             yield
             return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        except OSError as exc:
-            if exc.errno not in {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}:
-                raise
+        _flock(fd, fcntl.LOCK_SH)  # without flock, as without the lock: nothing to wait for
         yield
     finally:
         os.close(fd)
