@@ -94,8 +94,10 @@ def test_each_trial_costs_the_same_few_round_trips_and_no_search(tmp_path, store
         parts.append(_finish(tracker, trial, points))
     tracker.end_sweep("FINISHED")
     # Per trial: create_run (with its tags), params, metrics + tags, status; per sweep: the
-    # parent's status. Nothing is read back.
-    assert store_calls == {"create_run": 300, "log_batch": 600, "update_run_info": 301}
+    # parent's status and one search for runs left open by retried creations. Nothing is
+    # read back per trial.
+    assert store_calls == {"create_run": 300, "log_batch": 600, "update_run_info": 301,
+                           "search_runs": 1}
 
     runs = _runs(store)
     assert Counter((r.data.tags["sweeper.role"], r.info.status) for r in runs) == {
@@ -266,3 +268,24 @@ def test_two_drivers_creating_one_experiment_both_start(tmp_path, store):
                                                                    str(tmp_path / "b")}
     for tracker in (first, second):
         tracker.end_sweep("FINISHED")
+
+
+def test_a_run_created_twice_by_a_retried_request_is_deleted_at_the_end(tmp_path, store):
+    # A server that committed create_run and died before replying gets the request again
+    # from the client's retries: a second, empty run of the trial, RUNNING for ever. Made
+    # here by creating that run the way the lost request did (same tags); end_sweep deletes
+    # it and leaves the sweep's own runs.
+    space, points = _space(2), tmp_path / "points"
+    points.mkdir()
+    tracker = MlflowTracker(store, tmp_path / "art", str(tmp_path))
+    parent = tracker.start_sweep(space)
+    trial = space.trials()[0]
+    tracker.trial_started(trial)
+    orphan = tracker.client.create_run(tracker.experiment_id, tags={
+        "sweeper.role": "trial", "sweeper.sweep_hash": tracker.sweep_hash,
+        "sweeper.trial_id": trial.trial_id, "mlflow.parentRunId": parent})
+    _finish(tracker, trial, points)
+    tracker.end_sweep("FINISHED")
+    statuses = Counter((r.data.tags["sweeper.role"], r.info.status) for r in _runs(store))
+    assert statuses == {("sweep", "FINISHED"): 1, ("trial", "FINISHED"): 1}
+    assert MlflowClient(store).get_run(orphan.info.run_id).info.lifecycle_stage == "deleted"

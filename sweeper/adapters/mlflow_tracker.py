@@ -577,7 +577,21 @@ class MlflowTracker(Tracker):
             if known.status == "RUNNING":
                 self._set_status(known.run_id, leftover, _now_ms())
                 known.status = leftover
+        self._delete_orphans()
         self._set_status(self.parent, status, _now_ms())
+
+    def _delete_orphans(self) -> None:
+        """Delete the sweep's runs still RUNNING that the tracker does not know: a create_run
+        that a server committed but whose reply was lost (the server went down) is sent again
+        by the client's retries, which leaves a second, empty run of the trial, open for
+        ever. One search, for the running runs of this sweep only."""
+        known = {self.parent, *(k.run_id for k in self.runs.values())}
+        running = self.client.search_runs(
+            [self.experiment_id], f"tags.`{SWEEP}` = '{self.sweep_hash}' and "
+            "attributes.status = 'RUNNING'", max_results=1000)
+        for run in running:
+            if run.info.run_id not in known:
+                self.client.delete_run(run.info.run_id)
 
 
 def _now_ms() -> int:

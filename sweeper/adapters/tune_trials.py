@@ -113,6 +113,7 @@ class Handoff(tune.Callback):
         self.reported: set[str] = set()
         self.broken: list[tuple[list[Trial], str]] = []
         self.ended = 0
+        self.errors = 0  # batches that ended in error (a worker lost)
         self.lost_nodes = LostNodes()
 
     def add(self, round_: int, index: int, batch: list[Trial]) -> None:
@@ -152,6 +153,7 @@ class Handoff(tune.Callback):
         if left:
             self.broken.append((left, last_error(trial)))
         self.ended += 1
+        self.errors += 1
         self.lost_nodes.report()
 
 
@@ -172,6 +174,31 @@ class LostNodes:
         if time.monotonic() - self.last < self.every_s:
             return []
         return self.report()
+
+    def settle(self, timeout_s: float = 20.0) -> list[str]:
+        """After batches ended in error on a cluster of several nodes: wait up to
+        ``timeout_s`` for the cluster to mark a dead node as such (its health check takes a
+        while), so a sweep that finished on the other nodes in the meantime still names it.
+        Nothing to wait for when a node was named already, or on a single node (where a
+        lost node is the lost cluster, which the driver's watch reports)."""
+        import time
+
+        import ray
+
+        if self.seen:
+            return []
+        try:
+            if len(ray.nodes()) <= 1:
+                return []
+        except Exception:
+            return []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            lines = self.report()
+            if lines:
+                return lines
+            time.sleep(1.0)
+        return []
 
     def report(self) -> list[str]:
         import time
@@ -315,3 +342,5 @@ def fit_rounds(work: TrialWork, next_round: Callable[[], list[Trial]],
     finally:
         for logger, level in levels.items():
             logger.setLevel(level)
+    if handoff.errors:
+        handoff.lost_nodes.settle()
