@@ -33,11 +33,14 @@ beside the figures:
                   the parts, then `sweeper aggregate` and a group-by `sweeper query`, as
                   commands and in-process (after start-up).
   --case fixed    the fixed cost alone: the 2-point sweep, embedded and with ``--address``.
+  --case read     the reading commands (--help, query, show, plot) of a finished sweep from a
+                  fresh process, against `import duckdb, pandas, pyarrow.parquet` alone.
 
 Run:  .venv/bin/python benchmarks/bench_sweep.py [--repeat 3] [--subset 16] [--input-scales 2]
       .venv/bin/python benchmarks/bench_sweep.py --case trials [--trials 1000]
       .venv/bin/python benchmarks/bench_sweep.py --case scale [--trials 5000]
       .venv/bin/python benchmarks/bench_sweep.py --case fixed [--repeat 3]
+      .venv/bin/python benchmarks/bench_sweep.py --case read [--repeat 5]
 """
 
 from __future__ import annotations
@@ -322,6 +325,38 @@ def case_fixed(repeat: int) -> None:
               f"~18 s --address")
 
 
+def case_read(repeat: int) -> None:
+    """The reading commands from a fresh process, against the imports a query cannot do
+    without (`python -c "import duckdb, pandas, pyarrow.parquet"`), alternated, medians: a
+    finished 2-point sweep; `--help`, `query`, `show` and `plot`."""
+    base = [sys.executable, "-m", "sweeper.cli"]
+    with tempfile.TemporaryDirectory(prefix="bench-read-") as tmp:
+        work = Path(tmp)
+        sweep_cli(work, TINY)
+        out = work / "out"
+        commands = {
+            "bare imports": [sys.executable, "-c", "import duckdb, pandas, pyarrow.parquet"],
+            "sweeper --help": [*base, "--help"],
+            "sweeper query": [*base, "query", "select region, count(*) from points group by 1",
+                              "--results", str(out)],
+            "sweeper show": [*base, "show", str(out)],
+            "sweeper plot": [*base, "plot", "lyapunov_max", "--x", "input_scale",
+                             "--results", str(out), "--out", str(work / "plot.png")],
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(repeat):
+            for name, command in commands.items():
+                start = time.perf_counter()
+                subprocess.run(command, cwd=work, check=True, capture_output=True)
+                times[name].append(time.perf_counter() - start)
+    bare = statistics.median(times["bare imports"])
+    for name, values in times.items():
+        t = statistics.median(values)
+        target = (f"  (target query <= 2x bare: {_verdict(t <= 2 * bare)})"
+                  if name == "sweeper query" else "")
+        print(f"  {name:16s} {t:6.2f} s  {t / bare:5.2f}x bare imports{target}")
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -334,7 +369,7 @@ def _verdict(ok: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["overhead", "trials", "scale", "fixed"],
+    parser.add_argument("--case", choices=["overhead", "trials", "scale", "fixed", "read"],
                         default="overhead")
     parser.add_argument("--trials", type=int, default=None,
                         help="trials of --case trials (1,000) or --case scale (5,000)")
@@ -349,6 +384,8 @@ def main() -> None:
         return case_scale(args.trials or 5000)
     if args.case == "fixed":
         return case_fixed(args.repeat)
+    if args.case == "read":
+        return case_read(max(args.repeat, 5))
     space = dict(SPACE, axes=dict(SPACE["axes"], input_scale=[
         round(0.5 * (i + 1), 3) for i in range(args.input_scales)]))
     n_points = 500 * args.input_scales

@@ -371,10 +371,10 @@ def _reuse(before: dict, space) -> str:
     (a trial is reused when its configuration, hence its id, is unchanged); '' when that
     cannot be told (a refined sweep's trials depend on its rounds)."""
     from .errors import SweeperInputError
-    from .space import validate_space
+    from .space import from_record
 
     try:
-        earlier = validate_space(before)
+        earlier = from_record(before)
     except (SweeperInputError, ValueError, KeyError, TypeError):
         return ""
     if earlier.search.refine or space.search.refine:
@@ -466,13 +466,13 @@ def _plot(args: argparse.Namespace) -> int:
     from .errors import SweeperInputError
     from .figures import plot_metric
     from .schema import numeric_metrics
-    from .space import AXES, validate_space
+    from .space import AXES, from_record
 
     if args.x not in AXES:
         raise SweeperInputError(f"--x must be one of {list(AXES)}, got --x={args.x!r}")
     sweeps = []
     for out in args.results:
-        space = validate_space(read_record(out)["space"])
+        space = from_record(read_record(out)["space"])
         by = args.by or next((a for a in space.map if a != args.x), None)
         by = None if by in ("none", "seed") else by
         if by is not None and by not in AXES:

@@ -10,45 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
-from . import errors
 from .cells._base import Cell
 from .lipschitz import top_singular_value
 from .lyapunov import lyapunov_twin, renormalise, renormalise_
 from .params import INPUT, CellParams
+from .protocols import DynamicsConfig
 from .seeding import generator
 
 Tensor = torch.Tensor
-
-
-@dataclass(frozen=True)
-class DynamicsConfig:
-    """Protocol of the dynamics pass.
-
-    Attributes:
-        burn_in: steps discarded before averaging exponents and sampling Jacobians. The
-            trajectory runs burn_in + seq_len steps.
-        n_trajectories: B trajectories per point; exponents and Lipschitz statistics pool them.
-        lyapunov_k: number of exponents (QR re-orthonormalisation when > 1).
-        lipschitz_samples: post-burn-in steps (evenly spaced) at which ||J_t||_2 is evaluated.
-        lanczos_steps: Krylov dimension for ||J_t||_2 (exact when >= D).
-        horizon_tol: relative size below which a perturbation counts as forgotten.
-        twin: also run the two-trajectory cross-check (float64).
-    """
-
-    burn_in: int = 100
-    n_trajectories: int = 1
-    lyapunov_k: int = 1
-    lipschitz_samples: int = 32
-    lanczos_steps: int = 24
-    horizon_tol: float = 1e-3
-    twin: bool = False
-
-    def __post_init__(self):
-        for name in ("burn_in", "lipschitz_samples"):
-            errors.integer(name, getattr(self, name), minimum=0)
-        for name in ("n_trajectories", "lyapunov_k", "lanczos_steps"):
-            errors.integer(name, getattr(self, name))
-        errors.number("horizon_tol", self.horizon_tol, above=0, below=1)
 
 
 @dataclass(frozen=True)

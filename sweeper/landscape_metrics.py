@@ -4,11 +4,9 @@ and slice roughness along the scaling direction and a filter-normalised random d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from . import errors
 from .landscape import (
     filter_normalised_direction,
     grad_norm,
@@ -19,42 +17,10 @@ from .landscape import (
 from .model import PointModel, Readout
 from .objective import Objective, build_objective
 from .params import RECURRENT, CellParams
+from .protocols import LandscapeConfig
 from .seeding import generator
 
 Tensor = torch.Tensor
-
-
-@dataclass(frozen=True)
-class LandscapeConfig:
-    """Protocol of the landscape family.
-
-    Attributes:
-        points: P slice points per direction (odd keeps alpha = 0 on the grid).
-        radius: half-width of the slice along recurrent_scale (absolute, s - r .. s + r).
-        random_radius: half-width along the filter-normalised direction (in units of the
-            weights' own row norms).
-        batch_size: sequences in the fixed data batch of the loss.
-        hessian_steps: 0 skips hessian_top_eig; otherwise the Lanczos steps used when a
-            point has more than ``EXACT_HESSIAN_MAX_PARAMS`` (128) parameters. Points with
-            fewer (the paper's 2-unit LSTM has 40) get the exact top eigenvalue of their dense
-            Hessian whatever the value (see :func:`sweeper.landscape.hessian_top_eig`).
-        data_seed: seed of the data batch and of the random directions.
-    """
-
-    points: int = 41
-    radius: float = 0.1
-    random_radius: float = 0.5
-    batch_size: int = 16
-    hessian_steps: int = 20
-    data_seed: int = 0
-
-    def __post_init__(self):
-        errors.integer("points", self.points, minimum=3)
-        errors.number("radius", self.radius, above=0)
-        errors.number("random_radius", self.random_radius, above=0)
-        errors.integer("batch_size", self.batch_size)
-        errors.integer("hessian_steps", self.hessian_steps, minimum=0)
-        errors.integer("data_seed", self.data_seed, minimum=0)
 
 
 def scaling_direction(model: PointModel, cell, params: CellParams, readout: Readout

@@ -9,80 +9,15 @@ from dataclasses import dataclass
 
 import torch
 
-from . import errors
 from .cells._base import Cell
 from .dynamics import drive_function, input_projection
 from .errors import require
 from .lyapunov import renormalise_
 from .params import CellParams
+from .protocols import MemoryConfig
 from .seeding import generator
 
 Tensor = torch.Tensor
-
-
-@dataclass(frozen=True)
-class MemoryConfig:
-    """Protocols of the memory metrics.
-
-    Attributes:
-        washout: steps discarded before fitting; must be >= max_delay so lags never wrap.
-            None = max(200, max_delay).
-        train, test: lengths of the fitting and the held-out segments.
-        max_delay: K_max, the largest delay k (delays run 1..K_max); None = 2 * D.
-        ridge: Tikhonov factor, relative to the mean diagonal of X^T X.
-        chunk_bytes: points are processed in chunks whose working memory for the capacity
-            (float64 normal equations and one block of states and predictions) stays below
-            this size (256 MiB by default), so large grids do not exhaust memory.
-        attractor_inits: M random initial states, uniform in [-1, 1]^D.
-        attractor_steps: transient steps under constant input before the end states.
-        attractor_window: W further steps from each end state (its continued orbit), in which
-            periods (up to W // 2), returns and links between runs are looked for.
-        attractor_tol: max-abs distance within which two states count as the same.
-        attractor_chaos: finite-time exponent over the window (nats per step) above which an
-            aperiodic run counts as on a chaotic attractor rather than still moving.
-        attractor_batches: the time averages of an aperiodic run are taken over the last
-            ``attractor_steps // 2`` transient steps and the window, cut into this many equal
-            batches; the spread of the batch means gives each average's standard error.
-        attractor_se: two aperiodic runs share an attractor when their time averages differ
-            by at most this many standard errors (see :func:`attractors`).
-    """
-
-    washout: int | None = None
-    train: int = 2000
-    test: int = 1000
-    max_delay: int | None = None
-    ridge: float = 1e-8
-    chunk_bytes: int = 2**28
-    attractor_inits: int = 16
-    attractor_steps: int = 500
-    attractor_window: int = 100
-    attractor_tol: float = 1e-2
-    attractor_chaos: float = 0.01
-    attractor_batches: int = 8
-    attractor_se: float = 4.0
-
-    def __post_init__(self):
-        errors.optional_integer("washout", self.washout)
-        for name in ("train", "test", "attractor_inits", "attractor_steps", "attractor_window",
-                     "chunk_bytes"):
-            errors.integer(name, getattr(self, name))
-        errors.optional_integer("max_delay", self.max_delay)
-        errors.number("ridge", self.ridge, at_least=0)
-        errors.number("attractor_chaos", self.attractor_chaos, at_least=0)
-        errors.number("attractor_tol", self.attractor_tol, above=0)
-        errors.integer("attractor_batches", self.attractor_batches, minimum=2)
-        errors.number("attractor_se", self.attractor_se, above=0)
-        averaged = self.attractor_steps // 2 + self.attractor_window
-        require(averaged >= self.attractor_batches,
-                f"MemoryConfig requires attractor_steps // 2 + attractor_window >= "
-                f"attractor_batches (each batch of the time averages holds a step); got "
-                f"{averaged} steps for attractor_batches={self.attractor_batches}")
-
-    def delays(self, state_size: int) -> int:
-        return self.max_delay if self.max_delay is not None else 2 * state_size
-
-    def washout_steps(self, state_size: int) -> int:
-        return self.washout if self.washout is not None else max(200, self.delays(state_size))
 
 
 def memory_capacity(cell: Cell, params: CellParams, input_size: int, state_size: int,

@@ -9,7 +9,102 @@ tests/test_schema.py compares.
 from __future__ import annotations
 
 from .columns import Column
-from .families import FAMILIES
+
+#: The landscape family's slice statistics (unit, meaning), each along recurrent_scale and
+#: along a random direction.
+_SLICES = {
+    "n_local_minima": ("", "interior local minima of the loss along the slice"),
+    "roughness_tv": ("", "total variation over range: 1 monotone, 2 one valley"),
+    "loss_lipschitz": ("", "max |dV/d alpha| by first differences along the slice"),
+    "loss_curvature": ("", "max |d2V/d alpha2| by second differences along the slice"),
+}
+
+
+def _slice_columns() -> tuple[Column, ...]:
+    along = [Column(name, "double", unit, f"{meaning}, along recurrent_scale (s +- 0.1, 41 "
+                    "points by default)", "landscape")
+             for name, (unit, meaning) in _SLICES.items()]
+    random = [Column(f"{name}_random", "double", unit, f"{meaning}, along a filter-normalised "
+                     "random direction (Li et al. 2018)", "landscape")
+              for name, (unit, meaning) in _SLICES.items()]
+    return (*along, *random)
+
+
+#: The metric columns of each family, in the order their columns appear; the families in
+#: :mod:`sweeper.families` compute them. Plain data: reading results needs no torch.
+FAMILY_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "lipschitz": (
+        Column("lipschitz_bound", "double", "", "sound analytic bound of sup ||df/dx||_2 over "
+               "the reachable set (derivation in each cell's docstring)", "lipschitz"),
+        Column("lipschitz_local_max", "double", "", "largest ||J_t||_2 at 32 evenly "
+               "spaced post-burn-in steps (Lanczos)", "lipschitz"),
+        Column("lipschitz_local_mean", "double", "", "geometric mean of ||J_t||_2 at the "
+               "sampled steps", "lipschitz"),
+        Column("cost_growth_log10", "double", "log10", "log10 of sum_{k<N} L^k with L the "
+               "bound: the paper's growth of the cost's Lipschitz constant", "lipschitz"),
+        Column("cost_growth_log10_local", "double", "log10", "the same with L the local "
+               "maximum", "lipschitz"),
+    ),
+    "lyapunov": (
+        Column("lyapunov_max", "double", "nats/step", "largest Lyapunov exponent (Benettin's "
+               "tangent method, averaged after the burn-in)", "lyapunov"),
+        Column("lyapunov_<i>", "double", "nats/step", "the i-th exponent, i = 2..k, with "
+               "DynamicsConfig(lyapunov_k=k) (QR re-orthonormalisation)", "lyapunov",
+               optional=True, pattern=True),
+        Column("lyapunov_max_twin", "double", "nats/step", "the largest exponent from two "
+               "nearby float64 trajectories, with DynamicsConfig(twin=True)", "lyapunov",
+               optional=True),
+    ),
+    "memory": (
+        Column("memory_capacity", "double", "", "Jaeger's memory capacity: sum of held-out r^2 "
+               "of ridge readouts of u_{t-k}, k = 1..2D", "memory"),
+        Column("memory_horizon", "double", "steps", "steps until an initial perturbation "
+               "shrinks below horizon_tol (1e-3), capped at N", "memory"),
+        Column("memory_horizon_capped", "bool", "", "the perturbation was still above "
+               "horizon_tol after N steps", "memory"),
+        Column("attractor_count", "double", "", "attractors reached from 16 random initial "
+               "states under the task's constant input, each counted once as a set: periodic "
+               "runs are one attractor when one's orbit passes within 0.01 of the other's end "
+               "state (the phases of one orbit); aperiodic runs (chaotic, quasi-periodic) when "
+               "their per-unit time means and second moments over 350 steps agree within 4 "
+               "standard errors (batch means); a run still moving after the transient adds "
+               "none", "memory"),
+        Column("chaotic_attractors", "double", "", "how many of those attractors are chaotic: "
+               "the mean finite-time Lyapunov exponent of their runs over the 100-step window "
+               "exceeds 0.01 nats/step (they do not count as memory, see regions)", "memory"),
+        Column("orbit_period", "double", "steps", "period of the attractor reached most often: "
+               "1 fixed point, p a period-p orbit, 0 no period up to W/2 = 50 steps: "
+               "quasi-periodic or chaotic", "memory"),
+        Column("asymptotic_states", "double", "", "end states a readout could tell apart, "
+               "phases of periodic orbits included", "memory"),
+        Column("memory_curve", "list<double>", "", "r^2 of the readout of u_{t-k} for each "
+               "delay k = 1..2D", "memory"),
+    ),
+    "landscape": (
+        Column("loss", "double", "task loss", "the task's loss on a fixed batch of a supervised "
+               "task", "landscape"),
+        Column("grad_norm", "double", "", "||grad V|| by backpropagation through time",
+               "landscape"),
+        Column("hessian_top_eig", "double", "", "top eigenvalue of the Hessian: exact (dense "
+               "Hessian) up to 128 parameters per point, else Lanczos on Hessian-vector "
+               "products; NaN with hessian_steps 0", "landscape"),
+        *_slice_columns(),
+    ),
+    "training": (
+        Column("train_loss", "double", "task loss", "loss on the last training batch (every "
+               "point trained at once: Adam, per-point gradient clipping, cosine schedule, 300 "
+               "steps by default)", "training"),
+        Column("val_loss", "double", "task loss", "loss on the validation batch", "training"),
+        Column("val_accuracy", "double", "", "validation accuracy (classification tasks; NaN "
+               "for mse)", "training"),
+        Column("diverged", "bool", "", "the point's loss or gradient became non-finite during "
+               "training", "training"),
+        Column("steps_to_threshold", "double", "steps", "first step whose train loss is below "
+               "TrainingConfig.threshold (NaN if never or no threshold)", "training"),
+    ),
+}
+#: The metric families, in column order.
+METRIC_FAMILIES = tuple(FAMILY_COLUMNS)
 
 #: Bumped whenever a column, a type or a status value changes meaning (written into the
 #: region map's metadata). 2: orbit_period, asymptotic_states, crossing interval, mean field;
@@ -47,8 +142,8 @@ REGION_COLUMN = Column("region", "string", "", "forgetful, memory, chaotic or un
 def metric_columns(family: str | None = None, *, optional: bool = False) -> tuple[Column, ...]:
     """The metric columns (of one family, or all in family order); ``optional`` adds the
     columns present only when asked for (pattern columns stay templates)."""
-    families = [FAMILIES[family]] if family else FAMILIES.values()
-    return tuple(c for f in families for c in f.columns if optional or not c.optional)
+    families = [family] if family else METRIC_FAMILIES
+    return tuple(c for f in families for c in FAMILY_COLUMNS[f] if optional or not c.optional)
 
 
 def metric_names(family: str | None = None) -> list[str]:

@@ -21,16 +21,11 @@ from typing import Any
 import numpy as np
 
 from .axes import map_axes
-from .cells import CELLS, Cell
-from .dynamics import DynamicsConfig
 from .errors import SweeperInputError, is_finite_number, is_integer
-from .landscape_metrics import LandscapeConfig
-from .measure import METRIC_FAMILIES
-from .memory import MemoryConfig
+from .protocols import DynamicsConfig, LandscapeConfig, MemoryConfig, TrainingConfig
 from .refine import Grid, SearchConfig, parse_search
 from .regions import RegionRules
-from .task import get_task
-from .training import TrainingConfig
+from .schema import METRIC_FAMILIES
 
 AXES = ("recurrent_scale", "input_scale", "seed", "seq_len", "hidden_size")
 VECTORIZABLE = ("recurrent_scale", "input_scale", "seed")
@@ -363,8 +358,50 @@ def _check_counts(axes: Mapping[str, list], vectorize: list, errors: _Errors) ->
                         "axes or shorten them")
 
 
-def validate_space(raw: Any) -> SearchSpace:
+def from_record(raw: Any) -> SearchSpace:
+    """The space of a sweep's record (``sweep.json``), which ``sweeper run`` wrote after
+    validating it: checked without the cell registry or the task (see ``trusted`` in
+    :func:`validate_space`)."""
+    return validate_space(raw, trusted=True)
+
+
+def _check_cell_and_task(cell: Any, task_name: Any, task_params: Mapping, errors) -> Any:
+    """Check the cell against the registry and build the task (both import torch); the
+    problems go to ``errors``. Returns the task, or None when it cannot be built."""
+    from .cells import CELLS
+    from .task import get_task
+
+    if not (isinstance(cell, str) and cell in CELLS):
+        errors.add("cell", cell, f"one of {sorted(CELLS)}")
+    # A task rejects bad names and parameters with SweeperInputError (a ValueError); a value
+    # of the wrong type may reach a comparison or an import first and raise the others.
+    rejected = (ValueError, TypeError, OverflowError)
+    try:
+        get_task(task_name)
+    except rejected as exc:
+        errors.add_text("task", str(exc))
+        return None
+    try:
+        return get_task(task_name, dict(task_params))
+    except rejected as exc:
+        message = str(exc)  # a parameter's rule names task_params.<name> itself
+        if message.startswith("task_params."):
+            errors.items.append(message)
+        else:
+            errors.add_text("task_params", message)
+    return None
+
+
+def validate_space(raw: Any, *, trusted: bool = False) -> SearchSpace:
     """Check a parsed search-space mapping and expand it.
+
+    Args:
+        raw: the mapping, as parsed from the file.
+        trusted: a space this package validated and recorded itself (a sweep's
+            ``sweep.json``): the cell and the task are taken as named, without loading the
+            cell registry or building the task (torch, and a plug-in's module), so that the
+            commands reading a finished sweep start at once. Everything else is checked as
+            usual. See :func:`from_record`.
 
     Raises:
         SweeperInputError: listing every problem, one per line, each with its key path.
@@ -379,30 +416,19 @@ def validate_space(raw: Any) -> SearchSpace:
     if not (isinstance(name, str) and NAME.match(name)):
         errors.add("name", name, "1 to 100 letters, digits, '_', '.' or '-'")
     cell = raw.get("cell")
-    if not (isinstance(cell, str) and cell in CELLS):
-        errors.add("cell", cell, f"one of {sorted(CELLS)}")
     task_name = raw.get("task", "noise")
     task_params = raw.get("task_params") or {}
     if not isinstance(task_params, Mapping):
         errors.add("task_params", task_params, "a mapping")
         task_params = {}
     task = None
-    # A task rejects bad names and parameters with SweeperInputError (a ValueError); a value
-    # of the wrong type may reach a comparison or an import first and raise the others.
-    rejected = (ValueError, TypeError, OverflowError)
-    try:
-        get_task(task_name)
-    except rejected as exc:
-        errors.add_text("task", str(exc))
+    if trusted:
+        if not isinstance(cell, str):
+            errors.add("cell", cell, "a cell name")
+        if not isinstance(task_name, str):
+            errors.add("task", task_name, "a task name or module.path:Class")
     else:
-        try:
-            task = get_task(task_name, dict(task_params))
-        except rejected as exc:
-            message = str(exc)  # a parameter's rule names task_params.<name> itself
-            if message.startswith("task_params."):
-                errors.items.append(message)
-            else:
-                errors.add_text("task_params", message)
+        task = _check_cell_and_task(cell, task_name, task_params, errors)
     axes_raw = raw.get("axes") or {}
     if not isinstance(axes_raw, Mapping):
         errors.add("axes", axes_raw, "a mapping of axis name to values")
@@ -467,7 +493,7 @@ def validate_space(raw: Any) -> SearchSpace:
     else:
         try:
             rules = RegionRules.from_mapping(regions_raw)
-        except rejected as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             errors.add_text("regions", str(exc))
     ordered = {a: axes[a] for a in AXES if a in axes}
     _check_counts(ordered, vectorize, errors)
@@ -522,7 +548,7 @@ PROCESS_BYTES = 2**29
 COMPUTE_BYTES = 4
 
 
-def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: int,
+def trial_bytes(cell: Any, task: Any, hidden_size: int, seq_len: int, points: int,
                 seeds: int, metrics: Sequence[str], landscape: LandscapeConfig | None = None,
                 *, dynamics: DynamicsConfig | None = None, memory: MemoryConfig | None = None,
                 training: TrainingConfig | None = None) -> int:
@@ -570,6 +596,8 @@ def trial_bytes(cell: Cell, task: Any, hidden_size: int, seq_len: int, points: i
     per_point = gates * (hidden_size + inputs + 2) + outputs * (hidden_size + 1)
     dyn = dynamics or DynamicsConfig()
     steps = dyn.burn_in + seq_len
+    from .cells import Cell
+
     projected = type(cell).prepare is not Cell.prepare  # one weight set per point
     base = (PROCESS_BYTES + (k_points if projected else groups) * per_point * (b + f64)
             + groups * steps * inputs * f64)
@@ -627,6 +655,9 @@ def estimate(space: SearchSpace) -> SizeEstimate:
     per_trial = math.prod(lengths[a] for a in space.vectorize)
     seeds = lengths["seed"] if "seed" in space.vectorize else 1
     # Memory grows with H and N: the trial with the largest of each bounds every other.
+    from .cells import CELLS
+    from .task import get_task
+
     peak = trial_bytes(CELLS[space.cell], get_task(space.task, space.task_params),
                        max(space.axes["hidden_size"]), max(space.axes["seq_len"]), per_trial,
                        seeds, space.metrics, **protocol_configs(space))

@@ -26,7 +26,6 @@ import pandas as pd
 
 from .errors import SweeperInputError
 from .interrupt import SweepInterrupted
-from .measure import measure
 from .refine import cells_of, next_cells
 from .regions import classify
 from .space import SearchSpace, Trial, point_id, protocol_configs
@@ -41,6 +40,8 @@ def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> 
     Returns the measure() rows plus ``sweep``, ``trial_id``, ``point_id`` and ``region``
     (classified with the space's rules) columns.
     """
+    from .measure import measure  # the numerics (torch), loaded where a trial runs
+
     config = trial.config
 
     def values(axis: str) -> list:

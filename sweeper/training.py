@@ -14,48 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import errors
 from .objective import SupervisedProblem
+from .protocols import TrainingConfig
 
 Tensor = torch.Tensor
-SCHEDULES = ("constant", "cosine")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Optimiser and protocol.
-
-    Attributes:
-        steps: Adam steps; batch_size: sequences per step (a fresh batch each step, the same
-            for every point); val_batch_size: sequences of the validation batch.
-        lr, betas, eps: Adam. schedule: "constant" or "cosine" (decay to 0 over ``steps``).
-        clip: largest gradient norm per point (None: no clipping).
-        threshold: train loss that counts as reached for ``steps_to_threshold`` (None: off).
-        data_seed: seed of the data stream.
-    """
-
-    steps: int = 300
-    batch_size: int = 32
-    val_batch_size: int = 256
-    lr: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    schedule: str = "cosine"
-    clip: float | None = 1.0
-    threshold: float | None = None
-    data_seed: int = 0
-
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "val_batch_size"):
-            errors.integer(name, getattr(self, name))
-        errors.number("lr", self.lr, above=0)
-        errors.number("eps", self.eps, above=0)
-        errors.choice("schedule", self.schedule, SCHEDULES)
-        if self.clip is not None:
-            errors.number("clip", self.clip, above=0)
-        if self.threshold is not None:
-            errors.number("threshold", self.threshold)
-        errors.integer("data_seed", self.data_seed, minimum=0)
 
 
 @dataclass(frozen=True)

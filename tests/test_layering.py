@@ -15,6 +15,8 @@ import ast
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"ray", "mlflow", "yaml", "pyarrow", "duckdb"}
 TASK_PACKAGES = {"tasks", "rnn_sweeper_tasks"}
@@ -123,3 +125,87 @@ def test_every_package_is_installed():
                if d.is_dir() and any(d.glob("*.py"))}
     assert on_disk == set(folders), on_disk ^ set(folders)
     assert folders["tasks"] == "rnn_sweeper_tasks"
+
+
+#: The middle layer: plain data, the results on disk, the region rules and the commands that
+#: read a finished sweep. Importing them loads neither torch (1-1.5 s here) nor Ray nor
+#: MLflow; the numerics are imported where a trial runs.
+TORCH_FREE = ("sweeper", "sweeper.cli", "sweeper.errors", "sweeper.columns", "sweeper.schema",
+              "sweeper.protocols", "sweeper.regions", "sweeper.refine", "sweeper.axes",
+              "sweeper.space", "sweeper.sweep", "sweeper.aggregate", "sweeper.theory",
+              "sweeper.terminal", "sweeper.figures", "sweeper.adapters.results",
+              "sweeper.adapters.parquet_sink", "sweeper.adapters.rounds_file",
+              "sweeper.adapters.space_file")
+HEAVY = ("torch", "ray", "mlflow")
+
+
+def _loaded_after(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; which of HEAVY it left in sys.modules (a fresh
+    process: this one has imported everything by now)."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (f"{code}\nimport json, sys\n"
+             f"print(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_middle_layer_imports_neither_torch_nor_ray_nor_mlflow():
+    loaded = _loaded_after("\n".join(f"import {m}" for m in TORCH_FREE))
+    assert loaded == dict.fromkeys(HEAVY, False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished smoke sweep (in-process executor)."""
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("finished")
+    result = subprocess.run(
+        [sys.executable, "-m", "sweeper.cli", "run", str(ROOT / "search_spaces" / "smoke.yaml"),
+         "--executor", "local", "--out", str(base / "out"), "--tracking-uri",
+         f"sqlite:///{base / 'mlflow.db'}"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base / "out"
+
+
+@pytest.mark.parametrize("command", [
+    ["--help"], ["query", "select count(*) from points"], ["show"],
+    ["plot", "lyapunov_max", "--x", "recurrent_scale"]], ids=lambda c: c[0])
+def test_reading_commands_start_without_torch_or_ray(finished, tmp_path, command):
+    # `sweeper query`, `show`, `plot` and `--help` import neither torch nor Ray nor MLflow:
+    # they start in a fraction of a second (benchmarks/bench_sweep.py --case read).
+    args = list(command)
+    if args[0] == "query":
+        args += ["--results", str(finished)]
+    elif args[0] == "show":
+        args.append(str(finished))
+    elif args[0] == "plot":
+        args += ["--results", str(finished), "--out", str(tmp_path / "plot.png")]
+    code = ("import contextlib, io\nfrom sweeper.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            f"        assert main({args!r}) == 0\n"
+            "    except SystemExit as exc:\n"
+            "        assert exc.code == 0\n")
+    assert _loaded_after(code) == dict.fromkeys(HEAVY, False)
+
+
+def test_validate_never_imports_ray_or_mlflow(tmp_path):
+    # Validating builds the task (a torch module), but starts and imports nothing of Ray or
+    # MLflow, also for a file it refuses. (In the test process itself Ray is loaded by then,
+    # so this is checked in a fresh one.)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "search_spaces" / "smoke.yaml").read_text() + "\nunknown_key: 1\n")
+    for path, expected in ((ROOT / "search_spaces" / "quickstart.yaml", 0), (bad, 2)):
+        code = ("import contextlib, io\nfrom sweeper.cli import main\n"
+                "with contextlib.redirect_stderr(io.StringIO()), "
+                "contextlib.redirect_stdout(io.StringIO()):\n"
+                f"    assert main(['validate', {str(path)!r}]) == {expected}\n")
+        loaded = _loaded_after(code)
+        assert not loaded["ray"] and not loaded["mlflow"], (path, loaded)

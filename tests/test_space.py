@@ -184,8 +184,6 @@ def test_generated_invalid_spaces_exit_2_naming_the_key(tmp_path, capsys, data, 
     corrupt(space, data.draw(values))
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(space))
-    # Earlier test modules may have imported Ray into this process (test_executors does).
-    ray_before = "ray" in sys.modules
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert key.split()[0] in err if key != "unknown key" else "unknown key" in err
@@ -197,9 +195,8 @@ def test_generated_invalid_spaces_exit_2_naming_the_key(tmp_path, capsys, data, 
     err = capsys.readouterr().err
     assert key.split()[0] in err if key != "unknown key" else "unknown key" in err
     assert not (tmp_path / "out").exists() and not db.exists()
-    # Neither command imports Ray, let alone starts it.
-    assert ("ray" in sys.modules) == ray_before
-    assert not ray_before or not sys.modules["ray"].is_initialized()
+    # That neither imports Ray is checked in a fresh process (test_layering): here an earlier
+    # test module has loaded it already.
 
 
 def test_unreadable_and_non_yaml_files(tmp_path, capsys):

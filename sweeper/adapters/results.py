@@ -26,10 +26,9 @@ import pandas as pd
 from ..aggregate import SCHEMA_VERSION, region_map
 from ..atomic import atomic_write
 from ..errors import SweeperInputError
-from ..orbits import sweep_orbits
 from ..refine import fill_map
 from ..regions import classify
-from ..space import SearchSpace, validate_space
+from ..space import SearchSpace, from_record
 from ..theory import mean_field_drive
 from .mlflow_tracker import absolute_tracking_uri
 from .parquet_sink import CORRUPT, ParquetSink, Rows, one_schema, read_rows, reading
@@ -265,7 +264,7 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
         SweeperInputError: ``out`` holds no sweep record or no points.
     """
     out = Path(out)
-    space = validate_space(read_record(out)["space"])
+    space = from_record(read_record(out)["space"])
     points, relabelled = labelled_points(out, space, compact=compact)
     x, y = space.map
     drive = mean_field_drive(space.cell, space.task, space.task_params)  # None: no theory
@@ -365,13 +364,13 @@ def _chance(space: SearchSpace) -> dict[str, float]:
 def _orbit_plot(space: SearchSpace, path: Path, device: str) -> Path | None:
     """The orbit (bifurcation) diagram along recurrent_scale, for tasks that define one."""
     from ..figures import plot_orbits
+    from ..orbits import input_words, sweep_orbits  # the numerics (torch): aggregate only
 
     seed, hidden = space.axes["seed"][0], space.axes["hidden_size"][0]
     found = sweep_orbits(space.cell, hidden, space.task, space.task_params,
                          space.axes["recurrent_scale"], seed=seed, device=device)
     if found is None:
         return None
-    from ..orbits import input_words
     from ..task import get_task
 
     words = input_words(get_task(space.task, dict(space.task_params)))
@@ -403,7 +402,7 @@ def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFra
     """
 
     out = Path(out)
-    space = validate_space(read_record(out)["space"])
+    space = from_record(read_record(out)["space"])
     with reading(out / "points"):  # no compaction deletes a listed file under the query
         return _query(out, space, sql, allow_files)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..cells import BoundContext
-from ..columns import Column
 from ..dynamics import PassNeeds
 from ..lipschitz import cost_growth_log10
+from ..schema import FAMILY_COLUMNS
 from ..status import DIVERGED
 from ._base import Batch, Family, Outcome
 
@@ -17,18 +17,7 @@ class Lipschitz(Family):
     needs = PassNeeds(tangents=False, jacobian_samples=True)
     failure = DIVERGED
     kept_on_divergence = ("lipschitz_bound", "cost_growth_log10")
-    columns = (
-        Column("lipschitz_bound", "double", "", "sound analytic bound of sup ||df/dx||_2 over "
-               "the reachable set (derivation in each cell's docstring)", _FAMILY),
-        Column("lipschitz_local_max", "double", "", "largest ||J_t||_2 at 32 evenly "
-               "spaced post-burn-in steps (Lanczos)", _FAMILY),
-        Column("lipschitz_local_mean", "double", "", "geometric mean of ||J_t||_2 at the "
-               "sampled steps", _FAMILY),
-        Column("cost_growth_log10", "double", "log10", "log10 of sum_{k<N} L^k with L the "
-               "bound: the paper's growth of the cost's Lipschitz constant", _FAMILY),
-        Column("cost_growth_log10_local", "double", "log10", "the same with L the local "
-               "maximum", _FAMILY),
-    )
+    columns = FAMILY_COLUMNS[_FAMILY]
 
     def compute(self, batch: Batch) -> Outcome:
         result = batch.dynamics

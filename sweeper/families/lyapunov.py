@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..columns import Column
 from ..dynamics import PassNeeds
+from ..schema import FAMILY_COLUMNS
 from ..status import DIVERGED
 from ._base import Batch, Family, Outcome
 
@@ -14,16 +14,7 @@ class Lyapunov(Family):
     name = _FAMILY
     needs = PassNeeds(tangents=True, jacobian_samples=False)
     failure = DIVERGED
-    columns = (
-        Column("lyapunov_max", "double", "nats/step", "largest Lyapunov exponent (Benettin's "
-               "tangent method, averaged after the burn-in)", _FAMILY),
-        Column("lyapunov_<i>", "double", "nats/step", "the i-th exponent, i = 2..k, with "
-               "DynamicsConfig(lyapunov_k=k) (QR re-orthonormalisation)", _FAMILY,
-               optional=True, pattern=True),
-        Column("lyapunov_max_twin", "double", "nats/step", "the largest exponent from two "
-               "nearby float64 trajectories, with DynamicsConfig(twin=True)", _FAMILY,
-               optional=True),
-    )
+    columns = FAMILY_COLUMNS[_FAMILY]
 
     def compute(self, batch: Batch) -> Outcome:
         result = batch.dynamics
