@@ -85,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="results directory (default results/<name>)")
     r.add_argument("--address", default=None, help="Ray cluster address (default: embedded)")
     r.add_argument("--tracking-uri", default=None,
-                   help=f"MLflow store (default {DEFAULT_TRACKING_URI}; --resume: the one the "
-                        "sweep was started with)")
+                   help=f"MLflow store (default {DEFAULT_TRACKING_URI}); a --resume of a "
+                        "sweep started on another store must name that store")
     r.add_argument("--resume", action="store_true", help="finish a sweep, skipping done trials")
     r.add_argument("--max-failures", type=int, default=0, help="retries per failed trial")
     r.add_argument("--executor", choices=["ray", "local"], default="ray",
@@ -411,7 +411,7 @@ def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
 
 
 #: How long `sweeper aggregate` waits for another command holding the results directory (a
-#: second aggregate, a sweep's own final aggregation) before giving up.
+#: second aggregate, a running sweep) before giving up.
 AGGREGATE_WAIT_S = 120.0
 
 
