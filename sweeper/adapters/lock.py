@@ -147,16 +147,15 @@ def results_lock(out: str | Path, command: str | None = None, wait_s: float = 0.
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 locked = True
             except BlockingIOError:
-                holder = _describe(_waited_record(fd))
                 if time.monotonic() >= deadline:
                     waited = f" (waited {wait_s:g} s)" if wait_s else ""
                     raise SweeperInputError(
-                        f"results directory {str(out)!r} is in use by {holder} (lock file "
-                        f"{path}){waited}; wait for it to finish or choose another --out"
-                    ) from None
+                        f"results directory {str(out)!r} is in use by "
+                        f"{_describe(_waited_record(fd))} (lock file {path}){waited}; wait for "
+                        "it to finish or choose another --out") from None
                 if not said:
                     log.warning("results directory %s is in use by %s; waiting up to %g s "
-                                "for it to finish", out, holder, wait_s)
+                                "for it to finish", out, _describe(_waited_record(fd)), wait_s)
                     said = True
                 time.sleep(0.2)
             except OSError as exc:

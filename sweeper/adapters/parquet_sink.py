@@ -26,7 +26,6 @@ naming the file."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import functools
 import logging
@@ -44,6 +43,7 @@ import pandas as pd
 from ..atomic import atomic_write
 from ..schema import Column, column, part_columns
 from ..sweep import ResultSink
+from .lock import UNSUPPORTED
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -303,7 +303,7 @@ def _flock(fd: int, operation: int) -> OSError | None:
     try:
         fcntl.flock(fd, operation)
     except OSError as exc:
-        if exc.errno not in {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}:
+        if exc.errno not in UNSUPPORTED:
             raise
         return exc
     return None
@@ -520,15 +520,13 @@ class ParquetSink(ResultSink):
         return written
 
 
-def remove_stale_temporaries(points: Path, older_than_s: float = STALE_TEMPORARY_S,
-                             now: float | None = None) -> list[Path]:
+def remove_stale_temporaries(points: Path, older_than_s: float = STALE_TEMPORARY_S
+                             ) -> list[Path]:
     """Delete the hidden temporary files in ``points`` (``.part-*.tmp``, ``.compact-*.tmp``)
     last modified more than ``older_than_s`` ago: a writer killed between creating and
     renaming one never comes back for it. Younger ones may be live writes and stay.
     Returns the files removed."""
-    import time
-
-    now = time.time() if now is None else now
+    now = time.time()
     removed = []
     with contextlib.suppress(FileNotFoundError), os.scandir(points) as entries:
         for entry in entries:

@@ -27,9 +27,11 @@ import functools
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
+import ray
 from ray import cloudpickle, tune
 from ray.tune.search import Searcher
 
@@ -169,8 +171,6 @@ class LostNodes:
 
     def poll(self) -> list[str]:
         """:meth:`report`, at most once every ``every_s`` seconds."""
-        import time
-
         if time.monotonic() - self.last < self.every_s:
             return []
         return self.report()
@@ -181,10 +181,6 @@ class LostNodes:
         while), so a sweep that finished on the other nodes in the meantime still names it.
         Nothing to wait for when a node was named already, or on a single node (where a
         lost node is the lost cluster, which the driver's watch reports)."""
-        import time
-
-        import ray
-
         if self.seen:
             return []
         try:
@@ -201,10 +197,6 @@ class LostNodes:
         return []
 
     def report(self) -> list[str]:
-        import time
-
-        import ray
-
         self.last = time.monotonic()
         try:
             nodes = ray.nodes()
