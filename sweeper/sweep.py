@@ -73,16 +73,16 @@ class ResultSink(ABC):
 
     Invariants: ``write`` is atomic (a trial's rows are complete or absent, never
     half-written); writing a trial again supersedes every earlier copy of its rows, so
-    retries and compaction never duplicate a point; ``completed`` lists only trials whose
-    rows are durably written and verified; ``read(location(t))`` is exactly trial t's rows.
+    retries and compaction never duplicate a point; ``recover`` lists only trials whose
+    rows are durably written and verified; ``read(materialize(t))`` is exactly trial t's rows.
     """
 
     @abstractmethod
-    def completed(self, expected: Mapping[str, int]) -> set[str]:
-        """The trial ids among ``expected`` (trial id -> number of points) whose part is
-        durably written and verified (readable, ``n`` rows, its own trial id); a part that
-        fails verification is moved aside with a warning and does not count, so a resume
-        computes it again."""
+    def recover(self, expected: Mapping[str, int]) -> set[str]:
+        """Set damaged rows aside, then return the trial ids among ``expected`` (trial id ->
+        number of points) whose rows are durably written and verified (readable, ``n`` rows,
+        their own trial id). A part that fails verification is moved aside with a warning and
+        does not count, so a resume computes it again."""
 
     @abstractmethod
     def write(self, trial_id: str, frame: pd.DataFrame) -> str:
@@ -93,8 +93,10 @@ class ResultSink(ABC):
         """The rows stored at ``location``."""
 
     @abstractmethod
-    def location(self, trial_id: str) -> str:
-        """Where a completed trial's rows are."""
+    def materialize(self, trial_id: str) -> str:
+        """Make a completed trial's rows one place of their own (a sink that gathers trials
+        together copies them out) and return it: what ``read`` takes, and what a tracker
+        attaches as the trial's artifact."""
 
 
 class RunIdRegistry(ABC):
@@ -482,7 +484,7 @@ class _TrackingThread:
             if self.stopping.is_set():
                 return
             if trial.trial_id not in self.logged and not self.tracker.is_finished(trial):
-                self.log_finished(trial, self.sink.location(trial.trial_id))
+                self.log_finished(trial, self.sink.materialize(trial.trial_id))
 
     def log_failed(self, trial: Trial, message: str) -> None:
         if trial.trial_id not in self.run_ids:
@@ -586,7 +588,7 @@ def _points(trials: list[Trial]) -> dict[str, int]:
 def _completed_before(sink: ResultSink, trials: list[Trial], resume: bool) -> set[str]:
     """The trials whose part is already written; without ``resume`` there must be none, so
     two sweeps never mix in one output."""
-    done = sink.completed(_points(trials))
+    done = sink.recover(_points(trials))
     if done and not resume:
         raise SweeperInputError(f"the output already holds {len(done)} finished trials "
                                 "of this sweep; pass --resume to finish it, or choose --out")
@@ -600,7 +602,7 @@ def _wind_down(signum: int, trials: list[Trial], sink: ResultSink, executor: Exe
     reported; returns the exception that says how far the sweep got."""
     executor.stop()
     tracking.drain(cancel=True)
-    on_disk = sink.completed(_points(trials))
+    on_disk = sink.recover(_points(trials))
     tracking.submit(tracking.reconcile, [t for t in trials if t.trial_id in on_disk])
     tracking.drain()
     return SweepInterrupted(signum, len(on_disk), len(trials))
@@ -667,7 +669,7 @@ def run_sweep(space: SearchSpace, sink: ResultSink, tracker: Tracker, executor: 
         if refine is not None:
             for trial in trials:
                 if trial.trial_id in done_before:
-                    refine.take(trial, sink.location(trial.trial_id))
+                    refine.take(trial, sink.materialize(trial.trial_id))
             refine.unfinished = pending
         if pending or refine is not None:
             if executor.starting:

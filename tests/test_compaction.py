@@ -91,7 +91,7 @@ def _once_everywhere(out: Path, reference: pd.DataFrame) -> None:
                  "order by point_id", allow_files=True)
     pd.testing.assert_frame_equal(lazy, reference[lazy.columns.tolist()],
                                   check_dtype=False)
-    assert ParquetSink(out).completed(_expected(out)) == set(_expected(out))
+    assert ParquetSink(out).recover(_expected(out)) == set(_expected(out))
 
 
 def _compact(out: Path) -> None:
@@ -120,7 +120,7 @@ def test_a_compacted_trial_reads_back_from_its_location(out):
     _compact(out)
     sink = ParquetSink(out)
     trial_id = sorted(_expected(out))[1]
-    location = sink.location(trial_id)
+    location = sink.materialize(trial_id)
     rows = sink.read(location)
     pd.testing.assert_frame_equal(_by_point(rows), before[before.trial_id == trial_id]
                                   .reset_index(drop=True))
@@ -134,7 +134,7 @@ def test_a_part_written_after_compaction_wins(out):
     sink = ParquetSink(out)
     trial_id = sorted(_expected(out))[2]
     # What the driver does when it logs a trial whose rows lack its run id.
-    rows = sink.read(sink.location(trial_id)).assign(mlflow_run_id="run-new")
+    rows = sink.read(sink.materialize(trial_id)).assign(mlflow_run_id="run-new")
     sink.write(trial_id, rows)
     newer = before.assign(mlflow_run_id=before.mlflow_run_id.where(
         before.trial_id != trial_id, "run-new"))
@@ -158,7 +158,7 @@ def test_a_crash_during_compaction_reads_each_point_once(out, state, tmp_path):
     sink = ParquetSink(out)
     changed = sorted(_expected(out))[:2]
     for trial_id in changed:  # two trials written again since (run ids stamped)
-        sink.write(trial_id, sink.read(sink.location(trial_id)).assign(mlflow_run_id="run-2"))
+        sink.write(trial_id, sink.read(sink.materialize(trial_id)).assign(mlflow_run_id="run-2"))
     newer = before.assign(mlflow_run_id=before.mlflow_run_id.where(
         ~before.trial_id.isin(changed), "run-2"))
     saved = tmp_path / "saved"
@@ -234,7 +234,7 @@ def test_an_unreadable_compacted_file_is_refused_then_set_aside(out, caplog):
     assert compacted.read_bytes() == damaged  # the read-only commands moved nothing
     sink = ParquetSink(out)
     with caplog.at_level("WARNING", logger="sweeper"):
-        assert sink.completed(_expected(out)) == set()  # every trial is computed again
+        assert sink.recover(_expected(out)) == set()  # every trial is computed again
     (kept,) = (out / "points" / CORRUPT).iterdir()
     assert kept.read_bytes() == damaged and not compacted.exists()
     assert str(compacted) in caplog.text and str(kept) in caplog.text
@@ -245,11 +245,11 @@ def test_a_damaged_part_uncovers_the_compacted_copy_behind_it(out, caplog):
     _compact(out)
     sink = ParquetSink(out)
     trial_id = sorted(_expected(out))[0]
-    part = Path(sink.location(trial_id))  # a part again, in front of the compacted rows
+    part = Path(sink.materialize(trial_id))  # a part again, in front of the compacted rows
     part.write_bytes(b"")
     assert trial_id not in sink.check(_expected(out))[0]
     with caplog.at_level("WARNING", logger="sweeper"):
-        assert sink.completed(_expected(out)) == set(_expected(out))
+        assert sink.recover(_expected(out)) == set(_expected(out))
     assert f"damaged part {part}" in caplog.text and not part.exists()
     _once_everywhere(out, before)
 

@@ -118,35 +118,35 @@ def test_parts_equal_the_trials_computed_in_this_process(executor, tmp_path):
     work.run_ids.publish({first.trial_id: "run-a"})  # the second's id is not published yet
     reports = _run(executor, work)
     assert reports.failed == []
-    assert sorted(reports.done) == sorted((t.trial_id, work.sink.location(t.trial_id))
+    assert sorted(reports.done) == sorted((t.trial_id, work.sink.materialize(t.trial_id))
                                           for t in (first, second))
     reference = dataclasses.replace(work, sink=ParquetSink(tmp_path / "reference"))
     for trial in (first, second):
         expected = reference.sink.read(reference.compute_part(trial, "cpu"))
-        pd.testing.assert_frame_equal(work.sink.read(work.sink.location(trial.trial_id)),
+        pd.testing.assert_frame_equal(work.sink.read(work.sink.materialize(trial.trial_id)),
                                       expected)
-    assert work.sink.read(work.sink.location(first.trial_id)).mlflow_run_id.eq("run-a").all()
-    assert work.sink.read(work.sink.location(second.trial_id)).mlflow_run_id.isna().all()
+    assert work.sink.read(work.sink.materialize(first.trial_id)).mlflow_run_id.eq("run-a").all()
+    assert work.sink.read(work.sink.materialize(second.trial_id)).mlflow_run_id.isna().all()
 
 
 def test_a_failing_trial_is_tried_max_failures_plus_one_times_then_reported_once(executor,
                                                                                tmp_path):
     work, attempts, good, bad = _planted(tmp_path, input_error=False)
     reports = _run(executor, work, max_failures=1)
-    assert reports.done == [(good.trial_id, work.sink.location(good.trial_id))]
+    assert reports.done == [(good.trial_id, work.sink.materialize(good.trial_id))]
     assert reports.failed == [(bad.trial_id, "RuntimeError: planted failure for seed 1")]
     assert len(list(attempts.iterdir())) == 2
-    assert not Path(work.sink.location(bad.trial_id)).exists()
+    assert not Path(work.sink.materialize(bad.trial_id)).exists()
 
 
 def test_an_input_error_is_reported_at_once_and_never_retried(executor, tmp_path):
     work, attempts, good, bad = _planted(tmp_path, input_error=True)
     reports = _run(executor, work, max_failures=2)
-    assert reports.done == [(good.trial_id, work.sink.location(good.trial_id))]
+    assert reports.done == [(good.trial_id, work.sink.materialize(good.trial_id))]
     assert reports.failed == [(bad.trial_id,
                                "SweeperInputError: planted input error for seed 1")]
     assert len(list(attempts.iterdir())) == 1
-    assert not Path(work.sink.location(bad.trial_id)).exists()
+    assert not Path(work.sink.materialize(bad.trial_id)).exists()
 
 
 def test_stop_is_idempotent_and_a_stopped_executor_runs_again(executor, tmp_path):
@@ -160,7 +160,8 @@ def test_stop_is_idempotent_and_a_stopped_executor_runs_again(executor, tmp_path
     executor.run(work, [], nothing.on_done, nothing.on_error, 0)
     assert nothing.done == nothing.failed == []
     for _ in range(2):  # run, stop, run again
-        assert _run(executor, work).done == [(trial.trial_id, work.sink.location(trial.trial_id))]
+        assert _run(executor, work).done == [(trial.trial_id,
+                                              work.sink.materialize(trial.trial_id))]
 
 
 # Last in the module: after an interrupt a Ray run leaves its trials' workers to the driver's

@@ -53,7 +53,7 @@ def _loosen(out: Path) -> list[Path]:
     each copied out of the compacted file (``location``), which is then deleted."""
     sink = ParquetSink(out)
     for trial in validate_space(TINY).trials():
-        sink.location(trial.trial_id)
+        sink.materialize(trial.trial_id)
     for compacted in (out / "points").glob("compact-*.parquet"):
         compacted.unlink()
     return _parts(out)
@@ -92,7 +92,7 @@ def test_a_damaged_part_is_named_then_set_aside_and_not_done(tmp_path, kind, cap
     sink = ParquetSink(tmp_path)
     damaged, intact = _write(sink, "aaaa", 4), _write(sink, "bbbb", 4)
     expected = {"aaaa": 4, "bbbb": 4}
-    assert sink.completed(expected) == {"aaaa", "bbbb"}
+    assert sink.recover(expected) == {"aaaa", "bbbb"}
     damage, says = DAMAGE[kind]
     damage(damaged, intact)
     bad_bytes = damaged.read_bytes()
@@ -102,7 +102,7 @@ def test_a_damaged_part_is_named_then_set_aside_and_not_done(tmp_path, kind, cap
     assert verified == {"bbbb"} and list(found) == [damaged] and damaged.exists()
     # ... `completed` (what `run` calls) moves the part aside, says so, and it is not done.
     with caplog.at_level("WARNING", logger="sweeper"):
-        assert sink.completed(expected) == {"bbbb"}
+        assert sink.recover(expected) == {"bbbb"}
     assert not damaged.exists() and intact.exists()
     (kept,) = (tmp_path / "points" / CORRUPT).iterdir()
     assert kept.read_bytes() == bad_bytes
@@ -118,7 +118,7 @@ def test_set_aside_copies_never_overwrite_each_other(tmp_path):
         part = _write(sink, "aaaa", 3)
         contents.append(f"damaged {attempt}".encode())
         part.write_bytes(contents[-1])
-        assert sink.completed({"aaaa": 3}) == set()
+        assert sink.recover({"aaaa": 3}) == set()
     kept = sorted((tmp_path / "points" / CORRUPT).iterdir())
     assert len(kept) == 3 and all(p.name.startswith("part-aaaa.parquet.") for p in kept)
     assert sorted(p.read_bytes() for p in kept) == sorted(contents)
@@ -129,7 +129,7 @@ def test_parts_of_trials_not_expected_are_neither_checked_nor_moved(tmp_path):
     stale = _write(sink, "0123456789abcdef", 2)
     stale.write_bytes(b"")  # damaged, but not one of this sweep's trials
     _write(sink, "aaaa", 2)
-    assert sink.completed({"aaaa": 2, "missing": 2}) == {"aaaa"}
+    assert sink.recover({"aaaa": 2, "missing": 2}) == {"aaaa"}
     assert stale.exists() and not (tmp_path / "points" / CORRUPT).exists()
 
 
@@ -264,7 +264,7 @@ def test_full_disk_fails_the_trials_naming_each_part_and_resume_finishes(tmp_pat
         assert full.returncode == 1, full.stderr[-3000:]
         assert "Traceback" not in full.stderr
         for trial in trials:
-            assert f"cannot write {ParquetSink(out).location(trial.trial_id)}: {why}" in \
+            assert f"cannot write {ParquetSink(out).materialize(trial.trial_id)}: {why}" in \
                 full.stderr
         assert f"0 trials run, 0 already done, {N_TRIALS} failed" in full.stdout
         assert list((out / "points").iterdir()) == []  # no partial part, no temporary file

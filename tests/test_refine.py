@@ -92,7 +92,7 @@ def _sweep(space: SearchSpace, out: Path, function, **options) -> pd.DataFrame:
     work = Synthetic(space, sink, RunIdsInProcess(), function, options.pop("computed", None))
     run_sweep(space, sink, Quiet(), LocalExecutor(), rounds=RoundsFile(out, space), work=work,
               **options)
-    return pd.concat([sink.read(sink.location(t.trial_id))
+    return pd.concat([sink.read(sink.materialize(t.trial_id))
                       for t in sweep_trials(out, space)], ignore_index=True)
 
 
@@ -215,7 +215,7 @@ def test_a_killed_round_resumes_without_recomputing_anything_finished(tmp_path):
     assert not done_first & done_second  # nothing finished was computed again
     assert counts["skipped"] == len(done_first)
     assert round_two - done_first <= done_second  # the killed round's rest ran as recorded
-    points = pd.concat([sink.read(sink.location(t.trial_id)) for t in sweep_trials(out, space)])
+    points = pd.concat([sink.read(sink.materialize(t.trial_id)) for t in sweep_trials(out, space)])
     assert sorted(points["point_id"]) == sorted(reference["point_id"])
 
 

@@ -390,7 +390,7 @@ class ParquetSink(ResultSink):
         scan = self.scan(expected)
         return set(scan.sources), scan.damaged
 
-    def completed(self, expected: Mapping[str, int]) -> set[str]:
+    def recover(self, expected: Mapping[str, int]) -> set[str]:
         # Each round moves the damaged files aside, which can uncover an older copy of a
         # trial (a compacted one, behind a damaged part): check again until nothing is.
         while True:
@@ -438,11 +438,12 @@ class ParquetSink(ResultSink):
     def read(self, location: str) -> pd.DataFrame:
         return pd.read_parquet(location)
 
-    def location(self, trial_id: str) -> str:
-        """The trial's part. A trial held only in a compacted file is first copied out into
-        a part of its own (the same rows; the part wins the pick from then on, and the next
-        compaction takes it back), so a location is always one trial's file, which a tracker
-        can attach as that trial's artifact. A trial held nowhere: where its part will be."""
+    def materialize(self, trial_id: str) -> str:
+        """The trial's part, written first when the trial is held only in a compacted file:
+        its rows are copied out into a part of their own (the part wins the pick from then
+        on, and the next compaction takes it back), so the answer is always one trial's
+        file, which a tracker can attach as that trial's artifact. A trial held nowhere:
+        where its part will be (nothing is written)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
