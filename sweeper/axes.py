@@ -8,6 +8,9 @@ from typing import Any
 
 from .errors import SweeperInputError, invalid
 
+#: Every axis a sweep can have, in their canonical order (a trial's config and an MLflow
+#: run's params follow it).
+AXES = ("recurrent_scale", "input_scale", "seed", "seq_len", "hidden_size")
 #: The axes a map can be drawn over, in order of preference.
 MAP_AXES = ("recurrent_scale", "input_scale", "seq_len", "hidden_size", "seed")
 

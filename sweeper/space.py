@@ -72,6 +72,15 @@ class Trial:
     def n_points(self) -> int:
         return math.prod(len(v) for v in self.vectorized.values()) if self.vectorized else 1
 
+    def to_plain(self) -> dict[str, Any]:
+        """The trial as plain JSON-able data (what a rounds file and a Tune config carry)."""
+        return {"trial_id": self.trial_id, "config": self.config, "vectorized": self.vectorized}
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> Trial:
+        """The trial that :meth:`to_plain` wrote. Raises KeyError or TypeError on other data."""
+        return cls(data["trial_id"], dict(data["config"]), dict(data["vectorized"]))
+
 
 @dataclass(frozen=True)
 class SearchSpace:

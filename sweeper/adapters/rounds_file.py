@@ -44,16 +44,14 @@ class RoundsFile(RoundLog):
         if not isinstance(stored, dict) or stored.get("sweep") != self.key:
             return []
         try:
-            return [[Trial(t["trial_id"], dict(t["config"]), dict(t["vectorized"]))
-                     for t in trials] for trials in stored["rounds"]]
+            return [[Trial.from_plain(t) for t in trials] for trials in stored["rounds"]]
         except (KeyError, TypeError) as exc:
             raise SweeperInputError(f"{self.path} does not hold rounds of trials ({exc!r}); "
                                     "move it away to start the sweep over") from None
 
     def record(self, index: int, trials: list[Trial]) -> None:
         kept = self.rounds()[:index]
-        rounds = [[{"trial_id": t.trial_id, "config": t.config, "vectorized": t.vectorized}
-                   for t in r] for r in [*kept, trials]]
+        rounds = [[t.to_plain() for t in r] for r in [*kept, trials]]
         text = json.dumps({"sweep": self.key, "rounds": rounds}, default=str)
         atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))
 

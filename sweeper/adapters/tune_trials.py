@@ -62,12 +62,11 @@ def encode(batch: list[Trial]) -> str:
     the trainable was handed to Tune, so they travel in the config). A string, not nested
     lists: Tune copies and flattens a trial's config into every result it reports, once
     per sweep trial, and a string is copied whole."""
-    return json.dumps([{"trial_id": t.trial_id, "config": t.config,
-                        "vectorized": t.vectorized} for t in batch], default=str)
+    return json.dumps([t.to_plain() for t in batch], default=str)
 
 
 def decode(batch: str) -> list[Trial]:
-    return [Trial(t["trial_id"], t["config"], t["vectorized"]) for t in json.loads(batch)]
+    return [Trial.from_plain(t) for t in json.loads(batch)]
 
 
 def run_batch(config: dict, work: TrialWork, device: str | None, max_failures: int) -> None:
