@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import time
 
-from sweeper.adapters.tune_trials import BATCHES_PER_SLOT, pack
+from sweeper.adapters.batches import BATCHES_PER_SLOT, pack
 from sweeper.space import validate_space
 from sweeper.sweep import Progress
 

@@ -37,24 +37,15 @@ from ray.tune.search import Searcher
 
 from ..space import Trial
 from ..sweep import TrialWork, attempt
+from .batches import pack
 
 LOG = logging.getLogger("sweeper")
 
-#: Tune trials per worker slot in a round: enough to even out trials of unequal cost and to
-#: bound what a dead worker's batch sends round again, few enough to spread Tune's cost thin.
-BATCHES_PER_SLOT = 4
 #: Worker losses (a dead worker process or node) a sweep trial may be running at before it is
 #: reported failed; not counted against --max-failures, which is for the computation's errors.
 LOSSES_PER_TRIAL = 3
 #: Keys of the result a batch reports for each of its sweep trials.
 TRIAL, LOCATION, ERROR = "sweep_trial", "location", "error"
-
-
-def pack(trials: list[Trial], slots: int) -> list[list[Trial]]:
-    """The trials dealt into at most ``slots * BATCHES_PER_SLOT`` batches, round robin, so
-    trials of one region of the grid (of similar cost) spread over the batches."""
-    n = max(1, min(len(trials), max(1, slots) * BATCHES_PER_SLOT))
-    return [trials[i::n] for i in range(n)]
 
 
 def encode(batch: list[Trial]) -> str:
