@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 
 from . import errors
 from .cells import Cell, get_cell
+from .checkpoint import Anchor, scaled_all
 from .dynamics import DynamicsConfig, PassNeeds, run_dynamics
 from .errors import SweeperInputError, require
 from .families import FAMILIES, METRIC_FAMILIES, Batch, Family, Protocols
@@ -94,6 +95,7 @@ class Request:
     device: torch.device
     dtype: torch.dtype
     protocols: Protocols
+    anchor: Anchor | None = None  # trained weights (measure's ``weights``)
 
     @property
     def needs(self) -> PassNeeds | None:
@@ -108,7 +110,8 @@ class Request:
 
 
 def validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale, seed, seq_len,
-             metrics, device, dtype, dynamics, memory, landscape, training) -> Request:
+             metrics, device, dtype, dynamics, memory, landscape, training,
+             weights: Mapping | None = None) -> Request:
     """Every argument of measure() checked, with one message shape (sweeper.errors)."""
     cell_obj = get_cell(cell)
     hidden_size = errors.integer("hidden_size", hidden_size)
@@ -127,8 +130,19 @@ def validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale,
         task_obj.check_seq_len(seq_len)
     protocols = Protocols(dynamics or DynamicsConfig(), memory or MemoryConfig(),
                           landscape or LandscapeConfig(), training or TrainingConfig())
+    anchor = None
+    if weights is not None:
+        from .checkpoint import load
+
+        anchor = load(weights, cell_obj.name, hidden_size)
+        require(anchor.input_size == task_obj.input_size,
+                f"{anchor.source} takes {anchor.input_size} inputs (weight_ih), but task "
+                f"{task_obj.name!r} gives {task_obj.input_size}")
+        require(task_obj.anchor(cell_obj.name, hidden_size) is None,
+                f"task {task_obj.name!r} brings its own weights theta*; weights= cannot "
+                "replace them")
     return Request(cell_obj, hidden_size, task_obj, seeds, list(itertools.product(rs, ins)),
-                   seq_len, families, resolve_device(device), DTYPES[dtype], protocols)
+                   seq_len, families, resolve_device(device), DTYPES[dtype], protocols, anchor)
 
 
 def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
@@ -137,8 +151,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
             seq_len: int = 200, metrics: Sequence[str] = ("lipschitz", "lyapunov", "memory"),
             device: str | torch.device | None = None, dtype: str = "float32",
             dynamics: DynamicsConfig | None = None, memory: MemoryConfig | None = None,
-            landscape: LandscapeConfig | None = None, training: TrainingConfig | None = None
-            ) -> pd.DataFrame:
+            landscape: LandscapeConfig | None = None, training: TrainingConfig | None = None,
+            weights: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Measure every point of the product seed x recurrent_scale x input_scale.
 
     Points of one seed share a base draw and run as one batch; all seeds run together.
@@ -156,6 +170,9 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         device: "cpu", "cuda", ... (None: CUDA when available). dtype: "float32" or "float64".
         dynamics, memory, landscape, training: protocol settings (DynamicsConfig,
             MemoryConfig, LandscapeConfig, TrainingConfig).
+        weights: a trained network instead of random draws, ``{"checkpoint": PATH,
+            "scale": "recurrent" | "all"}`` (:mod:`sweeper.checkpoint`): a torch.nn RNN/GRU/
+            LSTM state_dict for cell rnn_tanh/gru/lstm; every seed then uses its weights.
 
     Returns:
         One row per point: cell, hidden_size, task, seed, recurrent_scale, input_scale,
@@ -171,7 +188,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         ['ok', 'ok']
     """
     request = validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale, seed,
-                       seq_len, metrics, device, dtype, dynamics, memory, landscape, training)
+                       seq_len, metrics, device, dtype, dynamics, memory, landscape, training,
+                       weights)
     with flushing_subnormals():
         batch = _batch(request)
         with torch.no_grad():
@@ -217,10 +235,12 @@ def _batch(request: Request) -> Batch:
     groups = len(request.seeds)
     scale_r = torch.tensor([[c[0] for c in request.combos]] * groups, dtype=torch.float64)
     scale_i = torch.tensor([[c[1] for c in request.combos]] * groups, dtype=torch.float64)
-    task, cell = request.task, request.cell
+    task, cell, trained = request.task, request.cell, request.anchor
+    anchor = trained.weights if trained else task.anchor(cell.name, request.hidden_size)
     base = build_params(cell, request.hidden_size, task.input_size, request.seeds, scale_r,
-                        scale_i, request.dtype, request.device,
-                        anchor=task.anchor(cell.name, request.hidden_size))
+                        scale_i, request.dtype, request.device, anchor=anchor)
+    if trained is not None and trained.scale == "all":
+        base = scaled_all(base)
     params = cell.prepare(base)
     steps = request.protocols.dynamics.burn_in + request.seq_len
     trajectories = request.protocols.dynamics.n_trajectories

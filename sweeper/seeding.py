@@ -8,7 +8,7 @@ import torch
 # Purposes are listed, not hashed, so streams never change between Python versions.
 PURPOSES = ("weights", "task-inputs", "initial-state", "memory-inputs", "attractor-states",
             "tangents", "lanczos", "task-train", "task-val", "readout", "directions",
-            "training")
+            "training", "check-cell")
 
 
 def generator(seed: int, purpose: str) -> torch.Generator:

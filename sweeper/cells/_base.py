@@ -1,5 +1,9 @@
 """The cell contract: one state update, its tangent map, and a sound Lipschitz bound.
 
+A cell must say how it steps and how it draws its weights; the tangent map defaults to
+forward-mode autodiff of ``step`` (``torch.func.jvp``, batched over tangent rows with
+``vmap``), and the bound may be absent (then it is NaN). The built-in cells write both by hand.
+
 Shapes: G base draws, M points per draw, B trajectories per point, D state size, k tangent
 vectors stored as rows. States are (G, M, B, D); tangents (G, M, B, k, D); the input drive
 ``input_scale * (weight_ih @ u) + bias_ih`` is (G, M, B, F) with F = gates * hidden_size.
@@ -7,12 +11,15 @@ vectors stored as rows. States are (G, M, B, D); tangents (G, M, B, k, D); the i
 
 from __future__ import annotations
 
+import functools
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch.autograd import forward_ad
 
 from ..params import RECURRENT, CellParams
 
@@ -65,21 +72,72 @@ def spectral_norm(matrix: Tensor) -> Tensor:
     return torch.linalg.matrix_norm(matrix.double(), ord=2)
 
 
+#: Cache keys the generic tangent map keeps: the step's input state and drive, and its output.
+STATE_IN, DRIVE_IN, STATE_OUT = "x_in", "drive_in", "x_next"
+
+
+def _with_inputs(step: Callable) -> Callable:
+    """``step`` whose cache also holds its inputs and output, which the generic tangent map
+    differentiates at."""
+    @functools.wraps(step)
+    def recorded(self, params, x, drive):
+        x_next, cache = step(self, params, x, drive)
+        return x_next, {**cache, STATE_IN: x, DRIVE_IN: drive, STATE_OUT: x_next}
+
+    recorded.records_inputs = True
+    return recorded
+
+
+def _folded(cache: Cache, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The cached input state and drive repeated once per tangent row, and the rows, all with
+    the k rows folded into the trajectory axis: (G, M, B * k, ...)."""
+    k = rows.shape[-2]
+
+    def repeat(t: Tensor) -> Tensor:
+        return t.unsqueeze(-2).expand(*t.shape[:-1], k, t.shape[-1]).flatten(2, 3)
+
+    return repeat(cache[STATE_IN]), repeat(cache[DRIVE_IN]), rows.flatten(2, 3)
+
+
 class Cell(ABC):
     """A recurrent cell x_{t+1} = f(x_t, u_t; theta) evaluated for K points at once.
+
+    A cell implements ``init_weights`` and ``step``; everything else has a default. The
+    weights follow torch.nn's names: ``recurrent_scale`` multiplies ``weight_hh`` and
+    ``input_scale`` multiplies ``weight_ih`` (see :mod:`sweeper.params`).
 
     Invariants every implementation keeps:
       * ``step`` and ``jvp`` are batched over all leading dimensions; no Python loop over
         points or hidden units.
       * ``jvp(params, cache, v)`` equals ``J_t v`` with J_t = d x_{t+1} / d x_t at the state
-        that produced ``cache`` (tested against torch.func.jacrev in float64).
+        that produced ``cache`` (tested against torch.func.jacrev in float64). Without an
+        override it is ``torch.func.jvp`` of ``step``; ``step``'s cache then also keeps the
+        step's input state and drive.
       * ``lipschitz_bound`` is an upper bound of ||J||_2 over every state reachable under the
-        given :class:`BoundContext` (tested: it is never below the measured local maximum).
+        given :class:`BoundContext` (tested: it is never below the measured local maximum),
+        or NaN everywhere for a cell that has none (``has_bound`` is then False).
       * A non-finite state only makes that point's outputs non-finite.
     """
 
     name: ClassVar[str]
     gates: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and cls.jvp is Cell.jvp and not getattr(step, "records_inputs",
+                                                                     False):
+            cls.step = _with_inputs(step)
+
+    @property
+    def has_bound(self) -> bool:
+        """Whether the cell gives a Lipschitz bound (else ``lipschitz_bound`` is NaN)."""
+        return type(self).lipschitz_bound is not Cell.lipschitz_bound
+
+    @property
+    def generic_tangent(self) -> bool:
+        """Whether the tangent map is autodiff of ``step`` (no hand-written ``jvp``)."""
+        return type(self).jvp is Cell.jvp
 
     def state_size(self, hidden_size: int) -> int:
         """Dimension D of the state x (2 * hidden_size for the LSTM's (h, c))."""
@@ -107,9 +165,20 @@ class Cell(ABC):
     def step(self, params: CellParams, x: Tensor, drive: Tensor) -> tuple[Tensor, Cache]:
         """Advance (G, M, B, D) states by one step; returns the new state and what jvp needs."""
 
-    @abstractmethod
     def jvp(self, params: CellParams, cache: Cache, v: Tensor) -> Tensor:
-        """J_t applied to tangent rows v (G, M, B, k, D) -> (G, M, B, k, D)."""
+        """J_t applied to tangent rows v (G, M, B, k, D) -> (G, M, B, k, D).
+
+        The default differentiates ``step`` at the cached input state with forward-mode
+        autodiff (dual numbers), the k rows folded into the trajectory axis: one batched pass,
+        no loop over rows; exact, and a few times the cost of a hand-written map.
+        """
+        at, drive, rows = _folded(cache, v)
+        with forward_ad.dual_level():
+            out = self.step(params, forward_ad.make_dual(at, rows), drive)[0]
+            image = forward_ad.unpack_dual(out).tangent
+        if image is None:  # the step does not depend on the state at all
+            return torch.zeros_like(v)
+        return image.reshape(v.shape)
 
     def step_tangent(self, params: CellParams, x: Tensor, drive: Tensor, v: Tensor
                      ) -> tuple[Tensor, Cache, Tensor]:
@@ -126,7 +195,12 @@ class Cell(ABC):
 
     def vjp(self, params: CellParams, cache: Cache, w: Tensor) -> Tensor:
         """J_t^T applied to rows w (G, M, B, k, D); by default through autograd on ``jvp``,
-        which is exact because jvp is linear in v."""
+        which is exact because jvp is linear in v (for the generic tangent map: reverse-mode
+        autodiff of ``step``)."""
+        if self.generic_tangent:
+            at, drive, rows = _folded(cache, w)
+            _, pullback = torch.func.vjp(lambda state: self.step(params, state, drive)[0], at)
+            return pullback(rows)[0].reshape(w.shape)
         with torch.enable_grad():
             v = torch.zeros_like(w, requires_grad=True)
             out = self.jvp(params, cache, v)
@@ -156,9 +230,23 @@ class Cell(ABC):
         return self.jvp(params, cache, rows).mT
 
     def state_dim_from_cache(self, cache: Cache) -> int:
-        return cache["x_next"].shape[-1]
+        return cache[STATE_OUT].shape[-1]
 
-    @abstractmethod
     def lipschitz_bound(self, params: CellParams, context: BoundContext) -> Tensor:
-        """(G, M) upper bound of sup ||d f / d x||_2 over the reachable set, float64."""
+        """(G, M) upper bound of sup ||d f / d x||_2 over the reachable set, float64; NaN
+        for a cell without one (then ``cost_growth_log10`` is NaN too)."""
+        return torch.full(tuple(params.recurrent_scale.shape), math.nan, dtype=torch.float64,
+                          device=params.device)
 
+
+
+def autodiff_version(cell: Cell) -> Cell:
+    """The same cell (its update, draw and bound) with every hand-written tangent path taken
+    away, so its tangents come from autodiff of ``step`` as a plug-in's do: what the generic
+    path is checked and benchmarked against."""
+    base = type(cell)
+    generic = {name: getattr(Cell, name) for name in
+               ("jvp", "vjp", "jacobian_gram", "step_tangent", "step_stacked")}
+    cls = type(f"Autodiff{base.__name__}", (base,),
+               {**generic, "step": base.step, "name": f"autodiff_{cell.name}"})
+    return cls()

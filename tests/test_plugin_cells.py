@@ -1,0 +1,145 @@
+"""Cells as plug-ins: resolution by entry point and by path, the generic (autodiff) tangent
+map against the hand-written one, the optional bound, and the contract checks of check-cell.
+
+The user cells live in tests/usercell.py, loaded as "usercell:Class"."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+import numpy as np
+import pytest
+
+import sweeper.cells
+import sweeper.plugins
+from sweeper import measure
+from sweeper.cellcheck import check_cell
+from sweeper.cells import CELLS, ENTRY_POINT_GROUP, autodiff_version, cell_names, get_cell
+from sweeper.errors import SweeperInputError
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The installed cell entry points plus the ones a test adds (as another package would)."""
+    added: dict[str, EntryPoint] = {}
+    installed = sweeper.plugins.registered
+
+    def registered(group: str) -> dict[str, EntryPoint]:
+        return {**installed(group), **(added if group == ENTRY_POINT_GROUP else {})}
+
+    monkeypatch.setattr(sweeper.plugins, "registered", registered)
+    monkeypatch.setattr(sweeper.cells, "registered", registered)
+    yield added
+    sweeper.plugins._registered.cache_clear()
+    sweeper.cells._plugin.cache_clear()
+
+
+def test_a_cell_by_path_is_built_once_and_named_by_its_path():
+    cell = get_cell("usercell:Softsign")
+    assert cell is get_cell("usercell:Softsign")
+    assert cell.name == "usercell:Softsign"
+    assert cell.generic_tangent and not cell.has_bound
+    assert not CELLS["rnn_tanh"].generic_tangent and CELLS["rnn_tanh"].has_bound
+
+
+def test_a_package_registers_its_cell_by_entry_point(registry):
+    registry["softsign"] = EntryPoint("softsign", "usercell:BoundedSoftsign", ENTRY_POINT_GROUP)
+    assert cell_names() == sorted([*CELLS, "softsign"])
+    cell = get_cell("softsign")
+    assert cell.name == "softsign" and cell.has_bound
+
+
+@pytest.mark.parametrize(("source", "name", "match"), [
+    ("def broken(:\n", "broken_syntax:Cell",
+     r"cannot load cell 'broken_syntax:Cell': importing module 'broken_syntax' failed: "
+     r"SyntaxError"),
+    ("raise RuntimeError('no GPU driver')\n", "raises_on_import:Cell",
+     r"importing module 'raises_on_import' failed: RuntimeError: no GPU driver"),
+    ("", "empty_module:Cell", r"module 'empty_module' has no attribute 'Cell'"),
+])
+def test_a_broken_plugin_module_is_named_with_its_error(tmp_path, monkeypatch, source, name,
+                                                        match):
+    (tmp_path / f"{name.split(':')[0]}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SweeperInputError, match=match):
+        get_cell(name)
+
+
+def test_a_class_that_is_not_a_cell_or_cannot_be_built_is_refused(registry):
+    with pytest.raises(SweeperInputError, match=r"'usercell:NotACell' is .*not a subclass of "
+                                                r"sweeper\.cells\._base\.Cell"):
+        get_cell("usercell:NotACell")
+    with pytest.raises(SweeperInputError, match=r"cannot build cell 'usercell:Unbuildable' "
+                                                r"\(Unbuildable\(\)\): RuntimeError: needs a "
+                                                r"config file"):
+        get_cell("usercell:Unbuildable")
+    registry["gone"] = EntryPoint("gone", "no_such_module:Cell", ENTRY_POINT_GROUP)
+    with pytest.raises(SweeperInputError, match=f"cannot load cell 'gone' registered under "
+                                                f"{ENTRY_POINT_GROUP}: ModuleNotFoundError"):
+        get_cell("gone")
+    with pytest.raises(SweeperInputError, match=r"unknown cell 'nope'; known cells: "
+                                                r"antisymmetric_rnn, .*gone, gru, .*"
+                                                r"module.path:Class, .*stable_lstm"):
+        get_cell("nope")
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_the_generic_tangent_map_measures_what_the_hand_written_one_does(name):
+    """Each built-in cell with its hand-written tangent paths taken away (autodiff of its step,
+    as a plug-in gets): in float64 the exponent and the Lanczos norms agree with the
+    hand-written ones to 1e-12 (the same draws, the same arithmetic up to rounding)."""
+    kwargs = dict(recurrent_scale=[0.5, 1.5, 3.0], input_scale=[0.5], seed=[0, 1], seq_len=60,
+                  metrics=["lipschitz", "lyapunov"], dtype="float64", device="cpu")
+    generic = autodiff_version(CELLS[name])
+    assert generic.generic_tangent and not CELLS[name].generic_tangent
+    ours, truth = measure(generic, 6, **kwargs), measure(CELLS[name], 6, **kwargs)
+    for column in ("lyapunov_max", "lipschitz_local_max", "lipschitz_local_mean",
+                   "cost_growth_log10_local"):
+        np.testing.assert_allclose(ours[column], truth[column], rtol=1e-12, atol=1e-12,
+                                   err_msg=column)
+
+
+def test_a_cell_without_a_bound_has_nan_bound_columns_and_measured_local_ones():
+    frame = measure("usercell:Softsign", 8, recurrent_scale=[0.5, 2.0], seq_len=40,
+                    device="cpu", metrics=["lipschitz", "lyapunov"])
+    assert frame["lipschitz_bound"].isna().all() and frame["cost_growth_log10"].isna().all()
+    assert frame["lipschitz_local_max"].notna().all()
+    assert frame["cost_growth_log10_local"].notna().all()
+    assert (frame["status"] == "ok").all()
+
+
+def test_a_plugin_cell_runs_every_dynamics_family_in_float32():
+    frame = measure("usercell:BoundedSoftsign", 8, recurrent_scale=[0.5, 4.0], seq_len=40,
+                    device="cpu")
+    assert list(frame["status"]) == ["ok", "ok"]
+    assert frame["cell"].eq("usercell:BoundedSoftsign").all()
+    assert (frame["lipschitz_bound"] >= frame["lipschitz_local_max"] * (1 - 1e-4)).all()
+    assert frame["memory_capacity"].notna().all()
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_every_builtin_cell_passes_its_own_contract(name):
+    checks = check_cell(get_cell(name))
+    assert [c.name for c in checks if not c.ok] == [], checks
+    assert len(checks) >= 5
+
+
+def test_check_cell_passes_a_correct_plugin_and_catches_a_wrong_one():
+    assert all(c.ok for c in check_cell(get_cell("usercell:Softsign")))
+    wrong = {c.name: c for c in check_cell(get_cell("usercell:WrongTangent"))}
+    assert not wrong["tangent map = jacrev"].ok
+    assert [n for n, c in wrong.items() if not c.ok] == ["tangent map = jacrev"]
+    low = {c.name: c for c in check_cell(get_cell("usercell:TooLowBound"))}
+    assert [n for n, c in low.items() if not c.ok] == ["bound >= local max"]
+    assert "bound" in low["bound >= local max"].detail
+
+
+def test_a_cell_whose_step_raises_fails_its_checks_without_a_traceback():
+    class Raises(type(get_cell("usercell:Softsign"))):
+        def step(self, params, x, drive):
+            raise ValueError("shape trouble")
+
+    checks = check_cell(Raises())
+    # Only the bound check passes: the cell has none, so there is nothing to measure.
+    assert [c.name for c in checks if c.ok] == ["bound >= local max"]
+    assert all("ValueError: shape trouble" in c.detail for c in checks if not c.ok)
