@@ -1,16 +1,126 @@
 """The protocols of the metric families: plain frozen configurations that check themselves on
 construction. No torch here, so a search-space file is validated, and a finished sweep read,
-without loading the numerics (the families that run these protocols import them from here)."""
+without loading the numerics (the families that run these protocols import them from here).
+
+Each config class is the one source of its fields' rules: ``RULES`` maps every field to a
+check in the words of :mod:`sweeper.errors`. Construction applies them (and the rules that
+tie fields together, in ``__post_init__``); the search-space validator applies the same ones
+to a file's ``dynamics:``, ``memory:``, ``landscape:`` and ``training:`` mappings through
+:func:`mapping_problems`, naming each field by its key path.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from . import errors
-from .errors import require
+from .errors import SweeperInputError, is_finite_number, require
 
 #: Learning-rate schedules of :class:`TrainingConfig`.
 SCHEDULES = ("constant", "cosine")
+#: The largest integer a protocol field (or a built-in task's parameter) takes: steps, sizes
+#: and counts far below it already exhaust any machine, and a file's 10**400 would otherwise
+#: reach the size estimate's floats.
+MAX_INTEGER = 2**31
+
+#: A field's rule: ``rule(name, value)`` raises SweeperInputError naming ``name`` when
+#: ``value`` breaks it.
+Rule = Callable[[str, Any], Any]
+
+
+def integer(minimum: int = 1) -> Rule:
+    """An integer from ``minimum`` to MAX_INTEGER (the message names the upper bound only
+    when it is the one broken)."""
+    def check(name: str, value: Any) -> None:
+        errors.integer(name, value, minimum=minimum)
+        errors.integer(name, value, minimum=minimum, maximum=MAX_INTEGER)
+    return check
+
+
+def number(**bounds: float) -> Rule:
+    """A finite number within ``bounds`` (the keywords of :func:`sweeper.errors.number`)."""
+    return functools.partial(errors.number, **bounds)
+
+
+def optional_integer(minimum: int = 1) -> Rule:
+    """None (the default applies), or an integer from ``minimum`` to MAX_INTEGER."""
+    def check(name: str, value: Any) -> None:
+        if errors.optional_integer(name, value, minimum=minimum) is not None:
+            errors.integer(name, value, minimum=minimum, maximum=MAX_INTEGER)
+    return check
+
+
+def optional_number(**bounds: float) -> Rule:
+    """None (the feature is off), or a finite number within ``bounds``."""
+    def check(name: str, value: Any) -> None:
+        if value is not None:
+            errors.number(name, value, **bounds)
+    return check
+
+
+def choice(allowed: tuple[str, ...]) -> Rule:
+    """One of ``allowed``."""
+    return functools.partial(errors.choice, allowed=allowed)
+
+
+def flag(name: str, value: Any) -> None:
+    """True or false (not 0 or 1)."""
+    if not isinstance(value, bool):
+        raise errors.invalid(name, value, "true or false")
+
+
+def pair(name: str, value: Any) -> None:
+    """Two finite numbers (a list or a tuple)."""
+    if not (isinstance(value, list | tuple) and len(value) == 2
+            and all(map(is_finite_number, value))):
+        raise errors.invalid(name, value, "a list of 2 finite numbers")
+
+
+def field_problems(cls: type, values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The rules of ``cls.RULES`` that ``values`` (field name -> value) break, one message
+    each, every field named ``prefix + field``."""
+    problems = []
+    for name, value in values.items():
+        try:
+            cls.RULES[name](f"{prefix}{name}", value)
+        except SweeperInputError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _check_fields(config: Any) -> None:
+    """Raise SweeperInputError listing every field of ``config`` that breaks its rule."""
+    problems = field_problems(type(config), {f.name: getattr(config, f.name)
+                                             for f in fields(config)})
+    require(not problems, "; ".join(problems))
+
+
+def mapping_problems(cls: type, raw: Any, key: str) -> list[str]:
+    """What is wrong with a search-space file's ``key:`` mapping of ``cls`` fields: not a
+    mapping, unknown keys, each field's rule (named ``key.field``), then the class's rules
+    between fields. Empty when ``cls`` accepts it (lists standing for tuples)."""
+    if not isinstance(raw, Mapping):
+        return [str(errors.invalid(key, raw, f"a mapping of {cls.__name__} fields"))]
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(raw) - set(known), key=str)
+    if unknown:
+        return [f"{key}: unknown keys {unknown}; allowed: {known}"]
+    problems = field_problems(cls, raw, prefix=f"{key}.")
+    if problems:
+        return problems
+    try:
+        from_fields(cls, raw)
+    except SweeperInputError as exc:  # a rule between fields
+        return [f"{key}: {exc}"]
+    return []
+
+
+def from_fields(cls: type, values: Mapping[str, Any]) -> Any:
+    """A config object from a file's fields (lists become the tuples it takes)."""
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True)
@@ -36,12 +146,13 @@ class DynamicsConfig:
     horizon_tol: float = 1e-3
     twin: bool = False
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "burn_in": integer(minimum=0), "n_trajectories": integer(), "lyapunov_k": integer(),
+        "lipschitz_samples": integer(minimum=0), "lanczos_steps": integer(),
+        "horizon_tol": number(above=0, below=1), "twin": flag}
+
     def __post_init__(self):
-        for name in ("burn_in", "lipschitz_samples"):
-            errors.integer(name, getattr(self, name), minimum=0)
-        for name in ("n_trajectories", "lyapunov_k", "lanczos_steps"):
-            errors.integer(name, getattr(self, name))
-        errors.number("horizon_tol", self.horizon_tol, above=0, below=1)
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -85,17 +196,16 @@ class MemoryConfig:
     attractor_batches: int = 8
     attractor_se: float = 4.0
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "washout": optional_integer(), "train": integer(), "test": integer(),
+        "max_delay": optional_integer(), "ridge": number(at_least=0),
+        "chunk_bytes": integer(), "attractor_inits": integer(),
+        "attractor_steps": integer(), "attractor_window": integer(),
+        "attractor_tol": number(above=0), "attractor_chaos": number(at_least=0),
+        "attractor_batches": integer(minimum=2), "attractor_se": number(above=0)}
+
     def __post_init__(self):
-        errors.optional_integer("washout", self.washout)
-        for name in ("train", "test", "attractor_inits", "attractor_steps", "attractor_window",
-                     "chunk_bytes"):
-            errors.integer(name, getattr(self, name))
-        errors.optional_integer("max_delay", self.max_delay)
-        errors.number("ridge", self.ridge, at_least=0)
-        errors.number("attractor_chaos", self.attractor_chaos, at_least=0)
-        errors.number("attractor_tol", self.attractor_tol, above=0)
-        errors.integer("attractor_batches", self.attractor_batches, minimum=2)
-        errors.number("attractor_se", self.attractor_se, above=0)
+        _check_fields(self)
         averaged = self.attractor_steps // 2 + self.attractor_window
         require(averaged >= self.attractor_batches,
                 f"MemoryConfig requires attractor_steps // 2 + attractor_window >= "
@@ -133,13 +243,13 @@ class LandscapeConfig:
     hessian_steps: int = 20
     data_seed: int = 0
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "points": integer(minimum=3), "radius": number(above=0),
+        "random_radius": number(above=0), "batch_size": integer(),
+        "hessian_steps": integer(minimum=0), "data_seed": integer(minimum=0)}
+
     def __post_init__(self):
-        errors.integer("points", self.points, minimum=3)
-        errors.number("radius", self.radius, above=0)
-        errors.number("random_radius", self.random_radius, above=0)
-        errors.integer("batch_size", self.batch_size)
-        errors.integer("hessian_steps", self.hessian_steps, minimum=0)
-        errors.integer("data_seed", self.data_seed, minimum=0)
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -166,14 +276,11 @@ class TrainingConfig:
     threshold: float | None = None
     data_seed: int = 0
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "steps": integer(), "batch_size": integer(), "val_batch_size": integer(),
+        "lr": number(above=0), "betas": pair, "eps": number(above=0),
+        "schedule": choice(SCHEDULES), "clip": optional_number(above=0),
+        "threshold": optional_number(), "data_seed": integer(minimum=0)}
+
     def __post_init__(self):
-        for name in ("steps", "batch_size", "val_batch_size"):
-            errors.integer(name, getattr(self, name))
-        errors.number("lr", self.lr, above=0)
-        errors.number("eps", self.eps, above=0)
-        errors.choice("schedule", self.schedule, SCHEDULES)
-        if self.clip is not None:
-            errors.number("clip", self.clip, above=0)
-        if self.threshold is not None:
-            errors.number("threshold", self.threshold)
-        errors.integer("data_seed", self.data_seed, minimum=0)
+        _check_fields(self)

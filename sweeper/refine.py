@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import SweeperInputError, is_finite_number, is_integer
+from .errors import SweeperInputError, invalid, is_finite_number, is_integer
 from .regions import REGIONS, UNCLASSIFIED
 
 METHODS = ("grid", "refine")
@@ -83,42 +83,45 @@ class SearchConfig:
         return self.method == "refine"
 
 
-def parse_search(raw: Any) -> tuple[SearchConfig, list[tuple[str, Any, str]]]:
+def parse_search(raw: Any) -> tuple[SearchConfig, list[str]]:
     """The ``search:`` mapping of a search-space file, checked.
 
     Returns:
-        The config (defaults where a value was bad) and the problems, each (key path, bad
-        value, what is allowed), for the caller to report with the file's other errors.
+        The config (defaults where a value was bad) and the problems, one message each in the
+        words of :mod:`sweeper.errors` (key path, bad value, what is allowed), for the caller
+        to report with the file's other problems.
     """
     if raw is None:
         return SearchConfig(), []
     if not isinstance(raw, Mapping):
-        return SearchConfig(), [("search", raw, "a mapping {method: grid} or {method: "
-                                 "refine, budget: N, initial: n, slope_factor: f}")]
-    problems: list[tuple[str, Any, str]] = []
+        return SearchConfig(), [_invalid("search", raw, "a mapping {method: grid} or {method: "
+                                         "refine, budget: N, initial: n, slope_factor: f}")]
     method = raw.get("method", "grid")
     if method not in METHODS:
-        return SearchConfig(), [("search.method", method, f"one of {list(METHODS)}")]
-    unknown = sorted(set(raw) - set(KEYS[method]), key=str)
-    for key in unknown:
-        problems.append((f"search.{key}", raw[key], f"absent: method {method} takes only "
-                         f"{list(KEYS[method])}"))
+        return SearchConfig(), [_invalid("search.method", method, f"one of {list(METHODS)}")]
+    problems = [_invalid(f"search.{key}", raw[key], f"absent: method {method} takes only "
+                         f"{list(KEYS[method])}")
+                for key in sorted(set(raw) - set(KEYS[method]), key=str)]
     if method == "grid":
         return SearchConfig(), problems
     budget, initial = raw.get("budget"), raw.get("initial", 9)
     factor = raw.get("slope_factor", 2.0)
     if not (is_integer(budget) and budget >= 1):
-        problems.append(("search.budget", budget, "an integer >= 1 (the most points "
-                         "evaluated)"))
+        problems.append(_invalid("search.budget", budget, "an integer >= 1 (the most points "
+                                 "evaluated)"))
         budget = None
     if not (is_integer(initial) and 2 <= initial <= 10_000):
-        problems.append(("search.initial", initial, "an integer from 2 to 10000 (values per "
-                         "map axis in the first round)"))
+        problems.append(_invalid("search.initial", initial, "an integer from 2 to 10000 "
+                                 "(values per map axis in the first round)"))
         initial = 9
     if not (is_finite_number(factor) and 0 <= factor <= 100):
-        problems.append(("search.slope_factor", factor, "a number from 0 to 100"))
+        problems.append(_invalid("search.slope_factor", factor, "a number from 0 to 100"))
         factor = 2.0
     return SearchConfig("refine", budget, int(initial), float(factor)), problems
+
+
+def _invalid(path: str, value: Any, allowed: str) -> str:
+    return str(invalid(path, value, allowed))
 
 
 @dataclass(frozen=True)

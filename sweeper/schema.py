@@ -105,6 +105,8 @@ FAMILY_COLUMNS: dict[str, tuple[Column, ...]] = {
 }
 #: The metric families, in column order.
 METRIC_FAMILIES = tuple(FAMILY_COLUMNS)
+#: The families that need a task with a loss (a search space refuses them for any other).
+SUPERVISED_FAMILIES = ("landscape", "training")
 
 #: Bumped whenever a column, a type or a status value changes meaning (written into the
 #: region map's metadata). 2: orbit_period, asymptotic_states, crossing interval, mean field;

@@ -5,6 +5,13 @@ Pure functions on plain mappings (what a YAML or JSON file parses to): no file, 
 machine access here. ``validate_space`` reports every problem at once, each with its key path,
 the bad value and what is allowed; ``check_size`` refuses sweeps too large for the memory its
 caller reports.
+
+Each section of a file has a validator that returns what it read and its problems; the rules
+themselves live with what they describe: a protocol's fields with its config class
+(:mod:`sweeper.protocols`), a task's parameters with the task, a cell's name and sizes in
+:mod:`sweeper.cell_shapes`, the region thresholds with :class:`~sweeper.regions.RegionRules`
+and ``search:`` in :func:`sweeper.refine.parse_search`. None of them needs torch for the
+built-in cells and tasks.
 """
 
 from __future__ import annotations
@@ -15,27 +22,41 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .axes import map_axes
-from .errors import SweeperInputError, is_finite_number, is_integer
-from .protocols import DynamicsConfig, LandscapeConfig, MemoryConfig, TrainingConfig
+from .axes import AXES, map_axes
+from .cell_shapes import CELL_SHAPES, CellShape, cell_shape
+from .errors import SweeperInputError, invalid, is_finite_number, is_integer
+from .protocols import (
+    DynamicsConfig,
+    LandscapeConfig,
+    MemoryConfig,
+    TrainingConfig,
+    from_fields,
+    mapping_problems,
+)
 from .refine import Grid, SearchConfig, parse_search
 from .regions import RegionRules
-from .schema import METRIC_FAMILIES
+from .schema import METRIC_FAMILIES, SUPERVISED_FAMILIES
+from .task import Task, get_task
 
-AXES = ("recurrent_scale", "input_scale", "seed", "seq_len", "hidden_size")
 VECTORIZABLE = ("recurrent_scale", "input_scale", "seed")
-INTEGER_AXES = ("seed", "seq_len", "hidden_size")
+#: The axes a file may give as a top-level key instead of under ``axes``, with their value
+#: when it gives neither (None: required).
+SCALAR_AXES = {"hidden_size": None, "seq_len": 200}
+#: The value of each other axis when the file does not give it.
+AXIS_DEFAULTS = {"recurrent_scale": 1.0, "input_scale": 1.0, "seed": 0}
+DEFAULT_METRICS = ("lipschitz", "lyapunov", "memory")
+DEFAULT_RESOURCES = {"cpu": 1, "gpu": 0}
 GENERATORS = ("linspace", "logspace", "uniform")
 TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "axes",
             "vectorize", "metrics", "resources", "regions", "map", "landscape", "training",
             "dynamics", "memory", "search")
-#: Keys that set a metric family's protocol: their fields, validated, join each trial's
-#: config (another protocol measures other numbers: other trial ids).
+#: Keys that set a metric family's protocol: their fields, validated by the config class,
+#: join each trial's config (another protocol measures other numbers: other trial ids).
 PROTOCOLS = {"dynamics": DynamicsConfig, "memory": MemoryConfig, "landscape": LandscapeConfig,
              "training": TrainingConfig}
 #: Keys that change how results are read, where trials run or which points are chosen, not
@@ -52,6 +73,7 @@ MAX_SEED = 2**32 - 1  # seeding.generator keeps seed mod 2^32: larger seeds repe
 MAX_AXIS_VALUES = 100_000  # per axis; checked before a generator expands
 MAX_POINTS = 10**9
 MAX_TRIALS = 10**6  # trials() holds them all in memory
+#: The axes whose values are integers, and their range.
 INTEGER_RANGES = {"seed": (0, MAX_SEED), "seq_len": (1, MAX_SEQ_LEN),
                   "hidden_size": (1, MAX_HIDDEN_SIZE)}
 # Soft limits, checked by check_size: larger sweeps run only with --allow-large.
@@ -193,346 +215,339 @@ def point_id(trial: Trial, point: Mapping[str, Any]) -> str:
     return stable_hash({**trial.config, **point})
 
 
-class _Errors:
-    def __init__(self):
-        self.items: list[str] = []
-
-    def add(self, path: str, value: Any, allowed: str) -> None:
-        """A value that breaks a rule, in the one shape of sweeper.errors."""
-        self.items.append(f"{path} must be {allowed}, got {path}={_shown(value)}")
-
-    def add_text(self, path: str, message: str) -> None:
-        """A problem whose figure is not a value of the file (a count, a size)."""
-        self.items.append(f"{path}: {message}")
+def _invalid(path: str, value: Any, allowed: str) -> str:
+    """The problem of a value that breaks a rule, in the one shape of sweeper.errors."""
+    return str(invalid(path, value, allowed))
 
 
-def _shown(value: Any, limit: int = 200) -> str:
-    """repr cut to ``limit`` characters: a hostile file's megabyte-long value would otherwise
-    bury the other errors."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+def _cut(problem: str, limit: int = 400) -> str:
+    """A problem cut to ``limit`` characters: a hostile file's megabyte-long value would
+    otherwise bury the other problems."""
+    return problem if len(problem) <= limit else (f"{problem[:limit]}... ({len(problem)} "
+                                                  "characters)")
 
 
-def _generated(path: str, spec: Mapping, errors: _Errors) -> list | None:
+def _generated(path: str, spec: Mapping) -> tuple[list | None, list[str]]:
     """Expand a {linspace | logspace | uniform: ...} axis, its size checked first."""
     keys = set(spec)
     kinds = [k for k in GENERATORS if k in keys]
     extra = sorted(keys - set(GENERATORS) - {"samples", "seed"}, key=str)
     if len(kinds) != 1 or extra:
-        errors.add(path, dict(spec), f"a list or exactly one of {list(GENERATORS)}"
-                   " (with 'samples' for uniform)")
-        return None
+        return None, [_invalid(path, dict(spec), f"a list or exactly one of {list(GENERATORS)}"
+                               " (with 'samples' for uniform)")]
     kind = kinds[0]
     args = spec[kind]
     if kind in ("linspace", "logspace"):
         if not (isinstance(args, list) and len(args) == 3 and is_finite_number(args[0])
                 and is_finite_number(args[1]) and is_integer(args[2]) and args[2] >= 1):
-            errors.add(f"{path}.{kind}", args, "[lo, hi, n] with an integer n >= 1")
-            return None
+            return None, [_invalid(f"{path}.{kind}", args, "[lo, hi, n] with an integer n >= 1")]
         if args[2] > MAX_AXIS_VALUES:
-            errors.add(f"{path}.{kind}", args, f"[lo, hi, n] with n <= {MAX_AXIS_VALUES} (an "
-                       "axis has at most that many values)")
-            return None
+            return None, [_invalid(f"{path}.{kind}", args, f"[lo, hi, n] with n <= "
+                                   f"{MAX_AXIS_VALUES} (an axis has at most that many values)")]
         if kind == "logspace" and (args[0] <= 0 or args[1] <= 0):
-            errors.add(f"{path}.{kind}", args, "[lo, hi, n] with lo > 0 and hi > 0 (logspace)")
-            return None
+            return None, [_invalid(f"{path}.{kind}", args, "[lo, hi, n] with lo > 0 and hi > 0 "
+                                   "(logspace)")]
         fn = np.linspace if kind == "linspace" else np.geomspace
-        # lo and hi near the float limit overflow to inf or nan, rejected below
+        # lo and hi near the float limit overflow to inf or nan, rejected by the caller
         with np.errstate(over="ignore", invalid="ignore"):
-            return [float(v) for v in fn(args[0], args[1], args[2])]
+            return [float(v) for v in fn(args[0], args[1], args[2])], []
     samples, seed = spec.get("samples"), spec.get("seed", 0)
     if not (isinstance(args, list) and len(args) == 2 and all(map(is_finite_number, args))
             and args[0] < args[1]):
-        errors.add(f"{path}.uniform", args, "[lo, hi] with lo < hi")
-        return None
+        return None, [_invalid(f"{path}.uniform", args, "[lo, hi] with lo < hi")]
     if not (is_integer(samples) and 1 <= samples <= MAX_AXIS_VALUES):
-        errors.add(f"{path}.samples", samples, f"an integer from 1 to {MAX_AXIS_VALUES}")
-        return None
+        return None, [_invalid(f"{path}.samples", samples, f"an integer from 1 to "
+                               f"{MAX_AXIS_VALUES}")]
     if not (is_integer(seed) and seed >= 0):  # numpy would take None as "seed from the clock"
-        errors.add(f"{path}.seed", seed, "an integer >= 0 (the draw of the uniform values)")
-        return None
+        return None, [_invalid(f"{path}.seed", seed, "an integer >= 0 (the draw of the uniform "
+                               "values)")]
     rng = np.random.default_rng(seed)
     with np.errstate(over="ignore", invalid="ignore"):
-        return sorted(float(v) for v in rng.uniform(args[0], args[1], samples))
+        return sorted(float(v) for v in rng.uniform(args[0], args[1], samples)), []
 
 
-def _expand_axis(name: str, spec: Any, errors: _Errors, path: str | None = None
-                 ) -> list | None:
-    path = path or f"axes.{name}"
-    integer = name in INTEGER_AXES
+def _axis_values(name: str, spec: Any, path: str) -> tuple[list | None, list[str]]:
+    """One axis's values (a list, a generator or a scalar), each checked against the axis's
+    rule; (None, its problem) at the first one broken."""
+    integer = name in INTEGER_RANGES
     if integer and isinstance(spec, Mapping):
-        errors.add(path, dict(spec), "a list of integers (not a generator)")
-        return None
+        return None, [_invalid(path, dict(spec), "a list of integers (not a generator)")]
     if isinstance(spec, list):
         if not spec:
-            errors.add(path, spec, "a non-empty list")
-            return None
+            return None, [_invalid(path, spec, "a non-empty list")]
         if len(spec) > MAX_AXIS_VALUES:
-            errors.add_text(path, f"a list of {len(spec)} values; an axis has at most "
-                            f"{MAX_AXIS_VALUES}")
-            return None
+            return None, [f"{path}: a list of {len(spec)} values; an axis has at most "
+                          f"{MAX_AXIS_VALUES}"]
         values = spec
     elif isinstance(spec, Mapping):
-        values = _generated(path, spec, errors)
+        values, problems = _generated(path, spec)
         if values is None:
-            return None
+            return None, problems
     else:
         values = [spec]
-    out = []
     for i, value in enumerate(values):
         where = f"{path}[{i}]" if isinstance(spec, list) and path.startswith("axes.") else path
         if integer:
             low, high = INTEGER_RANGES[name]
             if not (is_integer(value) and low <= value <= high):
                 why = " (the generator keeps seed mod 2^32)" if name == "seed" else ""
-                errors.add(where, value, f"an integer from {low} to {high}{why}")
-                return None
+                return None, [_invalid(where, value, f"an integer from {low} to {high}{why}")]
         elif not (is_finite_number(value) and value >= 0):
-            errors.add(where, value, "a finite number >= 0")
-            return None
-        out.append(value)
-    if len(set(out)) != len(out):
-        errors.add(path, spec, "a list of distinct values (each point exactly once)")
-        return None
-    return out
+            return None, [_invalid(where, value, "a finite number >= 0")]
+    if len(set(values)) != len(values):
+        return None, [_invalid(path, spec, "a list of distinct values (each point exactly "
+                               "once)")]
+    return list(values), []
 
 
-def _protocol(key: str, raw: Any, errors: _Errors) -> dict[str, Any]:
-    """A protocol key's fields (see PROTOCOLS), each checked against its field's kind (the
-    type of its default: integer, finite number, flag, name, pair of numbers, or optional),
-    then by the config class itself; {} when absent or invalid."""
-    cls = PROTOCOLS[key]
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        errors.add(key, raw, f"a mapping of {cls.__name__} fields")
-        return {}
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known), key=str)
-    if unknown:
-        errors.add_text(key, f"unknown keys {unknown}; allowed: {list(known)}")
-        return {}
-    problems = len(errors.items)
-    for name, value in raw.items():
-        default, kind = known[name].default, str(known[name].type)
-        if value is None and "None" in kind:
-            continue
-        if isinstance(default, bool):
-            ok, allowed = isinstance(value, bool), "true or false"
-        elif "int" in kind:  # bounded: a hostile 10**400 would pass the config classes
-            ok, allowed = is_integer(value) and abs(value) <= 2**31, "an integer up to 2^31"
-        elif isinstance(default, str):
-            ok, allowed = isinstance(value, str), "a name"
-        elif isinstance(default, tuple):
-            ok = (isinstance(value, list | tuple) and len(value) == len(default)
-                  and all(map(is_finite_number, value)))
-            allowed = f"a list of {len(default)} finite numbers"
+def _axes(raw: Mapping) -> tuple[dict[str, list], list[str]]:
+    """Every axis's values, in the order of AXES: from ``axes:``, from the top-level key of an
+    axis that may have one (SCALAR_AXES), or the axis's default. An axis whose values are
+    invalid is left out (a scalar axis) or takes its default (the others), so that the
+    checks that need the axes still run."""
+    given = raw.get("axes") or {}
+    problems = []
+    if not isinstance(given, Mapping):
+        problems.append(_invalid("axes", given, "a mapping of axis name to values"))
+        given = {}
+    axes: dict[str, list] = {}
+    for axis, spec in given.items():
+        if axis not in AXES:
+            problems.append(f"axes.{axis}: unknown axis; allowed: {list(AXES)}")
+        elif axis in raw:
+            problems.append(f"axes.{axis}: {axis} is also a top-level key; give it in one place")
         else:
-            ok, allowed = is_finite_number(value), "a finite number"
-        if not ok:
-            errors.add(f"{key}.{name}", value, allowed + (" or null" if "None" in kind
-                                                            else ""))
-    if len(errors.items) > problems:
-        return {}
+            values, found = _axis_values(axis, spec, f"axes.{axis}")
+            problems += found
+            if values is not None:
+                axes[axis] = values
+    for axis, default in SCALAR_AXES.items():
+        if axis in given:
+            continue
+        value = raw.get(axis, default)
+        if value is None:
+            problems.append(f"{axis}: required (top level or under axes)")
+            continue
+        values, found = _axis_values(axis, [value], axis)
+        problems += found
+        if values is not None:
+            axes[axis] = values
+    for axis, default in AXIS_DEFAULTS.items():
+        axes.setdefault(axis, [default])
+    return {a: axes[a] for a in AXES if a in axes}, problems
+
+
+def _cell(cell: Any, *, trusted: bool) -> list[str]:
+    """The cell's name, checked to name a cell (not in a ``trusted`` space): a built-in one
+    without torch, a plug-in by loading it."""
+    if not isinstance(cell, str):
+        return [_invalid("cell", cell, f"one of {sorted(CELL_SHAPES)}, a plug-in cell's name "
+                         "or module.path:Class")]
+    if trusted:
+        return []
     try:
-        _config(cls, raw)
+        cell_shape(cell)
+    except (ValueError, TypeError) as exc:  # an unknown name lists the known ones
+        return [f"cell: {exc}"]
+    return []
+
+
+def _task(name: Any, params: Any, *, trusted: bool) -> tuple[Task | None, list[str]]:
+    """The task, built from its parameters (so checked by the task's own rules; the built-in
+    tasks need no torch for that), or None; a ``trusted`` space's task is not built."""
+    problems = []
+    if not isinstance(params, Mapping):
+        problems.append(_invalid("task_params", params, "a mapping"))
+        params = {}
+    if trusted:
+        if not isinstance(name, str):
+            problems.append(_invalid("task", name, "a task name or module.path:Class"))
+        return None, problems
+    # A task rejects bad names and parameters with SweeperInputError (a ValueError); a value
+    # of the wrong type may reach a comparison or an import first and raise the others.
+    rejected = (ValueError, TypeError, OverflowError)
+    try:
+        get_task(name)
+    except rejected as exc:
+        return None, [*problems, f"task: {exc}"]
+    try:
+        return get_task(name, dict(params)), problems
+    except rejected as exc:
+        message = str(exc)  # a parameter's rule names task_params.<name> itself
+        return None, [*problems, message if message.startswith("task_params.")
+                      else f"task_params: {message}"]
+
+
+def _vectorize(raw: Mapping) -> tuple[list[str], list[str]]:
+    """The vectorised axes (default: the vectorisable axes the file lists under ``axes``)."""
+    given = raw.get("axes") or {}
+    default = [a for a in VECTORIZABLE if isinstance(given, Mapping) and a in given]
+    vectorize = raw.get("vectorize", default)
+    if (isinstance(vectorize, list) and all(v in VECTORIZABLE for v in vectorize)
+            and len(set(vectorize)) == len(vectorize)):
+        return vectorize, []
+    return [], [_invalid("vectorize", vectorize, f"a list of distinct axes among "
+                         f"{list(VECTORIZABLE)}")]
+
+
+def _metrics(raw: Mapping, task: Task | None) -> tuple[list[str], list[str]]:
+    """The metric families; those that need a loss, only with a task that has one."""
+    metrics = raw.get("metrics", list(DEFAULT_METRICS))
+    if not (isinstance(metrics, list) and metrics
+            and all(m in METRIC_FAMILIES for m in metrics)):
+        return [], [_invalid("metrics", metrics, f"a non-empty list among "
+                             f"{list(METRIC_FAMILIES)}")]
+    supervised = [m for m in metrics if m in SUPERVISED_FAMILIES]
+    if supervised and task is not None and task.output_size == 0:
+        return metrics, [f"metrics: {supervised} need a supervised task; task "
+                         f"{raw.get('task', 'noise')!r} has no loss (e.g. task: teacher)"]
+    return metrics, []
+
+
+def _resources(resources: Any) -> tuple[dict[str, float], list[str]]:
+    """What one trial asks Ray for: {cpu: n > 0, gpu: n >= 0}, fractions allowed."""
+    if not isinstance(resources, Mapping):
+        return {}, [_invalid("resources", resources, "a mapping {cpu: n, gpu: n}")]
+    clean, problems = {}, []
+    for key, value in resources.items():
+        if key not in ("cpu", "gpu"):
+            problems.append(f"resources.{key}: unknown key; allowed: ['cpu', 'gpu']")
+        elif not (is_finite_number(value) and (value > 0 if key == "cpu" else value >= 0)):
+            problems.append(_invalid(f"resources.{key}", value, "a finite number " + (
+                "> 0" if key == "cpu" else ">= 0") + " (fractions allowed)"))
+        else:
+            clean[key] = float(value)
+    return clean, problems
+
+
+def _protocols(raw: Mapping) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The protocol keys the file sets (see PROTOCOLS), each checked by its config class;
+    their fields as the file gives them, for the trials' configs."""
+    given, problems = {}, []
+    for key, cls in PROTOCOLS.items():
+        if raw.get(key) is None:
+            continue
+        found = mapping_problems(cls, raw[key], key)
+        problems += found
+        if not found and raw[key]:
+            given[key] = {k: list(v) if isinstance(v, tuple) else v for k, v in raw[key].items()}
+    return given, problems
+
+
+def _regions(regions: Any) -> tuple[RegionRules, list[str]]:
+    if not isinstance(regions, Mapping):
+        return RegionRules(), [_invalid("regions", regions, "a mapping {epsilon, "
+                                        "min_attractors, horizon_fraction}")]
+    try:
+        return RegionRules.from_mapping(regions), []
     except (ValueError, TypeError, OverflowError) as exc:
-        errors.add_text(key, str(exc))
-        return {}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+        return RegionRules(), [f"regions: {exc}"]
+
+
+def _counts(axes: Mapping[str, list], vectorize: list) -> list[str]:
+    """Points and trials from the axis lengths alone, before any trial is built."""
+    points = math.prod(len(v) for v in axes.values())
+    trials = points // math.prod(len(axes[a]) for a in vectorize if a in axes)
+    problems = []
+    if points > MAX_POINTS:
+        problems.append(f"axes: {points} points (the product of the axis lengths); a sweep has "
+                        f"at most {MAX_POINTS}")
+    if trials > MAX_TRIALS:
+        problems.append(f"vectorize: {trials} trials (the product of the lengths of the axes "
+                        f"not vectorized); a sweep has at most {MAX_TRIALS}: vectorize more "
+                        "axes or shorten them")
+    return problems
+
+
+def _map(requested: Any, axes: Mapping[str, list]) -> tuple[tuple[str, str], list[str]]:
+    """The two axes of the region map (see :func:`sweeper.axes.map_axes`)."""
+    default = ("recurrent_scale", "input_scale")
+    if not (isinstance(requested, Mapping) and set(requested) <= {"x", "y"}):
+        return default, [_invalid("map", requested, "a mapping {x: axis, y: axis}")]
+    try:
+        return map_axes(axes, requested), []
+    except SweeperInputError as exc:
+        return default, [str(exc)]  # it names map.x / map.y itself
+
+
+def _search(raw: Any, metrics: list[str], axes: Mapping[str, list], chosen: tuple[str, str]
+            ) -> tuple[SearchConfig, list[str]]:
+    """How the points are chosen (see :func:`sweeper.refine.parse_search`); a refinement
+    needs lambda_1 and a budget no smaller than its first round."""
+    search, problems = parse_search(raw)
+    if search.refine and metrics and "lyapunov" not in metrics:
+        problems.append(_invalid("search.method", "refine", f"grid when metrics lack "
+                                 f"'lyapunov' (refinement follows lambda_1 and the regions it "
+                                 f"decides; metrics: {metrics})"))
+    if search.refine and search.budget is not None and len(axes) == len(AXES):
+        lattice = Grid.of(axes, chosen).initial_points(search.initial)
+        if search.budget < lattice:
+            problems.append(_invalid("search.budget", search.budget, f"an integer >= {lattice}, "
+                                     f"the points of the first round's lattice "
+                                     f"({search.initial} values per map axis, every seed; "
+                                     "lower search.initial for a smaller one)"))
+    return search, problems
 
 
 def protocol_configs(space: SearchSpace) -> dict[str, Any]:
     """The space's protocols as config objects, keyword arguments of
     :func:`sweeper.measure.measure` (``dynamics=``, ``memory=``, ``landscape=``,
     ``training=``; defaults where the file sets none)."""
-    return {key: _config(cls, space.protocols.get(key, {})) for key, cls in PROTOCOLS.items()}
-
-
-def _config(cls: type, values: Mapping[str, Any]) -> Any:
-    """A protocol's config object from a file's fields (lists become the tuples it takes)."""
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def _check_counts(axes: Mapping[str, list], vectorize: list, errors: _Errors) -> None:
-    """Points and trials from the axis lengths alone, before any trial is built."""
-    points = math.prod(len(v) for v in axes.values())
-    trials = points // math.prod(len(axes[a]) for a in vectorize if a in axes)
-    if points > MAX_POINTS:
-        errors.add_text("axes", f"{points} points (the product of the axis lengths); a sweep "
-                        f"has at most {MAX_POINTS}")
-    if trials > MAX_TRIALS:
-        errors.add_text("vectorize", f"{trials} trials (the product of the lengths of the axes "
-                        f"not vectorized); a sweep has at most {MAX_TRIALS}: vectorize more "
-                        "axes or shorten them")
+    return {key: from_fields(cls, space.protocols.get(key, {}))
+            for key, cls in PROTOCOLS.items()}
 
 
 def from_record(raw: Any) -> SearchSpace:
     """The space of a sweep's record (``sweep.json``), which ``sweeper run`` wrote after
-    validating it: checked without the cell registry or the task (see ``trusted`` in
+    validating it: checked without the cell's name or building the task (see ``trusted`` in
     :func:`validate_space`)."""
     return validate_space(raw, trusted=True)
-
-
-def _check_cell_and_task(cell: Any, task_name: Any, task_params: Mapping, errors) -> Any:
-    """Check the cell against the registry and build the task (both import torch); the
-    problems go to ``errors``. Returns the task, or None when it cannot be built."""
-    from .cells import CELLS
-    from .task import get_task
-
-    if not (isinstance(cell, str) and cell in CELLS):
-        errors.add("cell", cell, f"one of {sorted(CELLS)}")
-    # A task rejects bad names and parameters with SweeperInputError (a ValueError); a value
-    # of the wrong type may reach a comparison or an import first and raise the others.
-    rejected = (ValueError, TypeError, OverflowError)
-    try:
-        get_task(task_name)
-    except rejected as exc:
-        errors.add_text("task", str(exc))
-        return None
-    try:
-        return get_task(task_name, dict(task_params))
-    except rejected as exc:
-        message = str(exc)  # a parameter's rule names task_params.<name> itself
-        if message.startswith("task_params."):
-            errors.items.append(message)
-        else:
-            errors.add_text("task_params", message)
-    return None
 
 
 def validate_space(raw: Any, *, trusted: bool = False) -> SearchSpace:
     """Check a parsed search-space mapping and expand it.
 
+    Each section is checked on its own and says what is wrong with it; every problem of the
+    file is reported at once.
+
     Args:
         raw: the mapping, as parsed from the file.
         trusted: a space this package validated and recorded itself (a sweep's
-            ``sweep.json``): the cell and the task are taken as named, without loading the
-            cell registry or building the task (torch, and a plug-in's module), so that the
+            ``sweep.json``): the cell and the task are taken as named, without checking the
+            cell's name or building the task (a plug-in's module, maybe torch), so that the
             commands reading a finished sweep start at once. Everything else is checked as
             usual. See :func:`from_record`.
 
     Raises:
         SweeperInputError: listing every problem, one per line, each with its key path.
     """
-    errors = _Errors()
     if not isinstance(raw, Mapping):
         raise SweeperInputError(f"search space: got {type(raw).__name__}; expected a mapping "
                                 f"with keys {list(TOP_KEYS)}")
-    for key in sorted(set(raw) - set(TOP_KEYS), key=str):
-        errors.add_text(str(key), f"unknown key; allowed: {list(TOP_KEYS)}")
+    problems = [f"{key}: unknown key; allowed: {list(TOP_KEYS)}"
+                for key in sorted(set(raw) - set(TOP_KEYS), key=str)]
     name = raw.get("name")
     if not (isinstance(name, str) and NAME.match(name)):
-        errors.add("name", name, "1 to 100 letters, digits, '_', '.' or '-'")
-    cell = raw.get("cell")
-    task_name = raw.get("task", "noise")
-    task_params = raw.get("task_params") or {}
-    if not isinstance(task_params, Mapping):
-        errors.add("task_params", task_params, "a mapping")
-        task_params = {}
-    task = None
-    if trusted:
-        if not isinstance(cell, str):
-            errors.add("cell", cell, "a cell name")
-        if not isinstance(task_name, str):
-            errors.add("task", task_name, "a task name or module.path:Class")
-    else:
-        task = _check_cell_and_task(cell, task_name, task_params, errors)
-    axes_raw = raw.get("axes") or {}
-    if not isinstance(axes_raw, Mapping):
-        errors.add("axes", axes_raw, "a mapping of axis name to values")
-        axes_raw = {}
-    axes: dict[str, list] = {}
-    for axis in axes_raw:
-        if axis not in AXES:
-            errors.add_text(f"axes.{axis}", f"unknown axis; allowed: {list(AXES)}")
-            continue
-        if axis in raw:
-            errors.add_text(f"axes.{axis}", f"{axis} is also a top-level key; give it in "
-                            "one place")
-            continue
-        values = _expand_axis(axis, axes_raw[axis], errors)
-        if values is not None:
-            axes[axis] = values
-    for scalar, default in (("hidden_size", None), ("seq_len", 200)):
-        if scalar in axes_raw:
-            continue
-        value = raw.get(scalar, default)
-        if value is None:
-            errors.add_text(scalar, "required (top level or under axes)")
-            continue
-        values = _expand_axis(scalar, [value], errors, path=scalar)
-        if values is not None:
-            axes[scalar] = values
-    for axis, default in (("recurrent_scale", 1.0), ("input_scale", 1.0), ("seed", 0)):
-        axes.setdefault(axis, [default])
-    vectorize = raw.get("vectorize", [a for a in VECTORIZABLE if a in axes_raw])
-    if not (isinstance(vectorize, list) and all(v in VECTORIZABLE for v in vectorize)
-            and len(set(vectorize)) == len(vectorize)):
-        errors.add("vectorize", vectorize, f"a list of distinct axes among {list(VECTORIZABLE)}")
-        vectorize = []
-    metrics = raw.get("metrics", ["lipschitz", "lyapunov", "memory"])
-    if not (isinstance(metrics, list) and metrics and all(m in METRIC_FAMILIES
-                                                          for m in metrics)):
-        errors.add("metrics", metrics, f"a non-empty list among {list(METRIC_FAMILIES)}")
-        metrics = []
-    supervised = [m for m in metrics if m in ("landscape", "training")]
-    if supervised and task is not None and task.output_size == 0:
-        errors.add_text("metrics", f"{supervised} need a supervised task; task "
-                        f"{task_name!r} has no loss (e.g. task: teacher)")
-    resources = raw.get("resources") or {"cpu": 1, "gpu": 0}
-    clean_resources: dict[str, float] = {}
-    if not isinstance(resources, Mapping):
-        errors.add("resources", resources, "a mapping {cpu: n, gpu: n}")
-    else:
-        for key, value in resources.items():
-            if key not in ("cpu", "gpu"):
-                errors.add_text(f"resources.{key}", "unknown key; allowed: ['cpu', 'gpu']")
-            elif not (is_finite_number(value) and (value > 0 if key == "cpu" else value >= 0)):
-                errors.add(f"resources.{key}", value, "a finite number " + (
-                    "> 0" if key == "cpu" else ">= 0") + " (fractions allowed)")
-            else:
-                clean_resources[key] = float(value)
-    protocols = {key: _protocol(key, raw.get(key), errors) for key in PROTOCOLS}
-    rules = RegionRules()
-    regions_raw = raw.get("regions") or {}
-    if not isinstance(regions_raw, Mapping):
-        errors.add("regions", regions_raw, "a mapping {epsilon, min_attractors, "
-                   "horizon_fraction}")
-    else:
-        try:
-            rules = RegionRules.from_mapping(regions_raw)
-        except (ValueError, TypeError, OverflowError) as exc:
-            errors.add_text("regions", str(exc))
-    ordered = {a: axes[a] for a in AXES if a in axes}
-    _check_counts(ordered, vectorize, errors)
-    map_raw = raw.get("map") or {}
-    chosen = ("recurrent_scale", "input_scale")
-    if not (isinstance(map_raw, Mapping) and set(map_raw) <= {"x", "y"}):
-        errors.add("map", map_raw, "a mapping {x: axis, y: axis}")
-    else:
-        try:
-            chosen = map_axes(ordered, map_raw)
-        except SweeperInputError as exc:
-            errors.items.append(str(exc))  # it names map.x / map.y itself
-    search, problems = parse_search(raw.get("search"))
-    for path, value, allowed in problems:
-        errors.add(path, value, allowed)
-    if search.refine and metrics and "lyapunov" not in metrics:
-        errors.add("search.method", "refine", f"grid when metrics lack 'lyapunov' (refinement "
-                   f"follows lambda_1 and the regions it decides; metrics: {metrics})")
-    if search.refine and search.budget is not None and len(ordered) == len(AXES):
-        lattice = Grid.of(ordered, chosen).initial_points(search.initial)
-        if search.budget < lattice:
-            errors.add("search.budget", search.budget, f"an integer >= {lattice}, the points "
-                       f"of the first round's lattice ({search.initial} values per map axis, "
-                       "every seed; lower search.initial for a smaller one)")
-    if errors.items:
-        raise SweeperInputError("invalid search space:\n  " + "\n  ".join(errors.items))
-    return SearchSpace(name, task_name, dict(task_params), cell, ordered, tuple(vectorize),
-                       tuple(metrics), clean_resources, dict(raw), rules=rules, map=chosen,
-                       search=search,
-                       protocols={k: v for k, v in protocols.items() if v})
+        problems.append(_invalid("name", name, "1 to 100 letters, digits, '_', '.' or '-'"))
+    problems += _cell(raw.get("cell"), trusted=trusted)
+    task_name, task_params = raw.get("task", "noise"), raw.get("task_params") or {}
+    task, task_problems = _task(task_name, task_params, trusted=trusted)
+    axes, axis_problems = _axes(raw)
+    vectorize, vectorize_problems = _vectorize(raw)
+    metrics, metric_problems = _metrics(raw, task)
+    resources, resource_problems = _resources(raw.get("resources") or DEFAULT_RESOURCES)
+    protocols, protocol_problems = _protocols(raw)
+    rules, region_problems = _regions(raw.get("regions") or {})
+    chosen, map_problems = _map(raw.get("map") or {}, axes)
+    search, search_problems = _search(raw.get("search"), metrics, axes, chosen)
+    problems += [*task_problems, *axis_problems, *vectorize_problems, *metric_problems,
+                 *resource_problems, *protocol_problems, *region_problems,
+                 *_counts(axes, vectorize), *map_problems, *search_problems]
+    if problems:
+        raise SweeperInputError("invalid search space:\n  " + "\n  ".join(map(_cut, problems)))
+    return SearchSpace(name, task_name, dict(task_params), raw.get("cell"), axes,
+                       tuple(vectorize), tuple(metrics), resources, dict(raw), rules=rules,
+                       map=chosen, search=search, protocols=protocols)
 
 
 @dataclass(frozen=True)
@@ -557,7 +572,7 @@ PROCESS_BYTES = 2**29
 COMPUTE_BYTES = 4
 
 
-def trial_bytes(cell: Any, task: Any, hidden_size: int, seq_len: int, points: int,
+def trial_bytes(cell: CellShape, task: Task, hidden_size: int, seq_len: int, points: int,
                 seeds: int, metrics: Sequence[str], landscape: LandscapeConfig | None = None,
                 *, dynamics: DynamicsConfig | None = None, memory: MemoryConfig | None = None,
                 training: TrainingConfig | None = None) -> int:
@@ -590,7 +605,8 @@ def trial_bytes(cell: Any, task: Any, hidden_size: int, seq_len: int, points: in
     meant to tell 100 MiB from 100 GiB, not to budget a machine to the last gigabyte.
 
     Args:
-        cell: a Cell; task: a Task (its input and output sizes).
+        cell: the cell's shape (:func:`sweeper.cell_shapes.cell_shape`); task: a Task (its
+            input and output sizes).
         hidden_size, seq_len, points, seeds: H, N, K, G (G <= K).
         metrics: the families measured. landscape, dynamics, memory, training: the
             families' protocols (defaults: their config classes' defaults).
@@ -605,10 +621,7 @@ def trial_bytes(cell: Any, task: Any, hidden_size: int, seq_len: int, points: in
     per_point = gates * (hidden_size + inputs + 2) + outputs * (hidden_size + 1)
     dyn = dynamics or DynamicsConfig()
     steps = dyn.burn_in + seq_len
-    from .cells import Cell
-
-    projected = type(cell).prepare is not Cell.prepare  # one weight set per point
-    base = (PROCESS_BYTES + (k_points if projected else groups) * per_point * (b + f64)
+    base = (PROCESS_BYTES + (k_points if cell.per_point_weights else groups) * per_point * (b + f64)
             + groups * steps * inputs * f64)
 
     def rollout(batch: int) -> int:
@@ -664,10 +677,7 @@ def estimate(space: SearchSpace) -> SizeEstimate:
     per_trial = math.prod(lengths[a] for a in space.vectorize)
     seeds = lengths["seed"] if "seed" in space.vectorize else 1
     # Memory grows with H and N: the trial with the largest of each bounds every other.
-    from .cells import CELLS
-    from .task import get_task
-
-    peak = trial_bytes(CELLS[space.cell], get_task(space.task, space.task_params),
+    peak = trial_bytes(cell_shape(space.cell), get_task(space.task, space.task_params),
                        max(space.axes["hidden_size"]), max(space.axes["seq_len"]), per_trial,
                        seeds, space.metrics, **protocol_configs(space))
     return SizeEstimate(space.planned_points, points // per_trial, per_trial, peak)
@@ -698,24 +708,24 @@ def check_size(space: SearchSpace, memory_bytes: int, *, allow_large: bool = Fal
     size = estimate(space)
     if allow_large:
         return size
-    errors = _Errors()
+    problems = []
     if size.points > LARGE_POINTS:
-        errors.add_text("points", f"the sweep has {size.points} points; the limit is "
+        problems.append(f"points: the sweep has {size.points} points; the limit is "
                         f"{LARGE_POINTS}")
     if size.trials > LARGE_TRIALS:
-        errors.add_text("trials", f"the sweep has {size.trials} trials (each a tracked run "
-                        f"and a Parquet part); the limit is {LARGE_TRIALS}")
+        problems.append(f"trials: the sweep has {size.trials} trials (each a tracked run and a "
+                        f"Parquet part); the limit is {LARGE_TRIALS}")
     if size.trial_bytes > memory_bytes:
         smaller = (" (vectorize fewer axes for smaller trials)" if size.points_per_trial > 1
                    else "")
         points = f"{size.points_per_trial} point{'s' if size.points_per_trial > 1 else ''}"
-        errors.add_text("memory", f"one trial ({points}, hidden_size "
+        problems.append(f"memory: one trial ({points}, hidden_size "
                         f"{max(space.axes['hidden_size'])}, seq_len "
                         f"{max(space.axes['seq_len'])}) needs about "
                         f"{_size_text(size.trial_bytes)}; this machine has "
                         f"{_size_text(memory_bytes)}{smaller}")
-    if errors.items:
+    if problems:
         raise SweeperInputError("search space too large to start:\n  "
-                                + "\n  ".join(errors.items)
+                                + "\n  ".join(problems)
                                 + "\n  pass --allow-large to start it anyway")
     return size

@@ -4,6 +4,9 @@ The built-in tasks live in the separate package ``rnn_sweeper_tasks``; like any 
 they register under the entry-point group ``rnn_sweeper.tasks`` (see pyproject.toml), so
 sweeper never imports them by module. A task can also be named by a dotted path
 ``"package.module:ClassName"``.
+
+No torch at import: building a task (checking its parameters, asking its sizes) is what a
+search space's validation does, and a task imports torch only where it makes tensors.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import functools
 import importlib
 from abc import ABC, abstractmethod
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import SweeperInputError, unknown_name
 
@@ -24,6 +25,9 @@ SPLITS = ("train", "val")
 #: The entry-point group a package registers its tasks under (name = task name,
 #: value = "package.module:ClassName").
 ENTRY_POINT_GROUP = "rnn_sweeper.tasks"
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +52,10 @@ class Task(ABC):
     """A frozen, self-validating description of what drives the network.
 
     Subclasses are dataclasses whose fields are the task's parameters (``task_params``); they
-    check them in ``__post_init__`` and raise :class:`SweeperInputError` naming the bad value.
+    check them in ``__post_init__`` and raise :class:`SweeperInputError` naming the bad value
+    as ``task_params.<name>``. A task that imports torch only in the methods that make
+    tensors (the built-in ones do) is built without it, so ``sweeper validate`` checks a file
+    that uses it without loading torch.
 
     Invariants: ``inputs`` is a pure function of (seed, n_trajectories, steps) - the same
     arguments give the same float64 CPU tensor in any process, so results do not depend on
@@ -111,6 +118,8 @@ class Task(ABC):
 
     def constant_input(self) -> torch.Tensor:
         """The input held fixed while counting attractors (I,); zero unless a task says so."""
+        import torch
+
         return torch.zeros(self.input_size, dtype=torch.float64)
 
     @classmethod

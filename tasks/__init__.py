@@ -2,7 +2,9 @@
 
 Each registers by name under the entry-point group ``rnn_sweeper.tasks`` (pyproject.toml), so
 ``sweeper.task.get_task("noise")`` finds it without sweeper importing this package. The
-contract they implement is :class:`sweeper.task.Task`.
+contract they implement is :class:`sweeper.task.Task`. Their modules import torch only in
+the methods that make tensors: building a task (what validating a search space does) loads
+no torch.
 """
 
 from __future__ import annotations

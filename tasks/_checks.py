@@ -3,13 +3,14 @@ parameter named as the user writes it (``task_params.<name>``)."""
 
 from __future__ import annotations
 
-from sweeper import errors
+from sweeper import errors, protocols
 from sweeper.task import SPLITS
 
 
 def positive_int(task: str, name: str, value: object, minimum: int = 1) -> None:
-    """``task_params.<name>`` must be an integer >= minimum (``task`` kept for callers)."""
-    errors.integer(f"task_params.{name}", value, minimum=minimum)
+    """``task_params.<name>`` must be an integer from minimum to
+    :data:`sweeper.protocols.MAX_INTEGER` (``task`` kept for callers)."""
+    protocols.integer(minimum)(f"task_params.{name}", value)
 
 
 def finite_number(task: str, name: str, value: object, minimum: float | None = None,
@@ -17,6 +18,11 @@ def finite_number(task: str, name: str, value: object, minimum: float | None = N
     """``task_params.<name>`` must be a finite number (above ``minimum``, or at least it)."""
     bounds = {} if minimum is None else {"above" if strict else "at_least": minimum}
     errors.number(f"task_params.{name}", value, **bounds)
+
+
+def flag(task: str, name: str, value: object) -> None:
+    """``task_params.<name>`` must be true or false."""
+    protocols.flag(f"task_params.{name}", value)
 
 
 def split_purpose(split: str) -> str:

@@ -10,14 +10,15 @@ that step only). Always answering the mean, 1, gives MSE 1/6.
 from __future__ import annotations
 
 import dataclasses
-
-import torch
+from typing import TYPE_CHECKING
 
 from sweeper.errors import require
-from sweeper.seeding import generator
 from sweeper.task import Task, TaskBatch
 
 from ._checks import split_purpose
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Adding(Task):
                               f"got seq_len={seq_len}")
 
     def _draw(self, gen: torch.Generator, count: int, steps: int):
+        import torch
+
         half = steps // 2
         values = torch.rand(count, steps, generator=gen, dtype=torch.float64)
         first = torch.randint(0, half, (count,), generator=gen)
@@ -53,11 +56,17 @@ class Adding(Task):
         return inputs, values[rows, first] + values[rows, second]
 
     def inputs(self, seed, n_trajectories, steps):
+        from sweeper.seeding import generator
+
         # Train-like sequences; a single step cannot hold both markers, so cut it from two.
         inputs, _ = self._draw(generator(seed, "task-inputs"), n_trajectories, max(steps, 2))
         return inputs[:, :steps].contiguous()
 
     def batch(self, seed, split, batch_size, seq_len):
+        import torch
+
+        from sweeper.seeding import generator
+
         self.check_seq_len(seq_len)
         inputs, total = self._draw(generator(seed, split_purpose(split)), batch_size, seq_len)
         targets = torch.zeros(batch_size, seq_len, 1, dtype=torch.float64)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
 from sweeper.errors import SweeperInputError
 from sweeper.task import Task, TaskBatch
 
@@ -55,9 +53,13 @@ class ChaoticLSTM(Task):
         return 1.0
 
     def inputs(self, seed, n_trajectories, steps):
+        import torch
+
         return torch.zeros(n_trajectories, steps, 1, dtype=torch.float64)
 
     def batch(self, seed, split, batch_size, seq_len):
+        import torch
+
         split_purpose(split)
         steps = self.burn_in + seq_len
         mask = torch.zeros(batch_size, steps, dtype=torch.bool)
@@ -69,10 +71,14 @@ class ChaoticLSTM(Task):
             raise SweeperInputError(
                 "task 'chaotic_lstm' defines theta* for cell='lstm' with hidden_size=2, got "
                 f"cell={cell!r}, hidden_size={hidden_size!r}")
+        import torch
+
         zeros = torch.zeros(8, dtype=torch.float64)
         return {"weight_hh": torch.tensor(THETA_STAR, dtype=torch.float64),
                 "weight_ih": torch.zeros(8, 1, dtype=torch.float64),
                 "bias_ih": zeros, "bias_hh": zeros.clone()}
 
     def initial_state(self, state_size):
+        import torch
+
         return torch.full((state_size,), float(self.initial), dtype=torch.float64)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import string
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-
-from sweeper.errors import SweeperInputError, invalid, require
-from sweeper.seeding import generator
+from sweeper.errors import SweeperInputError, require
 from sweeper.task import Task, TaskBatch
 
-from ._checks import split_purpose
+from ._checks import flag, split_purpose
+
+if TYPE_CHECKING:
+    import torch
 
 TRAIN_FRACTION = 0.9
 UNKNOWN = "?"
@@ -44,24 +44,31 @@ class Corpus:
         return (0, self.split_at) if split == "train" else (self.split_at, len(self.text))
 
 
+def vocabulary(lowercase: bool = False) -> str:
+    """The characters of the corpus, sorted: class i is the i-th (96; 70 when ``lowercase``)."""
+    letters = string.ascii_lowercase if lowercase else string.ascii_letters
+    return "".join(sorted(set(string.digits + letters + string.punctuation + " \n")))
+
+
 @functools.lru_cache(maxsize=2)
 def corpus(lowercase: bool = False) -> Corpus:
     """Build (once per process and case mode) the corpus; deterministic for a Python version."""
+    import torch
+
     try:
         from pydoc_data.topics import topics
     except ImportError as exc:  # some distributions strip pydoc_data
         raise SweeperInputError("task 'char_lm' needs the pydoc_data package of the Python "
                                 f"standard library, which this interpreter lacks: {exc}") from exc
     text = "\n".join(topics[key] for key in sorted(topics))
-    letters = string.ascii_lowercase if lowercase else string.ascii_letters
-    vocabulary = "".join(sorted(set(string.digits + letters + string.punctuation + " \n")))
+    characters = vocabulary(lowercase)
     if lowercase:
         text = text.lower()
-    allowed = set(vocabulary)
+    allowed = set(characters)
     text = "".join(c if c in allowed else UNKNOWN for c in text)
-    index = {c: i for i, c in enumerate(vocabulary)}
+    index = {c: i for i, c in enumerate(characters)}
     codes = torch.tensor([index[c] for c in text], dtype=torch.int64)
-    return Corpus(text, vocabulary, codes, int(len(text) * TRAIN_FRACTION))
+    return Corpus(text, characters, codes, int(len(text) * TRAIN_FRACTION))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +85,7 @@ class CharLM(Task):
     lowercase: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.lowercase, bool):
-            raise invalid("task_params.lowercase", self.lowercase, "true or false")
+        flag(self.name, "lowercase", self.lowercase)
 
     @property
     def corpus(self) -> Corpus:
@@ -87,11 +93,11 @@ class CharLM(Task):
 
     @property
     def input_size(self) -> int:
-        return len(self.corpus.vocabulary)
+        return len(vocabulary(self.lowercase))
 
     @property
     def output_size(self) -> int:
-        return len(self.corpus.vocabulary)
+        return len(vocabulary(self.lowercase))
 
     def check_seq_len(self, seq_len):
         start, stop = self.corpus.part("val")  # the shorter split bounds the window
@@ -99,15 +105,22 @@ class CharLM(Task):
                                              f"{stop - start} (val text), got seq_len={seq_len}")
 
     def _windows(self, gen: torch.Generator, split: str, count: int, steps: int) -> torch.Tensor:
+        import torch
+
         start, stop = self.corpus.part(split)
         # Windows lie wholly inside the split, so train and val never share a character.
         first = torch.randint(start, stop - steps, (count,), generator=gen)
         return self.corpus.codes[first[:, None] + torch.arange(steps + 1)]
 
     def _one_hot(self, codes: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         return F.one_hot(codes, self.input_size).to(torch.float64)
 
     def inputs(self, seed, n_trajectories, steps):
+        from sweeper.seeding import generator
+
         start, stop = self.corpus.part("train")
         require(steps < stop - start, f"task 'char_lm' can serve at most {stop - start - 1} "
                                       f"steps of train text, got steps={steps}")
@@ -115,6 +128,10 @@ class CharLM(Task):
         return self._one_hot(codes[:, :-1])
 
     def batch(self, seed, split, batch_size, seq_len):
+        import torch
+
+        from sweeper.seeding import generator
+
         self.check_seq_len(seq_len)
         codes = self._windows(generator(seed, split_purpose(split)), split, batch_size, seq_len)
         mask = torch.ones(batch_size, seq_len, dtype=torch.bool)

@@ -13,15 +13,15 @@ seq_len sets the delay: Arjovsky et al.'s "T" is seq_len - 2 * length.
 from __future__ import annotations
 
 import dataclasses
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from sweeper.errors import require
-from sweeper.seeding import generator
 from sweeper.task import Task, TaskBatch
 
 from ._checks import positive_int, split_purpose
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +64,9 @@ class CopyMemory(Task):
                 f"got seq_len={seq_len}")
 
     def _draw(self, gen: torch.Generator, count: int, steps: int):
+        import torch
+        import torch.nn.functional as F
+
         data = torch.randint(0, self.n_symbols, (count, self.length), generator=gen)
         symbols = torch.full((count, steps), self.n_symbols, dtype=torch.int64)
         symbols[:, :self.length] = data
@@ -72,12 +75,18 @@ class CopyMemory(Task):
         return inputs, data
 
     def inputs(self, seed, n_trajectories, steps):
+        from sweeper.seeding import generator
+
         # Train-like sequences of the requested length (cut from a minimal one if shorter).
         inputs, _ = self._draw(generator(seed, "task-inputs"), n_trajectories,
                                max(steps, self._min_len()))
         return inputs[:, :steps].contiguous()
 
     def batch(self, seed, split, batch_size, seq_len):
+        import torch
+
+        from sweeper.seeding import generator
+
         self.check_seq_len(seq_len)
         inputs, data = self._draw(generator(seed, split_purpose(split)), batch_size, seq_len)
         targets = torch.full((batch_size, seq_len), self.n_symbols, dtype=torch.int64)

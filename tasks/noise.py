@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
-from sweeper.seeding import generator
 from sweeper.task import Task
 
 from ._checks import finite_number, positive_int
@@ -30,6 +27,10 @@ class Noise(Task):
         finite_number(self.name, "input_std", self.input_std, minimum=0)
 
     def inputs(self, seed, n_trajectories, steps):
+        import torch
+
+        from sweeper.seeding import generator
+
         gen = generator(seed, "task-inputs")
         u = torch.randn(n_trajectories, steps, self.input_size, generator=gen, dtype=torch.float64)
         return u * float(self.input_std)

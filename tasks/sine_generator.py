@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
-import torch
-
-from sweeper.seeding import generator
+from sweeper.errors import SweeperInputError
 from sweeper.task import Task, TaskBatch
 
 from ._checks import finite_number, split_purpose
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +34,6 @@ class SineGenerator(Task):
         finite_number(self.name, "omega_min", self.omega_min, 0.0, strict=True)
         finite_number(self.name, "omega_max", self.omega_max, 0.0, strict=True)
         if self.omega_max < self.omega_min:
-            from sweeper.errors import SweeperInputError
-
             raise SweeperInputError(f"task 'sine_generator' requires omega_min <= omega_max, "
                                     f"got {self.omega_min} > {self.omega_max}")
 
@@ -46,6 +46,10 @@ class SineGenerator(Task):
         return 1
 
     def _omegas(self, seed: int, purpose: str, count: int) -> torch.Tensor:
+        import torch
+
+        from sweeper.seeding import generator
+
         u = torch.rand(count, generator=generator(seed, purpose), dtype=torch.float64)
         return self.omega_min + (self.omega_max - self.omega_min) * u
 
@@ -54,6 +58,8 @@ class SineGenerator(Task):
         return omega[:, None, None].expand(n_trajectories, steps, 1).clone()
 
     def batch(self, seed, split, batch_size, seq_len):
+        import torch
+
         omega = self._omegas(seed, split_purpose(split), batch_size)
         t = torch.arange(1, seq_len + 1, dtype=torch.float64)
         inputs = omega[:, None, None].expand(batch_size, seq_len, 1).clone()

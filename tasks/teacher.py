@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
-from sweeper.seeding import generator
+from sweeper.errors import require
 from sweeper.task import Task, TaskBatch
 
 from ._checks import finite_number, positive_int, split_purpose
@@ -43,17 +41,23 @@ class Teacher(Task):
         return float(self.reference)
 
     def check_seq_len(self, seq_len):
-        from sweeper.errors import require
-
         require(seq_len > self.washout, f"task 'teacher' needs seq_len > washout "
                                          f"({self.washout}), got seq_len={seq_len}")
 
     def inputs(self, seed, n_trajectories, steps):
+        import torch
+
+        from sweeper.seeding import generator
+
         gen = generator(seed, "task-inputs")
         return torch.randn(n_trajectories, steps, self.input_size, generator=gen,
                            dtype=torch.float64) * float(self.input_std)
 
     def batch(self, seed, split, batch_size, seq_len):
+        import torch
+
+        from sweeper.seeding import generator
+
         gen = generator(seed, split_purpose(split))
         inputs = torch.randn(batch_size, seq_len, self.input_size, generator=gen,
                              dtype=torch.float64) * float(self.input_std)

@@ -11,15 +11,15 @@ second). The only information is far back in the sequence, so the task probes me
 from __future__ import annotations
 
 import dataclasses
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from sweeper.errors import SweeperInputError, require
-from sweeper.seeding import generator
 from sweeper.task import Task, TaskBatch
 
 from ._checks import positive_int, split_purpose
+
+if TYPE_CHECKING:
+    import torch
 
 N_SYMBOLS = 6  # X, Y, a, b, c, d
 
@@ -67,6 +67,9 @@ class TemporalOrder(Task):
                                        f"({self.t2_hi}), got seq_len={seq_len}")
 
     def _draw(self, gen: torch.Generator, count: int, steps: int):
+        import torch
+        import torch.nn.functional as F
+
         symbols = torch.randint(2, N_SYMBOLS, (count, steps), generator=gen)
         t1 = torch.randint(self.t1_lo, self.t1_hi, (count,), generator=gen)
         t2 = torch.randint(self.t2_lo, self.t2_hi, (count,), generator=gen)
@@ -78,6 +81,8 @@ class TemporalOrder(Task):
         return inputs, 2 * relevant[:, 0] + relevant[:, 1]
 
     def inputs(self, seed, n_trajectories, steps):
+        from sweeper.seeding import generator
+
         # Train-like sequences; shorter runs are cut from full-length ones so that the
         # stream does not depend on whether both symbols fit.
         inputs, _ = self._draw(generator(seed, "task-inputs"), n_trajectories,
@@ -85,6 +90,10 @@ class TemporalOrder(Task):
         return inputs[:, :steps].contiguous()
 
     def batch(self, seed, split, batch_size, seq_len):
+        import torch
+
+        from sweeper.seeding import generator
+
         self.check_seq_len(seq_len)
         inputs, labels = self._draw(generator(seed, split_purpose(split)), batch_size, seq_len)
         targets = torch.zeros(batch_size, seq_len, dtype=torch.int64)

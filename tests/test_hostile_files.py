@@ -9,6 +9,7 @@ in-process: `sweeper validate` always, `sweeper run --executor local` for a draw
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -276,6 +277,20 @@ def test_huge_sizes_are_refused_with_their_limits(tmp_path, capsys):
     err = _error(text, tmp_path, capsys)
     assert "hidden_size must be an integer from 1 to 65536, got hidden_size=1000000000000" in err
     assert "seq_len must be an integer from 1 to 1000000, got seq_len=10000000000" in err
+
+
+def test_huge_values_of_protocols_and_task_params_are_refused_in_a_short_message(tmp_path,
+                                                                                capsys):
+    # The config classes and the tasks bound their integers (10**40 would reach the size
+    # estimate's floats), and a megabyte-long value is cut in the message.
+    text = _text(_lines()).replace("{input_std: 1.0}", "{input_size: " + "9" * 40 + "}") + (
+        "training: {schedule: " + "x" * 200_000 + ", steps: " + "9" * 40 + "}\n")
+    err = _error(text, tmp_path, capsys)
+    assert "task_params.input_size must be an integer from 1 to 2147483648" in err
+    assert "training.steps must be an integer from 1 to 2147483648" in err
+    assert "training.schedule must be one of ['constant', 'cosine'], got " in err
+    assert re.search(r"got training.schedule='x+\.\.\. \(2000\d\d characters\)", err)
+    assert len(err) < 2_000
 
 
 def test_alias_bombs_and_recursive_aliases_are_refused_quickly(tmp_path, capsys):

@@ -132,7 +132,8 @@ def test_every_package_is_installed():
 #: MLflow; the numerics are imported where a trial runs.
 TORCH_FREE = ("sweeper", "sweeper.cli", "sweeper.errors", "sweeper.columns", "sweeper.schema",
               "sweeper.protocols", "sweeper.regions", "sweeper.refine", "sweeper.axes",
-              "sweeper.space", "sweeper.sweep", "sweeper.aggregate", "sweeper.theory",
+              "sweeper.space", "sweeper.cell_shapes", "sweeper.task", "rnn_sweeper_tasks",
+              "sweeper.sweep", "sweeper.aggregate", "sweeper.theory",
               "sweeper.terminal", "sweeper.figures", "sweeper.adapters.results",
               "sweeper.adapters.parquet_sink", "sweeper.adapters.rounds_file",
               "sweeper.adapters.space_file")
@@ -196,16 +197,18 @@ def test_reading_commands_start_without_torch_or_ray(finished, tmp_path, command
     assert _loaded_after(code) == dict.fromkeys(HEAVY, False)
 
 
-def test_validate_never_imports_ray_or_mlflow(tmp_path):
-    # Validating builds the task (a torch module), but starts and imports nothing of Ray or
-    # MLflow, also for a file it refuses. (In the test process itself Ray is loaded by then,
-    # so this is checked in a fresh one.)
+def test_validate_imports_neither_torch_nor_ray_nor_mlflow(tmp_path):
+    # Validating a file of built-in cells and tasks checks the cell by its declared shape and
+    # builds the task without torch, and starts and imports nothing of Ray or MLflow, also
+    # for a file it refuses. (In the test process itself they are loaded by then, so this is
+    # checked in a fresh one.)
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "search_spaces" / "smoke.yaml").read_text() + "\nunknown_key: 1\n")
-    for path, expected in ((ROOT / "search_spaces" / "quickstart.yaml", 0), (bad, 2)):
+    cases = [(path, 0) for path in sorted((ROOT / "search_spaces").glob("*.yaml"))]
+    assert len(cases) >= 6
+    for path, expected in [*cases, (bad, 2)]:
         code = ("import contextlib, io\nfrom sweeper.cli import main\n"
                 "with contextlib.redirect_stderr(io.StringIO()), "
                 "contextlib.redirect_stdout(io.StringIO()):\n"
                 f"    assert main(['validate', {str(path)!r}]) == {expected}\n")
-        loaded = _loaded_after(code)
-        assert not loaded["ray"] and not loaded["mlflow"], (path, loaded)
+        assert _loaded_after(code) == dict.fromkeys(HEAVY, False), path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import subprocess
 import sys
@@ -15,14 +16,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sweeper import SweeperInputError
+from sweeper.axes import AXES
+from sweeper.cell_shapes import CELL_SHAPES, CellShape
 from sweeper.cli import main
+from sweeper.protocols import TrainingConfig
 from sweeper.space import (
+    AXIS_DEFAULTS,
+    INTEGER_RANGES,
     LARGE_POINTS,
     LARGE_TRIALS,
     MAX_AXIS_VALUES,
     MAX_HIDDEN_SIZE,
     MAX_SEED,
     MAX_SEQ_LEN,
+    PROTOCOLS,
+    SCALAR_AXES,
     check_size,
     estimate,
     point_id,
@@ -104,7 +112,7 @@ def test_every_error_is_reported_at_once(tmp_path, capsys):
 CORRUPTIONS = [
     ("name", lambda s, v: s.__setitem__("name", v), st.sampled_from(["", "a b", None, 3])),
     ("cell", lambda s, v: s.__setitem__("cell", v), st.text(min_size=1, max_size=8).filter(
-        lambda t: t not in ("gru", "lstm", "linear", "rnn_tanh", "orthogonal"))),
+        lambda t: t not in CELL_SHAPES)),
     ("hidden_size", lambda s, v: s.__setitem__("hidden_size", v),
      st.one_of(st.integers(max_value=0), st.floats(allow_nan=True), st.just("64"),
                st.integers(min_value=MAX_HIDDEN_SIZE + 1, max_value=10**30),
@@ -145,7 +153,8 @@ CORRUPTIONS = [
      st.sampled_from(["sine", "nope:Task", ":Task", None, ["noise"], 3])),
     ("task_params", lambda s, v: s.__setitem__("task_params", v),
      st.sampled_from([{"input_std": -1}, {"std": 1}, {"input_size": 0},
-                      {"input_std": 10**400}, {1: 2}, {"input_std": math.nan}, [1]])),
+                      {"input_std": 10**400}, {1: 2}, {"input_std": math.nan}, [1],
+                      {"input_size": 10**400}])),
     ("unknown key", lambda s, v: s.__setitem__(v, 1), st.sampled_from(["epochs", "gpu"])),
     ("regions", lambda s, v: s.__setitem__("regions", v),
      st.sampled_from([{"epsilon": 0}, {"epsilon": -1.0}, {"min_attractors": 1},
@@ -247,7 +256,6 @@ def test_estimate_counts_points_trials_and_batches():
 @pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "stable_lstm"])
 @pytest.mark.parametrize("metrics", [["lyapunov"], ["memory"], ["landscape"], ["training"]])
 def test_trial_memory_grows_with_every_size(cell, metrics):
-    from sweeper.cells import CELLS
     from sweeper.task import get_task
 
     task = get_task("teacher")
@@ -256,7 +264,7 @@ def test_trial_memory_grows_with_every_size(cell, metrics):
 
     def peak(**changed):
         sizes = {**base, **changed}
-        return trial_bytes(CELLS[cell], task, sizes["hidden_size"], sizes["seq_len"],
+        return trial_bytes(CELL_SHAPES[cell], task, sizes["hidden_size"], sizes["seq_len"],
                            sizes["points"], sizes["seeds"], metrics)
 
     reference = peak()
@@ -365,14 +373,96 @@ def test_protocol_keys_reach_the_measurement_and_the_trial_id():
 
 def test_bad_protocol_fields_are_named_each_with_what_is_allowed():
     raw = dict(VALID, training={"steps": 2.5, "schedule": 3, "clip": "x", "betas": [1, 2, 3]},
-               dynamics={"twin": 1, "speed": 2}, memory={"ridge": math.inf})
+               dynamics={"twin": 1, "speed": 2}, memory={"ridge": math.inf, "washout": -5},
+               landscape={"points": 10**400})
     with pytest.raises(SweeperInputError) as caught:
         validate_space(raw)
     message = str(caught.value)
-    for expected in ("training.steps must be an integer up to 2^31, got training.steps=2.5",
-                     "training.schedule must be a name, got training.schedule=3",
-                     "training.clip must be a finite number or null",
+    for expected in ("training.steps must be an integer >= 1, got training.steps=2.5",
+                     "training.schedule must be one of ['constant', 'cosine'], got "
+                     "training.schedule=3",
+                     "training.clip must be a finite number > 0, got training.clip='x'",
                      "training.betas must be a list of 2 finite numbers",
                      "dynamics: unknown keys ['speed']",
-                     "memory.ridge must be a finite number, got memory.ridge=inf"):
+                     "memory.ridge must be a finite number >= 0, got memory.ridge=inf",
+                     "memory.washout must be None or an integer >= 1, got memory.washout=-5",
+                     "landscape.points must be an integer from 3 to 2147483648, got "
+                     "landscape.points=1000"):
         assert expected in message, message
+
+
+# One bad value per field: the file's problem is the config class's own, under its key path.
+BAD_FIELDS = {
+    "dynamics": {"burn_in": -1, "n_trajectories": 0, "lyapunov_k": 1.5, "lipschitz_samples": "8",
+                 "lanczos_steps": 2**40, "horizon_tol": 1.0, "twin": 1},
+    "memory": {"washout": 0, "train": None, "test": True, "max_delay": -2, "ridge": -1e-3,
+               "chunk_bytes": 0, "attractor_inits": [16], "attractor_steps": 0,
+               "attractor_window": 2.0, "attractor_tol": 0, "attractor_chaos": math.nan,
+               "attractor_batches": 1, "attractor_se": -4},
+    "landscape": {"points": 2, "radius": 0, "random_radius": math.inf, "batch_size": 0,
+                  "hessian_steps": -1, "data_seed": -1},
+    "training": {"steps": 0, "batch_size": 10**400, "val_batch_size": 1.0, "lr": 0,
+                 "betas": [0.9], "eps": -1, "schedule": "linear", "clip": 0, "threshold": "low",
+                 "data_seed": 0.5},
+}
+
+
+@pytest.mark.parametrize("key", sorted(PROTOCOLS))
+def test_the_config_class_is_the_one_source_of_its_fields_rules(key):
+    # Every field has a rule and a bad value here; the file validator reports exactly what
+    # constructing the class says, with the field named by its key path.
+    cls = PROTOCOLS[key]
+    assert list(cls.RULES) == [f.name for f in dataclasses.fields(cls)] == list(BAD_FIELDS[key])
+    with pytest.raises(SweeperInputError) as caught:
+        validate_space(dict(VALID, **{key: BAD_FIELDS[key]}))
+    reported = str(caught.value).splitlines()[1:]
+    assert len(reported) == len(BAD_FIELDS[key])
+    for (name, value), line in zip(BAD_FIELDS[key].items(), reported, strict=True):
+        with pytest.raises(SweeperInputError) as built:
+            cls(**{name: value})
+        own = str(built.value)
+        assert own.startswith(f"{name} must be ") and f", got {name}=" in own, own
+        assert line.strip()[:400] == own.replace(name, f"{key}.{name}", 2)[:400]
+
+
+def test_a_rule_between_fields_is_the_class_own_under_its_key():
+    raw = dict(VALID, memory={"attractor_steps": 2, "attractor_window": 1})
+    with pytest.raises(SweeperInputError, match=r"memory: MemoryConfig requires attractor_steps "
+                                                r"// 2 \+ attractor_window >= attractor_batches"):
+        validate_space(raw)
+    assert TrainingConfig(betas=(0.8, 0.99), clip=None).betas == (0.8, 0.99)
+
+
+def test_every_axis_has_one_rule_for_its_default_and_its_values():
+    assert set(SCALAR_AXES) | set(AXIS_DEFAULTS) == set(AXES)
+    assert not set(SCALAR_AXES) & set(AXIS_DEFAULTS)
+    assert set(INTEGER_RANGES) <= set(AXES)
+
+
+def test_every_axis_is_a_point_column_of_the_type_of_its_values():
+    from sweeper.schema import POINT_COLUMNS
+
+    types = {c.name: c.dtype for c in POINT_COLUMNS}
+    for axis in AXES:
+        assert types[axis] == ("int64" if axis in INTEGER_RANGES else "double"), axis
+
+
+def test_the_cell_shapes_describe_the_built_in_cells():
+    # Validation and the size estimate read CELL_SHAPES for a built-in cell (no torch): every
+    # built-in cell has one, and it says what the cell says.
+    from sweeper.cells import CELLS
+
+    assert set(CELL_SHAPES) == set(CELLS)
+    for name, cell in CELLS.items():
+        shape = CELL_SHAPES[name]
+        assert shape == CellShape.of(cell), name
+        assert [shape.state_size(h) for h in (1, 2, 7)] == [cell.state_size(h)
+                                                            for h in (1, 2, 7)], name
+    assert CELL_SHAPES["stable_lstm"].per_point_weights  # the one that projects its weights
+
+
+def test_the_supervised_families_are_those_that_need_a_loss():
+    from sweeper.families import FAMILIES
+    from sweeper.schema import SUPERVISED_FAMILIES
+
+    assert set(SUPERVISED_FAMILIES) == {name for name, f in FAMILIES.items() if f.supervised}

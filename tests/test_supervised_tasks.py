@@ -119,7 +119,7 @@ def test_char_lm_windows_are_real_text_of_their_split():
             assert window[1:] == following[:-1]  # targets are the inputs shifted by one
             assert window + following[-1] in text
     lower = get_task("char_lm", {"lowercase": True})
-    assert lower.input_size == 70
+    assert lower.input_size == lower.output_size == len(corpus(True).vocabulary) == 70
     text = _decode(lower, lower.batch(0, "train", 1, 200).inputs[0])
     assert text == text.lower() and text in corpus(True).text
 

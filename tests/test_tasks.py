@@ -99,6 +99,33 @@ def test_builtins_are_registered_by_entry_point_under_their_own_names():
         assert cls.name == name and cls.__module__.startswith("rnn_sweeper_tasks."), cls
 
 
+def test_building_a_builtin_task_needs_no_torch():
+    # What validating a search space asks of a task - its parameters checked, its sizes -
+    # loads no torch: checked in a fresh process (this one has imported it by now).
+    script = ("import sys\nfrom sweeper.task import get_task, task_names\n"
+              "for name in task_names():\n"
+              "    task = get_task(name)\n"
+              "    assert task.input_size >= 1 and task.output_size >= 0, name\n"
+              "try:\n"
+              "    get_task('noise', {'input_size': 0})\n"
+              "except ValueError as exc:\n"
+              "    print(exc)\n"
+              "print(sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == ("task_params.input_size must be an integer >= 1, got "
+                         "task_params.input_size=0")
+    assert lines[-1] == "[]"
+
+
+def test_a_huge_integer_task_parameter_is_refused_naming_its_bound():
+    with pytest.raises(SweeperInputError, match=r"task_params.input_size must be an integer "
+                                                r"from 1 to 2147483648"):
+        get_task("noise", {"input_size": 10**400})
+
+
 @pytest.fixture
 def registry(monkeypatch):
     """The installed entry points plus the ones a test adds (as another package would)."""
