@@ -2,7 +2,8 @@
 sweep's runs are read once, each trial costs a fixed handful of store round trips whatever
 the number of runs, a resume reuses every run, and ``end_sweep`` leaves nothing RUNNING.
 
-The store is spied on, not replaced: each of its methods is wrapped to count calls."""
+The store is spied on, not replaced: each of its methods is wrapped to count calls. Run names
+and the points table a run previews place every axis of ``sweeper.axes.AXES``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeper.adapters.mlflow_tracker import MlflowTracker, read_sweep
+from sweeper.adapters.mlflow_tracker import (
+    NAME_AXES,
+    TABLE_FIRST,
+    TABLE_LAST,
+    MlflowTracker,
+    points_table,
+    read_sweep,
+    run_name,
+)
+from sweeper.axes import AXES
 from sweeper.space import SearchSpace, Trial, validate_space
 
 STORE_CALLS = ("search_runs", "get_run", "create_run", "log_batch", "update_run_info",
@@ -206,42 +216,6 @@ def test_a_trial_of_another_sweep_is_never_reused(tmp_path, store):
     assert not other.is_finished(space.trials()[0])
 
 
-def test_a_new_sqlite_store_is_a_copy_equal_to_the_one_mlflow_builds(tmp_path, monkeypatch):
-    import sqlite3
-
-    from mlflow.tracking import MlflowClient
-
-    from sweeper.adapters.mlflow_tracker import new_sqlite_store
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    here = tmp_path / "here"
-    here.mkdir()
-    monkeypatch.chdir(here)
-    built = MlflowClient(f"sqlite:///{here / 'built.db'}")  # MLflow's own migrations
-    default = built.get_experiment("0")
-    for name in ("first.db", "second.db"):  # the first builds the cached store, both copy it
-        new_sqlite_store(f"sqlite:///{here / name}")
-        copied = MlflowClient(f"sqlite:///{here / name}").get_experiment("0")
-        assert (copied.name, copied.artifact_location) == (default.name,
-                                                           default.artifact_location)
-
-    def schema(path):
-        # Each table's DDL line by line, unordered: MLflow's own migrations emit a table's
-        # constraints in an order that changes from one build to the next (a set's order).
-        with sqlite3.connect(path) as con:
-            tables = sorted((kind, name, sorted(line.strip(" ,") for line in
-                                                (sql or "").splitlines()))
-                            for kind, name, sql in con.execute(
-                                "select type, name, sql from sqlite_master"))
-            version = con.execute("select version_num from alembic_version").fetchall()
-        return tables, version
-
-    assert schema(here / "second.db") == schema(here / "built.db")
-    existing = (here / "second.db").stat().st_mtime_ns
-    new_sqlite_store(f"sqlite:///{here / 'second.db'}")  # an existing store is left alone
-    assert (here / "second.db").stat().st_mtime_ns == existing
-
-
 def test_two_drivers_creating_one_experiment_both_start(tmp_path, store):
     # Two sweeps of one name, other results directories, a new store: the second driver
     # looks the experiment up (missing), then the first creates it before the second does.
@@ -289,3 +263,27 @@ def test_a_run_created_twice_by_a_retried_request_is_deleted_at_the_end(tmp_path
     statuses = Counter((r.data.tags["sweeper.role"], r.info.status) for r in _runs(store))
     assert statuses == {("sweep", "FINISHED"): 1, ("trial", "FINISHED"): 1}
     assert MlflowClient(store).get_run(orphan.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_run_names_and_the_points_table_follow_the_axes():
+    # Every axis of sweeper.axes.AXES has its place in a run's name and in its points table.
+    assert sorted(NAME_AXES) == sorted(AXES)
+    assert sorted(a for a in (*TABLE_FIRST, *TABLE_LAST) if a in AXES) == sorted(AXES)
+    space = validate_space({
+        "name": "names", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8,
+        "axes": {"recurrent_scale": [0.5, 1.5], "seed": [0, 1], "seq_len": [20, 40],
+                 "input_scale": [0.25, 1.0]},
+        "vectorize": ["seed"], "metrics": ["lyapunov"]})
+    varied = [a for a, values in space.axes.items() if len(values) > 1]
+    names = {run_name(t, varied) for t in space.trials()}
+    assert "input_scale=0.25, recurrent_scale=0.5, seq_len=20" in names and len(names) == 8
+    trial = space.trials()[0]
+    frame = pd.DataFrame({
+        "sweep": "names", "trial_id": trial.trial_id, "point_id": ["p0", "p1"],
+        "mlflow_run_id": None, "cell": "rnn_tanh", "hidden_size": 8, "task": "noise",
+        "seed": [0, 1], "recurrent_scale": 0.5, "input_scale": 0.25, "seq_len": 20,
+        "status": "ok", "region": "memory", "lyapunov_max": [-0.5, -0.4],
+        "memory_capacity": np.nan, "lyapunov_spectrum": [[-0.5], [-0.4]]})
+    assert points_table(frame).splitlines()[0] == (
+        "recurrent_scale,input_scale,seed,region,status,lyapunov_max,"
+        "cell,task,hidden_size,seq_len,point_id")

@@ -9,7 +9,6 @@ into a compacted file in the same directory).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -20,14 +19,23 @@ from pathlib import Path
 import pandas as pd
 
 from .. import schema
+from ..axes import AXES
+from ..crossings import mean_zero_crossing
 from ..errors import SweeperInputError
-from ..space import SearchSpace, Trial, stable_hash
+from ..regions import REGIONS, UNCLASSIFIED
+from ..space import VECTORIZABLE, SearchSpace, Trial, stable_hash
 from ..sweep import Tracker
+from .sqlite_store import absolute_tracking_uri, prepare, sqlite_file
+
+# The CLI checks a store through this module, before any tracker exists.
+from .sqlite_store import check_writable as check_writable
 
 ROLE, SWEEP, TRIAL = "sweeper.role", "sweeper.sweep_hash", "sweeper.trial_id"
 #: Where a trial's rows were written (its part), and the sweep's key (the results directory).
 PART, RESULTS = "sweeper.part", "sweeper.results"
 PARENT = "mlflow.parentRunId"
+#: The schemes of a tracking server's URI (any other URI names a database).
+SERVER = ("http://", "https://")
 
 
 def logged_as_metric(name: str) -> bool:
@@ -36,24 +44,6 @@ def logged_as_metric(name: str) -> bool:
     declared = schema.column(name)
     return (declared is not None and declared.family != "point"
             and declared.dtype in ("double", "int64", "bool"))
-
-
-#: The prefix of a sqlite store's URI; what follows is the database file.
-SQLITE = "sqlite:///"
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, or None for any other store."""
-    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """A relative ``sqlite:///file.db`` made absolute: the driver changes directory while
-    Tune runs, and later commands must find the same file."""
-    path = sqlite_file(uri)
-    if path is not None and not path.is_absolute():
-        return SQLITE + str(path.resolve())
-    return uri
 
 
 def artifact_root(tracking_uri: str, out: str | Path) -> Path | None:
@@ -70,66 +60,14 @@ def artifact_root(tracking_uri: str, out: str | Path) -> Path | None:
     database = sqlite_file(absolute_tracking_uri(tracking_uri))
     if database is not None:
         return database.parent / "mlartifacts"
-    if tracking_uri.startswith(("http://", "https://")):
+    if tracking_uri.startswith(SERVER):
         return None
     return Path(out).resolve() / "mlartifacts"
 
 
-def check_writable(tracking_uri: str) -> None:
-    """Refuse, before a sweep starts, a sqlite store that cannot take its runs: a path that is
-    a directory, a folder where no file can be created, a read-only file, or a damaged
-    database (a truncated file, or one that is not sqlite). An HTTP server is checked by
-    :func:`check_reachable`; other stores are left to their client.
-
-    Raises:
-        SweeperInputError: naming the store and what to do; for a damaged one, how to go on
-            without losing anything (the parts are the record of the sweep).
-    """
-    import os
-    import sqlite3
-    import tempfile
-
-    path = sqlite_file(absolute_tracking_uri(tracking_uri))
-    if path is None:
-        return
-    where = f"--tracking-uri {tracking_uri}"
-    if path.exists() and not path.is_file():
-        raise SweeperInputError(f"{where}: {path} is not a file (a sqlite database file is "
-                                "needed, e.g. sqlite:///mlflow.db)")
-    if not path.exists():
-        try:  # a real file in the folder: permissions alone miss /proc and read-only mounts
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".sweeper-probe-", dir=path.parent)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise SweeperInputError(f"{where}: cannot create {path}: {exc.strerror or exc}; "
-                                    "choose a folder this user can write") from None
-        return
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True,
-                                                timeout=30)) as con:
-            (verdict,) = con.execute("PRAGMA quick_check(1)").fetchone()
-            if verdict != "ok":
-                raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict})")
-            con.execute("BEGIN IMMEDIATE")  # the write lock: a read-only file fails here
-            con.execute("ROLLBACK")
-    except sqlite3.DatabaseError as exc:
-        text = str(exc)
-        if "malformed" in text or "not a database" in text:
-            raise SweeperInputError(
-                f"{where}: the tracking store {path} is damaged ({text}). The points are "
-                f"safe in the results directory: move the store aside (mv {path} "
-                f"{path}.damaged) and run the same command with --resume, which logs the "
-                "finished trials' runs again from their parts without computing them") from None
-        raise SweeperInputError(f"{where}: cannot write {path}: {text}") from None
-    except OSError as exc:
-        raise SweeperInputError(f"{where}: cannot open {path}: {exc}") from None
-
-
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Fail fast (SweeperInputError) when an HTTP tracking server does not answer."""
-    if not tracking_uri.startswith(("http://", "https://")):
+    if not tracking_uri.startswith(SERVER):
         return
     import urllib.error
     import urllib.request
@@ -215,17 +153,25 @@ def trial_metrics(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
     return metrics
 
 
-#: A trial's points are also logged as a table the UI previews (``points.json``) up to this
+#: A trial's points are also logged as a table the UI previews (``points.csv``) up to this
 #: many points; larger trials' rows stay in Parquet only (one more write per trial).
 TABLE_POINTS = 500
-#: Axes, in the order a run name lists them.
-NAME_AXES = ("input_scale", "recurrent_scale", "seq_len", "hidden_size", "seed")
+#: The axes in the order a run name lists them: input_scale first (a trial is most often one
+#: input scale, a row of the region map), seed last, the others as in :data:`AXES`.
+NAME_AXES = ("input_scale", *(a for a in AXES if a not in ("input_scale", "seed")), "seed")
+#: The points table's first columns: the axes a trial can batch (one value per point), then
+#: each point's verdict.
+TABLE_FIRST = (*VECTORIZABLE, "region", "status")
+#: Its last columns: what is fixed for the whole trial (the cell, the task and the other axes,
+#: alphabetically), then the point's id.
+TABLE_LAST = ("cell", "task", *sorted(a for a in AXES if a not in VECTORIZABLE), "point_id")
 
 
 def run_name(trial: Trial, varied: Iterable[str]) -> str:
     """A trial run's name from the axis values that tell it from the sweep's other trials:
-    ``input_scale=2.0``, or ``input_scale=2.0, recurrent_scale 0.25..3 (12)`` when a subset
-    of a varied axis is batched in it (a refined sweep); the trial id when nothing does."""
+    each varied axis the trial fixes (``input_scale=2``), then each varied axis other than
+    the seed that it batches with a single value (``input_scale=2, recurrent_scale=0.5``, a
+    refined sweep's trial), in :data:`NAME_AXES` order; the trial id when nothing does."""
     varied = set(varied)
     parts = [f"{a}={trial.config[a]:g}" if isinstance(trial.config[a], float)
              else f"{a}={trial.config[a]}" for a in NAME_AXES
@@ -240,31 +186,27 @@ def run_name(trial: Trial, varied: Iterable[str]) -> str:
 
 def trial_summary(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
     """Per-trial metrics a user compares across runs: the count of points per region
-    (``n_chaotic``, ...), and, when the trial batches several recurrent scales, the seed-mean
-    lambda_1 = 0 crossing along them (``lyapunov_zero_crossing``; absent when it has none)."""
+    (``n_chaotic``, ...), and, when the trial batches several recurrent scales, where its
+    mean lambda_1 crosses zero along them (``lyapunov_zero_crossing``, see
+    :func:`sweeper.crossings.mean_zero_crossing`; absent when it does not cross)."""
     from mlflow.entities import Metric
-
-    from ..aggregate import zero_crossing
-    from ..regions import REGIONS, UNCLASSIFIED
 
     metrics = []
     if "region" in frame:
         counts = frame["region"].astype(str).value_counts()
         metrics += [Metric(f"n_{label}", float(counts.get(label, 0)), timestamp, 0)
                     for label in (*REGIONS, UNCLASSIFIED)]
-    if "lyapunov_max" in frame and len(trial.vectorized.get("recurrent_scale", [])) > 1:
-        curve = (pd.to_numeric(frame["lyapunov_max"], errors="coerce")
-                 .groupby(frame["recurrent_scale"]).mean().sort_index())
-        at = zero_crossing(curve.index.to_numpy(float), curve.to_numpy(float))
+    if len(trial.vectorized.get("recurrent_scale", [])) > 1:
+        at = mean_zero_crossing(frame, "recurrent_scale")
         if math.isfinite(at):
             metrics.append(Metric("lyapunov_zero_crossing", at, timestamp, 0))
     return metrics
 
 
 def points_table(frame: pd.DataFrame) -> str:
-    """The part's rows as CSV, as the UI previews them: the scalings, seed and region first,
-    then the metrics measured, then the rest of the configuration (columns NaN throughout,
-    list-valued ones and the sweep, trial and run ids left out)."""
+    """The part's rows as CSV, as the UI previews them: :data:`TABLE_FIRST`, then the
+    metrics measured, then :data:`TABLE_LAST` (columns NaN throughout, list-valued ones and
+    the sweep, trial and run ids left out)."""
     def shown(column: str) -> bool:
         values = frame[column].dropna()
         first = values.iloc[0] if len(values) else None
@@ -273,9 +215,8 @@ def points_table(frame: pd.DataFrame) -> str:
                 and not listed)
 
     columns = [c for c in frame.columns if shown(c)]
-    front = [c for c in ("recurrent_scale", "input_scale", "seed", "region", "status")
-             if c in columns]
-    back = [c for c in ("cell", "task", "hidden_size", "seq_len", "point_id") if c in columns]
+    front = [c for c in TABLE_FIRST if c in columns]
+    back = [c for c in TABLE_LAST if c in columns]
     middle = [c for c in columns if c not in front and c not in back]
     return frame[front + middle + back].to_csv(index=False)
 
@@ -284,119 +225,6 @@ def _params(values: dict) -> list:
     from mlflow.entities import Param
 
     return [Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()]
-
-
-def new_sqlite_store(tracking_uri: str) -> None:
-    """Create a sqlite store that does not exist yet as a copy of an empty one.
-
-    MLflow builds a new store by running every schema migration since its first version,
-    seconds of CPU at the start of the first sweep in a directory (on the critical path when
-    Ray is already up). The empty store is built that way once per MLflow version, kept in
-    the user's cache (``$XDG_CACHE_HOME/rnn-sweeper``, else ``~/.cache/rnn-sweeper``), and
-    copied; only the path of MLflow's "Default" experiment is rewritten, to what MLflow would
-    have given it here. Nothing happens for other URIs, for an existing file, or when the
-    cache cannot be written (MLflow then builds the store itself).
-    """
-    target = sqlite_file(tracking_uri)
-    if target is None or target.exists():
-        return
-    try:
-        template, built_in = _empty_store()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _copy_new(template, target, built_in)
-    except OSError as exc:  # a read-only cache or target: MLflow builds the store itself
-        import logging
-
-        logging.getLogger("sweeper").debug("no copy of an empty MLflow store (%s)", exc)
-
-
-def _empty_store() -> tuple[Path, str]:
-    """The cached empty store for this MLflow (built on first use) and the directory it was
-    built in (its Default experiment's path starts there)."""
-    import os
-
-    import mlflow
-    import sqlalchemy
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnn-sweeper"
-    stem = f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}"
-    template, origin = cache / f"{stem}.db", cache / f"{stem}.origin"
-    if not (template.exists() and origin.exists()):
-        cache.mkdir(parents=True, exist_ok=True)
-        built = cache / f".{stem}.{os.getpid()}.db"
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(f"{SQLITE}{built}")
-        client.search_experiments(max_results=1)  # the store exists, migrated, once this answers
-        client._tracking_client.store.engine.dispose()
-        origin.write_text(str(Path.cwd()))
-        os.replace(built, template)
-    return template, origin.read_text()
-
-
-def _copy_new(template: Path, target: Path, built_in: str) -> None:
-    """Copy ``template`` to ``target`` unless ``target`` appeared meanwhile (another driver
-    made it): copied to a hidden name, then linked into place, which fails if it exists."""
-    import os
-    import shutil
-    import sqlite3
-
-    hidden = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(template, hidden)
-        with contextlib.closing(sqlite3.connect(hidden)) as con, con:
-            (location,) = con.execute("SELECT artifact_location FROM experiments "
-                                      "WHERE experiment_id = 0").fetchone()
-            if location.startswith(built_in):
-                con.execute("UPDATE experiments SET artifact_location = ? "
-                            "WHERE experiment_id = 0",
-                            (str(Path.cwd()) + location[len(built_in):],))
-        try:
-            os.link(hidden, target)
-        except FileExistsError:
-            pass
-    finally:
-        hidden.unlink(missing_ok=True)
-
-
-def write_ahead_log(tracking_uri: str) -> None:
-    """Put a sqlite store in write-ahead-log mode, with commits synced at checkpoints only.
-
-    Each trial is a few small transactions. In sqlite's default mode every commit rewrites a
-    rollback journal and syncs twice, and a reader (``sweeper ui`` during a sweep) blocks the
-    writer; with the log a commit appends and a reader sees the last commit without
-    blocking. Each commit's MLflow call costs about a third less (create, params,
-    metrics and status of one trial: 61 -> 38 ms here). A machine that loses power may lose
-    the last commits, never the store; the parts stay the record, and ``--resume`` logs what
-    is missing. Other URIs are left alone.
-    """
-    path = sqlite_file(tracking_uri)
-    if path is None:
-        return
-    import sqlite3
-
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(sqlite3.connect(path)) as con:
-        con.execute("PRAGMA journal_mode=WAL")  # kept in the file, for every later opener
-    if not event.contains(Engine, "connect", _sync_at_checkpoints):
-        event.listen(Engine, "connect", _sync_at_checkpoints)
-
-
-def _sync_at_checkpoints(dbapi_connection, _record) -> None:
-    """On each new sqlite connection in WAL mode: sync at checkpoints, not at each commit
-    (``synchronous`` is a setting of the connection, not of the file)."""
-    if type(dbapi_connection).__module__.split(".")[0] not in ("sqlite3", "pysqlite2"):
-        return
-    cursor = dbapi_connection.cursor()
-    try:
-        (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
-        if str(mode).lower() == "wal":
-            cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
 
 
 class MlflowTracker(Tracker):
@@ -432,11 +260,12 @@ class MlflowTracker(Tracker):
 
     @property
     def client(self):
+        """The MLflow client, built on first use, once the store is prepared
+        (:func:`sweeper.adapters.sqlite_store.prepare`)."""
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            new_sqlite_store(self.tracking_uri)
-            write_ahead_log(self.tracking_uri)
+            prepare(self.tracking_uri)
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 

@@ -27,8 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import SweeperInputError
-
-SQLITE = "sqlite:///"
+from .sqlite_store import SQLITE
 
 
 def resolve_store_uri(tracking_uri: str) -> str:

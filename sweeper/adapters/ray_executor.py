@@ -132,8 +132,8 @@ class RayTuneExecutor(Executor):
             return
         if self.address is None and not os.environ.get("RAY_ADDRESS"):
             # An embedded Ray runs only Tune's trial actors, and Ray never hands its
-            # prestarted task workers to actors: starting them costs about a second of CPU
-            # during start-up for nothing (the user's own setting wins).
+            # prestarted task workers to actors: starting them spends CPU during start-up
+            # for nothing (the user's own setting wins).
             os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
         # Ray's core worker installs C++ handlers for SIGTERM (print a stack, abort); the
         # driver's own handlers (sweeper.interrupt) are put back so it can clean up.
@@ -187,7 +187,7 @@ class RayTuneExecutor(Executor):
         if not trials:
             return
         self.start()
-        from .tune_trials import fit  # Tune's import takes seconds: paid only for work
+        from .tune_trials import fit  # Tune is slow to import: paid only when there is work
 
         with self._watched(), _working_directory(self.storage_path):
             fit(work, trials, on_done, on_error, max_failures=max_failures, device=self.device,

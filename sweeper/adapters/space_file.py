@@ -21,7 +21,7 @@ import yaml
 from ..errors import SweeperInputError
 from ..space import SearchSpace, validate_space
 
-MAX_FILE_BYTES = 2**20  # PyYAML reads about 200 kB/s; a search space is a few hundred bytes
+MAX_FILE_BYTES = 2**20  # a search space is a few hundred bytes; PyYAML reads slowly
 MAX_NODES = 100_000  # values after alias expansion: stops "billion laughs" files
 MERGE_TAG = "tag:yaml.org,2002:merge"
 # What SafeConstructor raises on a scalar its tag cannot build (`!!int abc`, `!!bool x`,

@@ -1,13 +1,13 @@
 """Ray Tune's side of :class:`~sweeper.adapters.ray_executor.RayTuneExecutor`: the trainable
 that runs a batch of sweep trials on a worker, the callback through which the driver hears
 how each sweep trial ended, and the rounds of Tuners that join them. Imported only once there
-is work: importing Tune takes seconds, which the driver spends while its tracker sets up.
+is work (Tune is slow to import), while the driver's tracker sets up.
 
-Sweep trials are packed into Tune trials (:func:`pack`): Tune spends tens of milliseconds of
-driver time on each of its trials, more than a small sweep trial computes for, so a sweep of
-thousands of trials runs as a few Tune trials per worker slot. A Tune trial reports once per
-sweep trial, as each ends, so the driver logs and counts them one by one. Retries are the
-sweep's, not Tune's: an exception raised by the computation is retried in the worker
+Sweep trials are packed into Tune trials (:func:`pack`): each Tune trial costs the driver
+more time than a small sweep trial computes for, so a sweep of thousands of trials runs as a
+few Tune trials per worker slot. A Tune trial reports once per sweep trial, as each ends, so
+the driver logs and counts them one by one. Retries are the sweep's, not Tune's: an
+exception raised by the computation is retried in the worker
 (:func:`~sweeper.sweep.attempt`), up to ``max_failures`` times. A worker that dies (its
 process killed, its node lost) is the infrastructure's failure, not the trial's: it ends its
 batch, and the batch's unreported trials run again in further batches on the nodes that are
