@@ -31,15 +31,15 @@ def import_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
-def load_class(kind: str, group: str, name: str, base: type, builtin: tuple[str, ...] = ()
-               ) -> type:
+def load_class(kind: str, group: str, name: str, base: type, base_name: str,
+               builtin: tuple[str, ...] = ()) -> type:
     """The class a plug-in name stands for, checked to be a subclass of ``base``.
 
     Args:
         kind: what is loaded, for messages ("task", "cell").
         group: the entry-point group searched for a bare name.
         name: a registered name or a ``"package.module:Class"`` path.
-        base: the class the plug-in must derive from.
+        base: the class the plug-in must derive from; base_name: its public name.
         builtin: names the caller resolves itself, listed as known in the message.
 
     Raises:
@@ -47,23 +47,23 @@ def load_class(kind: str, group: str, name: str, base: type, builtin: tuple[str,
             a missing attribute, or something that is not a ``base`` subclass.
     """
     if ":" in name:
-        return _imported(kind, name, base)
+        return _imported(kind, name, base, base_name)
     if name in registered(group):
-        return _registered(kind, group, name, base)
+        return _registered(kind, group, name, base, base_name)
     raise unknown_name(kind, name, [*sorted({*builtin, *registered(group)}), PATH_HINT])
 
 
 @functools.cache
-def _registered(kind: str, group: str, name: str, base: type) -> type:
+def _registered(kind: str, group: str, name: str, base: type, base_name: str) -> type:
     try:
         cls = registered(group)[name].load()
     except Exception as exc:  # whatever a plug-in's import raises is its own failure
         raise SweeperInputError(f"cannot load {kind} {name!r} registered under {group}: "
                                 f"{import_failure(exc)}") from exc
-    return _checked(kind, name, cls, base)
+    return _checked(kind, name, cls, base, base_name)
 
 
-def _imported(kind: str, path: str, base: type) -> type:
+def _imported(kind: str, path: str, base: type, base_name: str) -> type:
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -75,11 +75,10 @@ def _imported(kind: str, path: str, base: type) -> type:
     except (AttributeError, TypeError) as exc:
         raise SweeperInputError(f"cannot load {kind} {path!r}: module {module_name!r} has no "
                                 f"attribute {attr!r}") from exc
-    return _checked(kind, path, cls, base)
+    return _checked(kind, path, cls, base, base_name)
 
 
-def _checked(kind: str, name: str, cls: object, base: type) -> type:
+def _checked(kind: str, name: str, cls: object, base: type, base_name: str) -> type:
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise SweeperInputError(f"{kind} {name!r} is {cls!r}, not a subclass of "
-                                f"{base.__module__}.{base.__qualname__}")
+        raise SweeperInputError(f"{kind} {name!r} is {cls!r}, not a subclass of {base_name}")
     return cls

@@ -12,13 +12,11 @@ search space's validation does, and a task imports torch only where it makes ten
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 from abc import ABC, abstractmethod
-from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import SweeperInputError, unknown_name
+from .errors import SweeperInputError
+from .plugins import load_class, registered
 
 LOSS_KINDS = ("mse", "cross_entropy")
 SPLITS = ("train", "val")
@@ -134,54 +132,9 @@ class Task(ABC):
         return cls(**params)
 
 
-@functools.cache
-def _registered() -> dict[str, EntryPoint]:
-    # Read once per process: installing a task package takes effect in the next one.
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def task_names() -> list[str]:
     """The names of the installed tasks (entry-point group ``rnn_sweeper.tasks``), sorted."""
-    return sorted(_registered())
-
-
-@functools.cache
-def _registered_class(name: str) -> type[Task]:
-    # Loaded only when asked for, so a broken plugin affects only its own name.
-    try:
-        cls = _registered()[name].load()
-    except Exception as exc:  # whatever a plug-in's import raises is its own failure
-        raise SweeperInputError(f"cannot load task {name!r} registered under "
-                                f"{ENTRY_POINT_GROUP}: {import_failure(exc)}") from exc
-    return _check_class(name, cls)
-
-
-def _imported_class(path: str) -> type[Task]:
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # a syntax error, or a raise in the user's module
-        raise SweeperInputError(f"cannot load task {path!r}: importing module "
-                                f"{module_name!r} failed: {import_failure(exc)}") from exc
-    try:
-        cls = getattr(module, attr)
-    except (AttributeError, TypeError) as exc:
-        raise SweeperInputError(f"cannot load task {path!r}: module {module_name!r} has no "
-                                f"attribute {attr!r}") from exc
-    return _check_class(path, cls)
-
-
-def import_failure(exc: BaseException) -> str:
-    """The first line of an import's failure, with its type: what a user needs to find it
-    (``SyntaxError: invalid syntax (mymod.py, line 3)``)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-
-
-def _check_class(name: str, cls: object) -> type[Task]:
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise SweeperInputError(f"task {name!r} is {cls!r}, not a subclass of sweeper.task.Task")
-    return cls
+    return sorted(registered(ENTRY_POINT_GROUP))
 
 
 def get_task(name: str | Task, params: dict[str, Any] | None = None) -> Task:
@@ -209,10 +162,5 @@ def get_task(name: str | Task, params: dict[str, Any] | None = None) -> Task:
         return name
     if not isinstance(name, str):
         raise SweeperInputError(f"task must be a name or 'module:Class', got {name!r}")
-    if ":" in name:
-        cls = _imported_class(name)
-    elif name in _registered():
-        cls = _registered_class(name)
-    else:
-        raise unknown_name("task", name, [*task_names(), "module.path:Class"])
+    cls = load_class("task", ENTRY_POINT_GROUP, name, Task, "sweeper.task.Task")
     return cls.from_params(params)

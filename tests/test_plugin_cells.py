@@ -67,7 +67,7 @@ def test_a_broken_plugin_module_is_named_with_its_error(tmp_path, monkeypatch, s
 
 def test_a_class_that_is_not_a_cell_or_cannot_be_built_is_refused(registry):
     with pytest.raises(SweeperInputError, match=r"'usercell:NotACell' is .*not a subclass of "
-                                                r"sweeper\.cells\._base\.Cell"):
+                                                r"sweeper\.cells\.Cell"):
         get_cell("usercell:NotACell")
     with pytest.raises(SweeperInputError, match=r"cannot build cell 'usercell:Unbuildable' "
                                                 r"\(Unbuildable\(\)\): RuntimeError: needs a "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import sweeper.plugins
 import sweeper.task
 from rnn_sweeper_tasks import Noise
 from sweeper import SweeperInputError, measure
@@ -130,10 +131,15 @@ def test_a_huge_integer_task_parameter_is_refused_naming_its_bound():
 def registry(monkeypatch):
     """The installed entry points plus the ones a test adds (as another package would)."""
     added: dict[str, EntryPoint] = {}
-    installed = sweeper.task._registered()
-    monkeypatch.setattr(sweeper.task, "_registered", lambda: {**installed, **added})
+    installed = sweeper.plugins.registered
+
+    def registered(group: str) -> dict[str, EntryPoint]:
+        return {**installed(group), **(added if group == ENTRY_POINT_GROUP else {})}
+
+    monkeypatch.setattr(sweeper.plugins, "registered", registered)
+    monkeypatch.setattr(sweeper.task, "registered", registered)
     yield added
-    sweeper.task._registered_class.cache_clear()
+    sweeper.plugins._registered.cache_clear()
 
 
 def test_a_package_registers_its_task_by_entry_point(registry):

@@ -61,7 +61,7 @@ def get_cell(name: str | Cell) -> Cell:
 
 @functools.cache
 def _plugin(name: str) -> Cell:
-    cls = load_class("cell", ENTRY_POINT_GROUP, name, Cell, tuple(CELLS))
+    cls = load_class("cell", ENTRY_POINT_GROUP, name, Cell, "sweeper.cells.Cell", tuple(CELLS))
     try:
         cell = cls()
     except Exception as exc:  # an abstract method left out, or a raise in __init__
