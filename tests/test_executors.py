@@ -3,7 +3,7 @@ LocalExecutor (the reference) and RayTuneExecutor, on one embedded Ray for the m
 the same trials the same way. Same parts; a failing trial tried ``max_failures + 1`` times,
 then reported once with the same message; an input error reported at once, never retried; an
 interrupt inside a report ends the run; ``stop`` idempotent and a stopped executor usable
-again. The invariants are those of :class:`sweeper.sweep.Executor`."""
+again. The invariants are those of :class:`sweeper.sweep.contracts.Executor`."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sweeper.adapters.ray_executor import RayTuneExecutor
 from sweeper.adapters.run_id_file import RunIdFile
 from sweeper.errors import SweeperInputError
 from sweeper.space import Trial, validate_space
-from sweeper.sweep import Executor, LocalExecutor, TrialWork
+from sweeper.sweep import Executor, LocalExecutor, TrialWork, attempt
 
 TESTS = Path(__file__).resolve().parent
 # Two trials (seed 0 and seed 1) of two points each: a second or so of measuring in all.
@@ -147,6 +147,16 @@ def test_an_input_error_is_reported_at_once_and_never_retried(executor, tmp_path
                                "SweeperInputError: planted input error for seed 1")]
     assert len(list(attempts.iterdir())) == 1
     assert not Path(work.sink.materialize(bad.trial_id)).exists()
+
+
+def test_attempt_says_how_a_trial_ended_as_a_named_pair(tmp_path):
+    # What every executor runs per trial (in-process here; in a worker on Ray).
+    work, attempts, good, bad = _planted(tmp_path, input_error=False)
+    done = attempt(work, good, "cpu", max_failures=0)
+    assert done.ok and done.outcome == work.sink.materialize(good.trial_id)
+    ok, outcome = attempt(work, bad, "cpu", max_failures=1)  # unpacks as (ok, outcome)
+    assert (ok, outcome) == (False, "RuntimeError: planted failure for seed 1")
+    assert len(list(attempts.iterdir())) == 2
 
 
 def test_stop_is_idempotent_and_a_stopped_executor_runs_again(executor, tmp_path):
