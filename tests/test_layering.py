@@ -136,7 +136,9 @@ TORCH_FREE = ("sweeper", "sweeper.cli", "sweeper.errors", "sweeper.columns", "sw
               "sweeper.sweep", "sweeper.aggregate", "sweeper.theory",
               "sweeper.terminal", "sweeper.figures", "sweeper.adapters.results",
               "sweeper.adapters.parquet_sink", "sweeper.adapters.rounds_file",
-              "sweeper.adapters.space_file")
+              "sweeper.adapters.space_file", "sweeper.adapters.sqlite_store",
+              "sweeper.adapters.batches", "sweeper.sweep.contracts", "sweeper.sweep.progress",
+              "sweeper.sweep.rounds", "sweeper.crossings", "sweeper.plugins")
 HEAVY = ("torch", "ray", "mlflow")
 
 

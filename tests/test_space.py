@@ -459,10 +459,3 @@ def test_the_cell_shapes_describe_the_built_in_cells():
         assert [shape.state_size(h) for h in (1, 2, 7)] == [cell.state_size(h)
                                                             for h in (1, 2, 7)], name
     assert CELL_SHAPES["stable_lstm"].per_point_weights  # the one that projects its weights
-
-
-def test_the_supervised_families_are_those_that_need_a_loss():
-    from sweeper.families import FAMILIES
-    from sweeper.schema import SUPERVISED_FAMILIES
-
-    assert set(SUPERVISED_FAMILIES) == {name for name, f in FAMILIES.items() if f.supervised}

@@ -22,6 +22,7 @@ from ..cells import Cell
 from ..columns import Column
 from ..dynamics import DynamicsConfig, DynamicsResult, PassNeeds
 from ..params import CellParams
+from ..schema import SUPERVISED_FAMILIES
 
 Tensor = torch.Tensor
 
@@ -100,7 +101,8 @@ class Family(ABC):
         name: the name users pass in ``metrics``.
         columns: every column it fills (the schema reads them).
         needs: what it needs from the trajectory pass; None when it does not use the pass.
-        supervised: needs a task with a loss.
+        supervised: needs a task with a loss (the families :data:`sweeper.schema.
+            SUPERVISED_FAMILIES` names; set from there).
         failure: the status a point gets when this family fails on it.
         kept_on_divergence: columns that stay when the point's state diverged (analytic
             bounds that do not come from the trajectory); every other measured column turns
@@ -113,6 +115,11 @@ class Family(ABC):
     supervised: ClassVar[bool] = False
     failure: ClassVar[str]
     kept_on_divergence: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            cls.supervised = cls.name in SUPERVISED_FAMILIES
 
     @abstractmethod
     def compute(self, batch: Batch) -> Outcome:

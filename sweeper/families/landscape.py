@@ -15,7 +15,6 @@ _FAMILY = "landscape"
 
 class Landscape(Family):
     name = _FAMILY
-    supervised = True
     failure = LOSS_NONFINITE
     columns = FAMILY_COLUMNS[_FAMILY]
 

@@ -12,7 +12,6 @@ _FAMILY = "training"
 
 class Training(Family):
     name = _FAMILY
-    supervised = True
     failure = TRAINING_DIVERGED
     columns = FAMILY_COLUMNS[_FAMILY]
 
