@@ -12,6 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: Names of the weights every cell uses, following torch.nn.RNN/GRU/LSTM.
+RECURRENT = "weight_hh"  # scaled by recurrent_scale
+INPUT = "weight_ih"  # scaled by input_scale
+BIASES = ("bias_ih", "bias_hh")  # never scaled (but by a checkpoint's scale "all")
+
 
 @dataclass(frozen=True)
 class CellShape:

@@ -23,17 +23,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from .cell_shapes import BIASES, INPUT, RECURRENT
 from .errors import SweeperInputError
-from .params import BIASES, INPUT, RECURRENT, CellParams
+
+if TYPE_CHECKING:
+    import torch
+
+    from .params import CellParams
 
 #: The cells a state_dict maps onto, with their gate count (rows of weight_hh per unit).
 CELL_GATES = {"rnn_tanh": 1, "gru": 3, "lstm": 4}
 SCALES = ("recurrent", "all")
-KEYS = ("checkpoint", "scale")
+KEYS = ("checkpoint", "scale", "sha256")
 #: Wrappers a training script commonly saves around the state_dict.
 WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
 _NAME = re.compile(r"^(?P<prefix>.*?)(?P<name>weight_hh|weight_ih|bias_hh|bias_ih|weight_hr)"
@@ -64,7 +67,9 @@ def file_sha256(path: str | Path) -> str:
 
 def check_spec(spec: Any) -> dict[str, str]:
     """The ``weights`` mapping of a search space or of measure(), checked: ``checkpoint`` (a
-    path) and an optional ``scale`` in :data:`SCALES`. Raises SweeperInputError."""
+    path), an optional ``scale`` in :data:`SCALES` and an optional ``sha256`` the file must
+    have (a sweep records it, so a file changed since cannot mix into its results). Plain
+    Python: no file is read. Raises SweeperInputError."""
     if not isinstance(spec, Mapping):
         raise SweeperInputError(f"weights must be a mapping with keys {list(KEYS)}, got "
                                 f"{spec!r}")
@@ -78,7 +83,13 @@ def check_spec(spec: Any) -> dict[str, str]:
     if scale not in SCALES:
         raise SweeperInputError(f"weights.scale={scale!r} is not allowed; use one of "
                                 f"{list(SCALES)}")
-    return {"checkpoint": str(path), "scale": scale}
+    checked = {"checkpoint": str(path), "scale": scale}
+    if "sha256" in spec:
+        digest = spec["sha256"]
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise SweeperInputError(f"weights.sha256 must be 64 hex digits, got {digest!r}")
+        checked["sha256"] = digest
+    return checked
 
 
 def load(spec: Mapping[str, Any], cell: str, hidden_size: int | None = None) -> Anchor:
@@ -88,10 +99,18 @@ def load(spec: Mapping[str, Any], cell: str, hidden_size: int | None = None) -> 
         SweeperInputError: a bad mapping, a missing or unreadable file, a pickle that is not
             plain tensors, or a state_dict that does not fit (see :func:`from_state_dict`).
     """
+    import torch
+
     spec = check_spec(spec)
     path = Path(spec["checkpoint"])
     if not path.is_file():
         raise SweeperInputError(f"weights.checkpoint {str(path)!r} is not a file")
+    digest = file_sha256(path)
+    if spec.get("sha256", digest) != digest:
+        raise SweeperInputError(f"weights.checkpoint {str(path)!r} has changed since the "
+                                f"sweep recorded it (SHA-256 {digest[:12]}..., recorded "
+                                f"{spec['sha256'][:12]}...); restore it, or start another "
+                                "sweep")
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -105,10 +124,12 @@ def load(spec: Mapping[str, Any], cell: str, hidden_size: int | None = None) -> 
                                 f"file: {type(exc).__name__}: {exc}") from None
     anchor = from_state_dict(stored, cell, hidden_size, source=str(path))
     return Anchor(anchor.cell, anchor.hidden_size, anchor.input_size, anchor.weights,
-                  spec["scale"], file_sha256(path), str(path))
+                  spec["scale"], digest, str(path))
 
 
 def _unwrapped(stored: Any) -> Mapping[str, Any]:
+    import torch
+
     while isinstance(stored, Mapping) and not any(isinstance(v, torch.Tensor)
                                                   for v in stored.values()):
         inner = [stored[k] for k in WRAPPERS if k in stored]
@@ -134,6 +155,8 @@ def from_state_dict(stored: Any, cell: str, hidden_size: int | None = None,
             or modules, bidirectional weights, proj_size, a shape mismatch, or a hidden size
             other than ``hidden_size``.
     """
+    import torch
+
     if cell not in CELL_GATES:
         raise SweeperInputError(f"weights.checkpoint maps onto cells {sorted(CELL_GATES)}, "
                                 f"not cell={cell!r}")
@@ -195,6 +218,8 @@ def scaled_all(params: CellParams) -> CellParams:
     """θ(s) = s·θ*: each point's own weights (layout (G·M, 1), as :meth:`CellParams.expand`)
     with every weight and bias multiplied by its recurrent_scale and weight_ih also by its
     input_scale; the scalings left in the result are 1."""
+    from .params import CellParams
+
     s = params.recurrent_scale.reshape(-1)
     expanded = params.expand()  # weight_hh * s and weight_ih * a folded in, biases copied
     weights = dict(expanded.weights)

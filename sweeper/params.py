@@ -12,12 +12,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-Tensor = torch.Tensor
+from .cell_shapes import BIASES, INPUT, RECURRENT  # the weights' names, shared with the files
 
-# Names of the weights each cell uses, following torch.nn.RNN/GRU/LSTM.
-RECURRENT = "weight_hh"  # scaled by recurrent_scale
-INPUT = "weight_ih"  # scaled by input_scale
-BIASES = ("bias_ih", "bias_hh")  # never scaled
+Tensor = torch.Tensor
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ AXIS_DEFAULTS = {"recurrent_scale": 1.0, "input_scale": 1.0, "seed": 0}
 DEFAULT_METRICS = ("lipschitz", "lyapunov", "memory")
 DEFAULT_RESOURCES = {"cpu": 1, "gpu": 0}
 GENERATORS = ("linspace", "logspace", "uniform")
-TOP_KEYS = ("name", "task", "task_params", "cell", "hidden_size", "seq_len", "axes",
+TOP_KEYS = ("name", "task", "task_params", "cell", "weights", "hidden_size", "seq_len", "axes",
             "vectorize", "metrics", "resources", "regions", "map", "landscape", "training",
             "dynamics", "memory", "search")
 #: Keys that set a metric family's protocol: their fields, validated by the config class,
@@ -121,6 +122,8 @@ class SearchSpace:
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> its fields
     map: tuple[str, str] = ("recurrent_scale", "input_scale")
     search: SearchConfig = field(default_factory=SearchConfig)
+    #: A trained network instead of random draws: {checkpoint (absolute), scale, sha256}.
+    weights: dict[str, str] | None = None
 
     @property
     def measured(self) -> dict[str, Any]:
@@ -160,6 +163,9 @@ class SearchSpace:
         for key in PROTOCOLS:  # a different protocol measures different numbers
             if self.protocols.get(key):
                 config[key] = dict(self.protocols[key])
+        if self.weights:  # the file's content, not where it lies, identifies the points
+            config["weights"] = {"scale": self.weights["scale"],
+                                 "sha256": self.weights["sha256"]}
         inner = {a: list(v) for a, v in inner.items()}
         return Trial(stable_hash({**config, "vectorized": inner}), config, inner)
 
@@ -352,6 +358,45 @@ def _cell(cell: Any, *, trusted: bool) -> list[str]:
     return []
 
 
+def _weights(raw: Mapping, task: Task | None, axes: Mapping[str, list], *, trusted: bool,
+             root: Path | None) -> tuple[dict[str, str] | None, list[str]]:
+    """A trained network (``weights``), or None. The file (relative to ``root``, else to the
+    working directory) is read (torch) to check that it fits the cell, the hidden size and the
+    task's inputs, and its absolute path and SHA-256 recorded; in a ``trusted`` space (a
+    record) the recorded mapping is taken as it is."""
+    from .checkpoint import check_spec
+
+    if raw.get("weights") is None:
+        return None, []
+    try:
+        spec = check_spec(raw["weights"])
+    except SweeperInputError as exc:
+        return None, [str(exc)]
+    if trusted:
+        if "sha256" not in spec:
+            return None, [_invalid("weights.sha256", None, "the file's SHA-256 (recorded)")]
+        return spec, []
+    if task is None:
+        return None, []  # the task's own problem is reported; nothing to check against
+    from .checkpoint import load
+
+    spec["checkpoint"] = str((root or Path.cwd()) / Path(spec["checkpoint"]).expanduser())
+    spec["checkpoint"] = str(Path(spec["checkpoint"]).resolve())
+    sizes = axes.get("hidden_size") or [None]
+    try:
+        anchor = load(spec, raw.get("cell"), sizes[0] if len(sizes) == 1 else None)
+    except SweeperInputError as exc:
+        return None, [f"weights: {exc}"]
+    problems = []
+    if len(sizes) > 1:
+        problems.append(_invalid("hidden_size", sizes, f"{anchor.hidden_size} alone (the "
+                                 "checkpoint's hidden size)"))
+    if anchor.input_size != task.input_size:
+        problems.append(f"weights: {anchor.source} takes {anchor.input_size} inputs "
+                        f"(weight_ih), but task {task.name!r} gives {task.input_size}")
+    return {**spec, "sha256": anchor.sha256}, problems
+
+
 def _task(name: Any, params: Any, *, trusted: bool) -> tuple[Task | None, list[str]]:
     """The task, built from its parameters (so checked by the task's own rules; the built-in
     tasks need no torch for that), or None; a ``trusted`` space's task is not built."""
@@ -504,7 +549,8 @@ def from_record(raw: Any) -> SearchSpace:
     return validate_space(raw, trusted=True)
 
 
-def validate_space(raw: Any, *, trusted: bool = False) -> SearchSpace:
+def validate_space(raw: Any, *, trusted: bool = False, root: Path | None = None
+                   ) -> SearchSpace:
     """Check a parsed search-space mapping and expand it.
 
     Each section is checked on its own and says what is wrong with it; every problem of the
@@ -517,6 +563,8 @@ def validate_space(raw: Any, *, trusted: bool = False) -> SearchSpace:
             cell's name or building the task (a plug-in's module, maybe torch), so that the
             commands reading a finished sweep start at once. Everything else is checked as
             usual. See :func:`from_record`.
+        root: the directory relative paths in the file (``weights.checkpoint``) start from:
+            the file's own (None: the working directory).
 
     Raises:
         SweeperInputError: listing every problem, one per line, each with its key path.
@@ -540,14 +588,19 @@ def validate_space(raw: Any, *, trusted: bool = False) -> SearchSpace:
     rules, region_problems = _regions(raw.get("regions") or {})
     chosen, map_problems = _map(raw.get("map") or {}, axes)
     search, search_problems = _search(raw.get("search"), metrics, axes, chosen)
+    weights, weight_problems = (_weights(raw, task, axes, trusted=trusted, root=root)
+                                if not problems else (None, []))
     problems += [*task_problems, *axis_problems, *vectorize_problems, *metric_problems,
                  *resource_problems, *protocol_problems, *region_problems,
-                 *_counts(axes, vectorize), *map_problems, *search_problems]
+                 *_counts(axes, vectorize), *map_problems, *search_problems, *weight_problems]
     if problems:
         raise SweeperInputError("invalid search space:\n  " + "\n  ".join(map(_cut, problems)))
+    recorded = dict(raw)
+    if weights is not None:  # the record keeps where the file is and what it held
+        recorded["weights"] = dict(weights)
     return SearchSpace(name, task_name, dict(task_params), raw.get("cell"), axes,
-                       tuple(vectorize), tuple(metrics), resources, dict(raw), rules=rules,
-                       map=chosen, search=search, protocols=protocols)
+                       tuple(vectorize), tuple(metrics), resources, recorded, rules=rules,
+                       map=chosen, search=search, protocols=protocols, weights=weights)
 
 
 @dataclass(frozen=True)

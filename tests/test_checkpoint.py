@@ -195,3 +195,77 @@ def test_the_input_size_must_match_the_task(tmp_path):
     path = _save(tmp_path, torch.nn.RNN(3, 4).state_dict())
     with pytest.raises(SweeperInputError, match=r"takes 3 inputs .* task 'noise' gives 1"):
         measure("rnn_tanh", 4, weights={"checkpoint": path}, seq_len=10)
+
+
+def _space(path, **extra):
+    from sweeper.space import validate_space
+
+    raw = {"name": "ck", "task": "noise", "cell": "rnn_tanh", "hidden_size": 4, "seq_len": 20,
+           "axes": {"recurrent_scale": [0.5, 1.5]}, "metrics": ["lyapunov"],
+           "weights": {"checkpoint": str(path), **extra}}
+    return validate_space(raw)
+
+
+def test_the_checkpoints_content_not_its_path_identifies_the_trials(tmp_path):
+    import shutil
+
+    torch.manual_seed(3)
+    first = _space(_save(tmp_path, torch.nn.RNN(1, 4).state_dict(), "a.pt"))
+    (tmp_path / "elsewhere").mkdir()
+    moved = _space(shutil.copy(tmp_path / "a.pt", tmp_path / "elsewhere" / "b.pt"))
+    other = _space(_save(tmp_path, torch.nn.RNN(1, 4).state_dict(), "c.pt"))
+    ids = [[t.trial_id for t in s.trials()] for s in (first, moved, other)]
+    assert ids[0] == ids[1] != ids[2]
+    all_scaled = _space(tmp_path / "a.pt", scale="all")
+    assert [t.trial_id for t in all_scaled.trials()] != ids[0]
+    assert first.weights["sha256"] == first.trials()[0].config["weights"]["sha256"]
+    assert "checkpoint" not in first.trials()[0].config["weights"]
+
+
+def test_a_record_keeps_the_checkpoint_and_a_changed_file_is_refused(tmp_path):
+    from sweeper.space import from_record
+    from sweeper.sweep import trial_frame
+
+    path = _save(tmp_path, torch.nn.RNN(1, 4).state_dict())
+    space = _space(path)
+    assert space.raw["weights"]["checkpoint"] == str(tmp_path / "net.pt")
+    again = from_record(space.raw)  # reads nothing: the recorded mapping is trusted
+    assert again.weights == space.weights
+    assert [t.trial_id for t in again.trials()] == [t.trial_id for t in space.trials()]
+    frame = trial_frame(space, space.trials()[0], device="cpu")
+    assert list(frame["status"]) == ["ok", "ok"]
+    torch.save(torch.nn.RNN(1, 4).state_dict(), path)  # retrained in place
+    with pytest.raises(SweeperInputError, match="has changed since the sweep recorded it"):
+        trial_frame(space, space.trials()[0], device="cpu")
+
+
+def test_a_search_space_checks_its_checkpoint_against_cell_size_and_task(tmp_path):
+    from sweeper.space import validate_space
+
+    path = _save(tmp_path, torch.nn.RNN(2, 4).state_dict())
+    raw = {"name": "ck", "task": "noise", "cell": "rnn_tanh", "seq_len": 20,
+           "axes": {"recurrent_scale": [1.0], "hidden_size": [4, 8]},
+           "weights": {"checkpoint": path}}
+    with pytest.raises(SweeperInputError) as caught:
+        validate_space(raw)
+    assert "hidden_size" in str(caught.value) and "4 alone (the checkpoint's hidden size)" \
+        in str(caught.value)
+    assert "takes 2 inputs (weight_ih), but task 'noise' gives 1" in str(caught.value)
+    with pytest.raises(SweeperInputError, match=r"weights: .*cell 'gru' needs 12 x 4"):
+        validate_space({**raw, "cell": "gru", "axes": {"recurrent_scale": [1.0]},
+                        "hidden_size": 4})
+
+
+def test_sweeper_validate_refuses_a_foreign_pickle_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    evil = _save(tmp_path, {"weight_hh_l0": Payload()}, "evil.pt")
+    space = tmp_path / "space.yaml"
+    space.write_text(f"name: ck\ncell: rnn_tanh\nhidden_size: 4\nseq_len: 20\n"
+                     f"axes: {{recurrent_scale: [1.0]}}\nweights: {{checkpoint: {evil}}}\n")
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "validate", str(space)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "holds more than tensors" in done.stderr and "Traceback" not in done.stderr
+    assert "unpickled!" not in done.stdout

@@ -224,7 +224,8 @@ SHIPPED = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_search_spaces_are_valid_and_explained(path):
-    space = validate_space(yaml.safe_load(path.read_text()))
+    # As sweeper reads a file: its relative paths (a checkpoint) start from its directory.
+    space = validate_space(yaml.safe_load(path.read_text()), root=path.parent)
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     assert len(header) >= 2, "each example starts with a comment saying what it maps"
     assert space.trials() and space.n_points >= 1

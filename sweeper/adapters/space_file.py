@@ -194,7 +194,9 @@ def load_space(path: str | Path) -> SearchSpace:
             problem (all of them).
     """
     raw = parse_space_text(_read_text(path), str(path))
+    # Paths in the file (a checkpoint) are relative to the file; env: text to the cwd.
+    root = None if str(path).startswith("env:") else Path(path).resolve().parent
     try:
-        return validate_space(raw)
+        return validate_space(raw, root=root)
     except SweeperInputError as exc:
         raise SweeperInputError(f"{path}: {exc}") from None

@@ -41,7 +41,7 @@ def trial_frame(space: SearchSpace, trial: Trial, device: str | None = None) -> 
                     task_params=space.task_params, recurrent_scale=values("recurrent_scale"),
                     input_scale=values("input_scale"), seed=values("seed"),
                     seq_len=config["seq_len"], metrics=space.metrics, device=device,
-                    **protocol_configs(space))
+                    weights=space.weights, **protocol_configs(space))
     ids = [point_id(trial, {"recurrent_scale": r, "input_scale": a, "seed": s,
                             "seq_len": config["seq_len"], "hidden_size": config["hidden_size"]})
            for r, a, s in zip(frame.recurrent_scale, frame.input_scale, frame.seed,
