@@ -73,10 +73,13 @@ class ChaoticLSTM(Task):
                 f"cell={cell!r}, hidden_size={hidden_size!r}")
         import torch
 
-        zeros = torch.zeros(8, dtype=torch.float64)
-        return {"weight_hh": torch.tensor(THETA_STAR, dtype=torch.float64),
-                "weight_ih": torch.zeros(8, 1, dtype=torch.float64),
-                "bias_ih": zeros, "bias_hh": zeros.clone()}
+        from sweeper.checkpoint import from_state_dict
+
+        # theta* as the state_dict of a bias-free torch.nn.LSTM(1, 2) with zero input weights:
+        # read the way a trained checkpoint is (sweeper.checkpoint).
+        state = {"weight_hh_l0": torch.tensor(THETA_STAR, dtype=torch.float64),
+                 "weight_ih_l0": torch.zeros(8, 1, dtype=torch.float64)}
+        return from_state_dict(state, "lstm", 2, source="theta*").weights
 
     def initial_state(self, state_size):
         import torch
