@@ -267,7 +267,8 @@ def case_scale(trials: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from large_sweep import large_space
 
-    from sweeper.adapters.results import aggregate, query
+    from sweeper.adapters.query import query
+    from sweeper.adapters.results import aggregate
 
     raw = large_space(trials, 20, name="bench-scale")
     n_points = trials * 20

@@ -1,20 +1,31 @@
 """From points to the region map: one row per cell of two map axes, aggregated over seeds and
-every other axis. Pure pandas; reading and writing Parquet is the adapters' job."""
+every other axis; and the steps of ``sweeper aggregate`` around it (the points labelled with
+the current rules, the sweep's map, the plots it draws, its summary in words). Pure pandas;
+reading and writing the results directory is the adapters' job (sweeper.adapters.results)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import SweeperInputError
+from .figures import plot_metrics, plot_orbits, plot_region_map
+from .refine import fill_map
 from .regions import REGIONS, UNCLASSIFIED, RegionRules, classify
-from .schema import SCHEMA_VERSION, numeric_metrics
+from .schema import SCHEMA_VERSION, metric_names, numeric_metrics
+from .space import SearchSpace, protocol_configs
 from .status import OK
 from .theory import MEAN_FIELD_CELLS, MeanFieldDrive
 
-__all__ = ["MAP_METRICS", "SCHEMA_VERSION", "region_map", "zero_crossing"]
+__all__ = ["MAP_METRICS", "SCHEMA_VERSION", "Aggregated", "chance_scores", "measured_only",
+           "metric_caps", "region_map", "relabel", "summary_text", "sweep_map", "sweep_plots",
+           "zero_crossing"]
 #: Metric columns averaged in the map (those with one number per point, from the schema).
 MAP_METRICS = tuple(numeric_metrics())
 #: Tie-break of the majority vote: the more cautious label wins.
@@ -203,3 +214,184 @@ def _with_mean_field(result: pd.DataFrame, points: pd.DataFrame, x: str, y: str,
             edge = np.array([edges.get(row, np.nan) for row in result[y]], float)
     result["edge_of_chaos_mean_field"] = edge
     return result
+
+
+# The steps of `sweeper aggregate`, over plain data: the adapter reads the points, calls these,
+# and writes what they return.
+
+
+def relabel(points: pd.DataFrame, rules: RegionRules) -> tuple[pd.DataFrame, set[str]]:
+    """``points`` with the region the ``rules`` give each row (a ``region`` column after
+    ``status`` if it had none), and the trials whose stored labels differ (every trial when
+    there was no ``region`` column)."""
+    region = classify(points, rules).astype("str")  # the dtype a read of the labels gives
+    if "region" in points:
+        differs = points["region"].astype(str).to_numpy() != region.to_numpy()
+        changed = set(points["trial_id"][differs])
+        if changed:
+            points = points.assign(region=region)
+    else:
+        changed = set(points["trial_id"])
+        points = points.copy()
+        points.insert(points.columns.get_loc("status") + 1, "region", region)
+    return points, changed
+
+
+def measured_only(points: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
+    """``points`` without the metric columns of the families the sweep does not measure
+    (all NaN: the region map would carry a mean and std of nothing for each)."""
+    measured = {name for family in space.metrics for name in metric_names(family)}
+    unmeasured = [c for c in metric_names() if c in points and c not in measured]
+    return points.drop(columns=unmeasured)
+
+
+def sweep_map(points: pd.DataFrame, space: SearchSpace,
+              drive: MeanFieldDrive | None = None) -> pd.DataFrame:
+    """The region map of a sweep's labelled points over its map axes (:func:`region_map` of
+    the measured metrics, with the mean-field columns when ``drive`` is given); a refined
+    sweep's covers the whole grid, unevaluated cells filled in (see
+    :func:`sweeper.refine.fill_map`)."""
+    x, y = space.map
+    frame = region_map(measured_only(points, space), x, y, space.rules, drive=drive)
+    if space.search.refine:
+        frame = fill_map(frame, x, y, space.axes[x], space.axes[y])
+    return frame
+
+
+#: A plot to draw: called with the PNG's path, it writes it and returns the path.
+Draw = Callable[[Path], Path]
+
+
+def sweep_plots(points: pd.DataFrame, frame: pd.DataFrame, space: SearchSpace,
+                drive: MeanFieldDrive | None = None, *, device: str = "cpu") -> dict[str, Draw]:
+    """The plots of a sweep, by file name, in the order they are drawn: the region map; each
+    metric against recurrent_scale when the sweep varies it, else against the map's x; and,
+    for a task that defines one, the orbit diagram along recurrent_scale (computed here, on
+    ``device``).
+
+    Args:
+        points: the labelled points; frame: their map (:func:`sweep_map`); drive: as given
+            to :func:`sweep_map` (its mean-field values are remembered, not computed again).
+    """
+    x, y = space.map
+    where = f"({space.cell}, task {space.task})"
+    metric_axis = "recurrent_scale" if len(space.axes["recurrent_scale"]) > 1 else x
+    plots: dict[str, Draw] = {
+        "region_map.png": functools.partial(
+            plot_region_map, frame, x, y, title=f"{space.name}: regions {where}",
+            epsilon=space.rules.epsilon),
+        f"metrics_vs_{metric_axis}.png": functools.partial(
+            plot_metrics, points, metric_axis, y if y != metric_axis else x,
+            title=f"{space.name}: metrics against {metric_axis} {where}", drive=drive,
+            caps=metric_caps(space), chance=chance_scores(space))}
+    orbits = orbit_plot(space, device)
+    if orbits is not None:
+        plots["orbits.png"] = orbits
+    return plots
+
+
+def metric_caps(space: SearchSpace) -> dict[str, float]:
+    """The most some metrics can reach in this sweep: the attractor count is at most the
+    initial states tried, the memory horizon at most the sequence length (one seq_len)."""
+    caps = {"attractor_count": float(protocol_configs(space)["memory"].attractor_inits)}
+    if len(space.axes["seq_len"]) == 1:
+        caps["memory_horizon"] = float(space.axes["seq_len"][0])
+    return caps
+
+
+def chance_scores(space: SearchSpace) -> dict[str, float]:
+    """What guessing scores: 1 / classes of validation accuracy for a classification task."""
+    from .task import get_task  # the task is a torch module
+
+    task = get_task(space.task, dict(space.task_params))
+    if task.loss_kind == "cross_entropy" and task.output_size > 1:
+        return {"val_accuracy": 1.0 / task.output_size}
+    return {}
+
+
+def orbit_plot(space: SearchSpace, device: str = "cpu") -> Draw | None:
+    """The orbit (bifurcation) diagram along recurrent_scale of the first hidden size and
+    seed, computed on ``device``; None for a task that defines none (or one scale)."""
+    from .orbits import input_words, sweep_orbits  # the numerics (torch): aggregate only
+    from .task import get_task
+
+    seed, hidden = space.axes["seed"][0], space.axes["hidden_size"][0]
+    found = sweep_orbits(space.cell, hidden, space.task, space.task_params,
+                         space.axes["recurrent_scale"], seed=seed, device=device)
+    if found is None:
+        return None
+    words = input_words(get_task(space.task, dict(space.task_params)))
+    return functools.partial(plot_orbits, found["scale"], found["orbit"],
+                             title=f"{space.name}: orbit diagram ({space.cell}, H = {hidden}, "
+                                   f"{words}, seed {seed})")
+
+
+@dataclass
+class Aggregated:
+    """What `aggregate` produced: the map, where it and the plots were written, how many
+    trials were relabelled, and how many of the sweep's trials the map holds."""
+
+    space: SearchSpace
+    region_map: pd.DataFrame
+    map_path: Path
+    plots: list[Path] = field(default_factory=list)
+    relabelled_parts: int = 0
+    trials_measured: int = 0
+    trials_expected: int = 0
+
+    @property
+    def incomplete(self) -> str | None:
+        """What the map lacks, in words, or None when it holds every trial of the sweep."""
+        missing = self.trials_expected - self.trials_measured
+        if missing <= 0:
+            return None
+        return (f"the map holds {self.trials_measured} of the sweep's {self.trials_expected} "
+                f"trials: {missing} failed or have not run, and their cells lack those points")
+
+
+def _figure(row: pd.Series, column: str) -> str:
+    number = row.get(column, float("nan"))
+    return "-" if pd.isna(number) else f"{number:.4g}"
+
+
+def summary_text(result: Aggregated, out: str | Path,
+                 files: Sequence[tuple[str, Path]]) -> str:
+    """What the sweep found, in Markdown: the model, the points, the cells per region (a
+    refined map's unevaluated cells not counted), what an incomplete map lacks, the
+    lambda_1 = 0 crossing of each map row with the seeds' range and the mean-field edge, and
+    ``files`` (what, where) with a query to start from.
+
+    Args:
+        out: the results directory as the commands it names should take it.
+    """
+    space, frame = result.space, result.region_map
+    x, y = space.map
+    evaluated = frame["evaluated"] if "evaluated" in frame else pd.Series(True, frame.index)
+    counts = frame.loc[evaluated.astype(bool), "region"].value_counts()
+    lines = [f"# Sweep {space.name}", "",
+             f"{space.cell}, hidden_size {', '.join(map(str, space.axes['hidden_size']))}, "
+             f"task {space.task}" + (f" {space.task_params}" if space.task_params else "")
+             + f"; metrics {', '.join(space.metrics)}.", "",
+             f"{int(frame['n'].sum())} points in {int(evaluated.sum())} map cells "
+             f"({x} x {y})" + (f" of {len(frame)} (refined: the others take the nearest "
+                               "evaluated cell's region)" if not evaluated.all() else "")
+             + ". Cells by majority region: "
+             + ", ".join(f"{label} {counts.get(label, 0)}"
+                         for label in ("forgetful", "memory", "chaotic", "unclassified")) + "."]
+    if result.incomplete:
+        lines += ["", f"**Incomplete:** {result.incomplete}. Finish the sweep with `sweeper run "
+                      f"FILE --out {out} --resume`."]
+    if "lyapunov_zero_crossing" in frame and frame["lyapunov_zero_crossing"].notna().any():
+        lines += ["", f"## Edge of chaos: lambda_1 = 0 along {x}", "",
+                  f"| {y} | crossing (seed mean) | seeds' range | mean field |",
+                  "|---|---|---|---|"]
+        for value, row in frame.groupby(y, sort=True):
+            first = row.iloc[0]
+            lines.append(f"| {value:g} | {_figure(first, 'lyapunov_zero_crossing')} | "
+                         f"{_figure(first, 'lyapunov_zero_crossing_lo')} .. "
+                         f"{_figure(first, 'lyapunov_zero_crossing_hi')} | "
+                         f"{_figure(first, 'edge_of_chaos_mean_field')} |")
+    lines += ["", "## Files", "", *[f"- {what}: `{path}`" for what, path in files], "",
+              f"Query: `sweeper query \"select region, count(*) from points group by region\" "
+              f"--results {Path(out)}`", ""]
+    return "\n".join(lines)

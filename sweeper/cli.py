@@ -446,7 +446,7 @@ def _json_records(frame) -> str:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from .adapters.results import query
+    from .adapters.query import query
 
     frame = query(args.results, args.sql, allow_files=args.allow_files)
     if args.csv:
@@ -461,8 +461,8 @@ def _query(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .adapters.parquet_sink import reading
-    from .adapters.results import read_record, read_rows, sweep_sources
+    from .adapters.parquet_sink import read_rows, reading
+    from .adapters.results import read_record, sweep_sources
     from .errors import SweeperInputError
     from .figures import plot_metric
     from .schema import numeric_metrics
@@ -482,7 +482,7 @@ def _plot(args: argparse.Namespace) -> int:
             sources = sweep_sources(out, space)
             if not sources:
                 raise SweeperInputError(f"no points under {Path(out) / 'points'} yet")
-            points = read_rows(sources).table.to_pandas()
+            points = read_rows(sources).to_pandas()
         measured = [m for m in numeric_metrics() if m in points and points[m].notna().any()]
         if args.metric not in measured:
             raise SweeperInputError(f"metric must be one of the metrics measured in {out}: "
@@ -523,8 +523,9 @@ def _ui(args: argparse.Namespace) -> int:
 def _serve_ui(args: argparse.Namespace) -> int:
     import time
 
+    from .adapters.mlflow_tracker import absolute_tracking_uri
     from .adapters.mlflow_ui import experiment_url, start_ui, stop_ui
-    from .adapters.results import absolute_tracking_uri, read_record
+    from .adapters.results import read_record
     from .errors import require
 
     require(1 <= args.port <= 65535, f"--port must be in 1..65535, got {args.port}")

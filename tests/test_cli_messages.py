@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
@@ -71,7 +72,7 @@ def test_an_edited_file_into_the_same_output_is_noted_and_the_map_has_measured_m
     assert "1 of this version's 2 trials are reused from it, 1 are new; " \
         in capsys.readouterr().err
     # A glob over points/ also sees the first version's rows; the sweep's reader does not.
-    from sweeper.adapters.results import query
+    from sweeper.adapters.query import query
 
     counted = query(out, "select count(*) as n, count(distinct point_id) as ids, "
                          "(select count(*) from sweeper_sources) as trials from points")
@@ -110,7 +111,7 @@ def test_orbit_titles_name_the_input_the_map_runs_under():
 
 
 def test_metric_plots_know_the_caps_and_chance_of_the_sweep():
-    from sweeper.adapters.results import _caps, _chance
+    from sweeper.aggregate import chance_scores, metric_caps
     from sweeper.space import validate_space
     from sweeper.task import get_task
 
@@ -118,6 +119,39 @@ def test_metric_plots_know_the_caps_and_chance_of_the_sweep():
                             "hidden_size": 8, "seq_len": 40, "metrics": ["training"],
                             "memory": {"attractor_inits": 9}})
     classes = get_task("temporal_order", {}).output_size
-    assert _chance(order) == {"val_accuracy": 1.0 / classes} and classes > 1
-    assert _caps(order) == {"attractor_count": 9.0, "memory_horizon": 40.0}
-    assert _chance(validate_space(SPACE)) == {}  # noise: no loss, nothing to guess
+    assert chance_scores(order) == {"val_accuracy": 1.0 / classes} and classes > 1
+    assert metric_caps(order) == {"attractor_count": 9.0, "memory_horizon": 40.0}
+    assert chance_scores(validate_space(SPACE)) == {}  # noise: no loss, nothing to guess
+
+
+def test_the_summary_counts_evaluated_cells_names_what_is_missing_and_each_crossing():
+    from sweeper.aggregate import Aggregated, summary_text
+    from sweeper.space import validate_space
+
+    nan = float("nan")
+    space = validate_space(dict(SPACE, axes={**SPACE["axes"], "input_scale": [0.5, 1.0]}))
+    frame = pd.DataFrame({
+        "recurrent_scale": [0.5, 1.5, 2.5] * 2, "input_scale": [0.5] * 3 + [1.0] * 3,
+        "n": [2, 2, 0, 2, 2, 2], "evaluated": [True, True, False, True, True, True],
+        "region": ["forgetful", "chaotic", "chaotic", "memory", "memory", "chaotic"],
+        "lyapunov_zero_crossing": [1.2345678] * 3 + [nan] * 3,
+        "lyapunov_zero_crossing_lo": [1.1] * 3 + [nan] * 3,
+        "lyapunov_zero_crossing_hi": [1.3] * 3 + [nan] * 3})
+    result = Aggregated(space, frame, Path("/r/region_map.parquet"), [], 0,
+                        trials_measured=1, trials_expected=2)
+    text = summary_text(result, "out", [("points", Path("/r/points")),
+                                        ("region map", Path("/r/region_map.parquet"))])
+    assert text == "\n".join([
+        "# Sweep messages", "", "rnn_tanh, hidden_size 6, task noise; metrics lyapunov.", "",
+        "10 points in 5 map cells (recurrent_scale x input_scale) of 6 (refined: the others "
+        "take the nearest evaluated cell's region). Cells by majority region: forgetful 1, "
+        "memory 2, chaotic 2, unclassified 0.", "",
+        "**Incomplete:** the map holds 1 of the sweep's 2 trials: 1 failed or have not run, "
+        "and their cells lack those points. Finish the sweep with `sweeper run FILE --out out "
+        "--resume`.", "",
+        "## Edge of chaos: lambda_1 = 0 along recurrent_scale", "",
+        "| input_scale | crossing (seed mean) | seeds' range | mean field |", "|---|---|---|---|",
+        "| 0.5 | 1.235 | 1.1 .. 1.3 | - |", "| 1 | - | - .. - | - |", "",
+        "## Files", "", "- points: `/r/points`", "- region map: `/r/region_map.parquet`", "",
+        "Query: `sweeper query \"select region, count(*) from points group by region\" "
+        "--results out`", ""])

@@ -1,7 +1,7 @@
 """Compaction gathers a sweep's parts into one file, and every point stays read exactly once:
 after compaction, after a crash at each point of it (the files a crash leaves are made by
 putting back what compaction deleted), after a trial is written again, after relabelling,
-and through every reader (`labelled_points`, `query`, `completed`, `read(location(...))`).
+and through every reader (`labelled_points`, `query`, `recover`, `read(materialize(...))`).
 
 Real sweeps of a tiny space (its real parts, written by the sink the sweep uses, without
 Ray or MLflow), real Parquet files, real DuckDB."""
@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from sweeper.adapters.parquet_sink import CORRUPT, ParquetSink
+from sweeper.adapters.parquet_sink import CORRUPT, ParquetSink, read_rows
+from sweeper.adapters.query import query
 from sweeper.adapters.results import (
     aggregate,
     labelled_points,
-    query,
     read_record,
     sweep_sources,
     write_record,
@@ -219,6 +219,28 @@ def test_relabelling_without_compacting_writes_parts_that_win(out):
     assert query(out, "select count(*) as n from points where region = 'chaotic'").n[0] == 0
 
 
+def test_compacting_with_rows_replaced_writes_them_once_in_their_stead(out):
+    before = _parts_frame(out)
+    sink = ParquetSink(out)
+    trial_id = sorted(_expected(out))[1]
+    read = read_rows(sweep_sources(out, _space(out)))
+    replaced = before[before.trial_id == trial_id].assign(mlflow_run_id="run-replaced")
+    assert sink.compact(read, replacing={trial_id: replaced}).name == "compact-000001.parquet"
+    assert _files(out) == ["compact-000001.parquet"]  # the trial's old part went with the rest
+    _once_everywhere(out, before.assign(mlflow_run_id=before.mlflow_run_id.where(
+        before.trial_id != trial_id, "run-replaced")))
+
+
+def test_compacting_refuses_to_replace_a_trial_it_was_not_given(out):
+    # Without the rows as read, which part the replacement supersedes is unknown: a newer
+    # part written since must survive, so there is nothing compaction could safely delete.
+    trial_id = sorted(_expected(out))[0]
+    frame = _parts_frame(out).query("trial_id == @trial_id")
+    with pytest.raises(ValueError, match=trial_id):
+        ParquetSink(out).compact(replacing={trial_id: frame})
+    assert len(_files(out)) == N_TRIALS
+
+
 def test_an_unreadable_compacted_file_is_refused_then_set_aside(out, caplog):
     _compact(out)
     compacted = out / "points" / "compact-000001.parquet"
@@ -337,17 +359,17 @@ def test_a_query_and_a_compaction_at_once_never_fail_the_query(out, monkeypatch)
     import threading
     import time
 
-    from sweeper.adapters import results
+    from sweeper.adapters import query as sql
 
     listed, go_on = threading.Event(), threading.Event()
-    load = results._load_points
+    load = sql._load_points
 
     def load_after_compaction_started(con, sources, *args, **kwargs):
         listed.set()
         assert go_on.wait(120)
         return load(con, sources, *args, **kwargs)
 
-    monkeypatch.setattr(results, "_load_points", load_after_compaction_started)
+    monkeypatch.setattr(sql, "_load_points", load_after_compaction_started)
     answer = {}
     reader = threading.Thread(target=lambda: answer.setdefault("rows", query(out, COUNT)))
     reader.start()

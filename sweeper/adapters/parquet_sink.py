@@ -244,12 +244,14 @@ def identity(path: Path) -> Identity | None:
 @dataclass(frozen=True)
 class Rows:
     """Rows of whole trials read from ``points/`` (a pyarrow Table), with the files they were
-    read from as those were before the read, and the trials whose rows were changed since
-    (relabelled): what :meth:`ParquetSink.compact` writes without reading them again."""
+    read from as those were before the read: what :meth:`ParquetSink.compact` writes without
+    reading them again, and deletes only if still unchanged."""
 
     table: pa.Table
     files: dict[Path, Identity] = field(default_factory=dict)
-    changed: frozenset[str] = frozenset()
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.to_pandas()
 
 
 def _threaded(function: Callable, items: list) -> list:
@@ -462,7 +464,14 @@ class ParquetSink(ResultSink):
                 return self._write_part(trial_id, rows)
         return str(part)
 
-    def compact(self, rows: Rows | None = None) -> Path | None:
+    def rewrite(self, frames: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+        """Write each trial's rows (trial id -> all its rows, e.g. relabelled) again as a part
+        of its own, which supersedes every stored copy; returns where each went. The next
+        :meth:`compact` takes the parts back in."""
+        return {trial_id: self.write(trial_id, frame) for trial_id, frame in frames.items()}
+
+    def compact(self, read: Rows | None = None, *,
+                replacing: Mapping[str, pd.DataFrame] | None = None) -> Path | None:
         """Gather every trial's picked rows into one new compacted file (the next generation,
         written atomically), then delete the parts and compacted files it replaces. Exactly
         once at every instant: until a deletion, the pick reads the old copy or the new one,
@@ -475,33 +484,40 @@ class ParquetSink(ResultSink):
         only if it is still the one that was read.
 
         Args:
-            rows: trials already read (:func:`read_rows`), maybe relabelled since: written
-                as given, without reading them again. Every other trial is read here.
+            read: trials already read (:func:`read_rows`): written as read, without reading
+                them again. Every other trial is read here.
+            replacing: trial id -> all of that trial's rows (e.g. relabelled), for trials in
+                ``read``: written instead of their rows there. (A trial not read has no file
+                known to be the one its new rows replace, and a newer part must never be
+                deleted.)
 
         Returns:
             The new compacted file, or None when there was nothing to compact (no part, at
-            most one compacted file, no changed rows).
+            most one compacted file, nothing replaced).
+
+        Raises:
+            ValueError: ``replacing`` names a trial that is not in ``read``.
         """
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        rows = rows if rows is not None else Rows(pa.table({}))
+        read = read if read is not None else Rows(pa.table({}))
+        ready = _replaced(read.table, replacing) if replacing else read.table  # not read again
         with _compaction_lock(self.points):
             remove_stale_temporaries(self.points)
             held = holdings(self.points)
-            if not held.parts and len(held.compacted) <= 1 and not rows.changed:
+            if not held.parts and len(held.compacted) <= 1 and not replacing:
                 return None
             compacted = [compacted_contents(path, generation)
                          for generation, path in held.compacted.items()]
             readable = [c for c in compacted if c.problem is None]
-            given = (set(pc.unique(rows.table["trial_id"]).to_pylist())
-                     if rows.table.num_rows else set())
+            given = set(pc.unique(ready["trial_id"]).to_pylist()) if ready.num_rows else set()
             own_parts = {t: path for t, path in held.parts.items()
                          if t not in given and _readable_part(path, t)}
             everyone = set(own_parts) | {t for c in readable for t in c.rows}
             rest = read_rows(pick(own_parts, readable, sorted(everyone - given)))
-            tables = [t for t in (rows.table, rest.table) if t.num_rows]
+            tables = [t for t in (ready, rest.table) if t.num_rows]
             if not tables:
                 return None
             table = pa.concat_tables([one_schema(t) for t in tables], promote_options="default")
@@ -511,7 +527,7 @@ class ParquetSink(ResultSink):
                 self.points / compacted_name(generation),
                 lambda tmp: pq.write_table(table, tmp, compression="zstd",
                                            row_group_size=ROW_GROUP_ROWS))
-            read_before = {**rows.files, **rest.files}
+            read_before = {**read.files, **rest.files}
             for path, before in read_before.items():
                 if path.name.startswith(PREFIX) and identity(path) == before:
                     path.unlink(missing_ok=True)
@@ -545,6 +561,23 @@ def remove_stale_temporaries(points: Path, older_than_s: float = STALE_TEMPORARY
     return removed
 
 
+def _replaced(table: pa.Table, replacing: Mapping[str, pd.DataFrame]) -> pa.Table:
+    """``table`` (rows of whole trials) with the rows of the trials in ``replacing`` swapped
+    for the given ones, which come last, in the mapping's order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    held = (set(pc.unique(table["trial_id"]).to_pylist())
+            if "trial_id" in table.column_names else set())
+    unknown = sorted(set(replacing) - held)
+    if unknown:
+        raise ValueError(f"compact: replacing must name trials of read, got {len(unknown)} "
+                         f"that are not: {unknown[:5]}")
+    new = one_schema(pa.Table.from_pandas(pd.concat(replacing.values()), preserve_index=False))
+    kept = table.filter(pc.invert(pc.is_in(table["trial_id"], pa.array(sorted(replacing)))))
+    return pa.concat_tables([kept, new], promote_options="default")
+
+
 def _readable_part(path: Path, trial_id: str) -> bool:
     """Whether ``path`` reads as a part of ``trial_id`` (any number of rows: compaction
     does not know how many a trial of another version of the space had)."""
@@ -559,7 +592,7 @@ def _readable_part(path: Path, trial_id: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def _compacted_table(path: Path, when: Identity | None) -> pa.Table:
     """The whole compacted file, kept while it is unchanged (``when``: its identity): the
-    driver copies many trials out of one file in a row (see :meth:`ParquetSink.location`)."""
+    driver copies many trials out of one file in a row (see :meth:`ParquetSink.materialize`)."""
     import pyarrow.parquet as pq
 
     if when is None:
