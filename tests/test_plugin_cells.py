@@ -143,3 +143,38 @@ def test_a_cell_whose_step_raises_fails_its_checks_without_a_traceback():
     # Only the bound check passes: the cell has none, so there is nothing to measure.
     assert [c.name for c in checks if c.ok] == ["bound >= local max"]
     assert all("ValueError: shape trouble" in c.detail for c in checks if not c.ok)
+
+
+def test_a_plugin_cell_sweeps_on_embedded_ray_into_mlflow_and_the_region_map(tmp_path):
+    """``cell: usercell:BoundedSoftsign`` through ``sweeper run`` on the embedded Ray (its
+    workers import the module as the driver does: it is on their PYTHONPATH), MLflow on sqlite
+    and the region map."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    tests = Path(__file__).resolve().parent
+    space = tmp_path / "plugin.yaml"
+    space.write_text("name: plugin\ntask: noise\ncell: usercell:BoundedSoftsign\n"
+                     "hidden_size: 8\nseq_len: 40\naxes:\n  recurrent_scale: [0.5, 2.0, 6.0]\n"
+                     "  input_scale: [0.1, 1.0]\n  seed: [0]\nvectorize: [recurrent_scale, seed]\n"
+                     "metrics: [lipschitz, lyapunov, memory]\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tests), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--out",
+                           str(tmp_path / "out"), "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    points = pd.read_parquet(tmp_path / "out" / "points")
+    assert len(points) == 6 and points["cell"].eq("usercell:BoundedSoftsign").all()
+    assert (points["status"] == "ok").all() and points["lipschitz_bound"].notna().all()
+    regions = pd.read_parquet(tmp_path / "out" / "region_map.parquet")
+    assert set(regions["region"]) <= {"forgetful", "memory", "chaotic"} and len(regions) == 6
+    runs = json.loads((tmp_path / "out" / "mlflow_runs.json").read_text())["runs"]
+    assert sorted(runs) == sorted(points["trial_id"].unique())  # an MLflow run per trial
+    assert points["mlflow_run_id"].isin(runs.values()).all()
