@@ -138,7 +138,8 @@ TORCH_FREE = ("sweeper", "sweeper.cli", "sweeper.errors", "sweeper.columns", "sw
               "sweeper.adapters.parquet_sink", "sweeper.adapters.rounds_file",
               "sweeper.adapters.space_file", "sweeper.adapters.sqlite_store",
               "sweeper.adapters.batches", "sweeper.sweep.contracts", "sweeper.sweep.progress",
-              "sweeper.sweep.rounds", "sweeper.crossings", "sweeper.plugins")
+              "sweeper.sweep.rounds", "sweeper.crossings", "sweeper.plugins",
+              "sweeper.adapters.query")
 HEAVY = ("torch", "ray", "mlflow")
 
 

@@ -27,9 +27,6 @@ from ..space import VECTORIZABLE, SearchSpace, Trial, stable_hash
 from ..sweep import Tracker
 from .sqlite_store import absolute_tracking_uri, prepare, sqlite_file
 
-# The CLI checks a store through this module, before any tracker exists.
-from .sqlite_store import check_writable as check_writable
-
 ROLE, SWEEP, TRIAL = "sweeper.role", "sweeper.sweep_hash", "sweeper.trial_id"
 #: Where a trial's rows were written (its part), and the sweep's key (the results directory).
 PART, RESULTS = "sweeper.part", "sweeper.results"

@@ -30,9 +30,9 @@ from ..atomic import atomic_write
 from ..errors import SweeperInputError
 from ..space import SearchSpace, from_record
 from ..theory import mean_field_drive
-from .mlflow_tracker import absolute_tracking_uri
 from .parquet_sink import CORRUPT, ParquetSink, read_rows, reading
 from .rounds_file import sweep_trials
+from .sqlite_store import absolute_tracking_uri
 
 RECORD, REGION_MAP, PLOTS, SUMMARY = "sweep.json", "region_map.parquet", "plots", "summary.md"
 
