@@ -156,6 +156,12 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("file")
     v.add_argument("--allow-large", action="store_true",
                    help="accept a sweep over the size limits")
+    c = commands.add_parser("check-cell", help="check a cell against the cell contract",
+                            description="Check a cell (a name, or module.path:Class) against "
+                                        "the cell contract in float64 on a small network: one "
+                                        "line per check; exit 2 on any failure.")
+    c.add_argument("cell")
+    c.add_argument("--hidden-size", type=int, default=8)
     return parser
 
 
@@ -172,8 +178,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .adapters.lock import results_lock
-    from .adapters.mlflow_tracker import check_writable
     from .adapters.space_file import load_space, machine_memory_bytes
+    from .adapters.sqlite_store import check_writable
     from .errors import integer
     from .space import check_size
 
@@ -288,8 +294,8 @@ def _tracking_uri(args: argparse.Namespace, out) -> str:
     --tracking-uri into a sweep started on another store is refused (exit 2, naming both):
     it would log the finished trials' runs a second time, into the wrong store. Naming a
     store explicitly is a choice, and is followed."""
-    from .adapters.mlflow_tracker import absolute_tracking_uri
     from .adapters.results import read_record
+    from .adapters.sqlite_store import absolute_tracking_uri
 
     if args.tracking_uri is not None:
         return args.tracking_uri
@@ -309,8 +315,8 @@ def _tracking_uri(args: argparse.Namespace, out) -> str:
 
 def _previous_parent(out, tracking_uri: str) -> str | None:
     """The parent run of an earlier run of this sweep into ``out`` on the same store."""
-    from .adapters.mlflow_tracker import absolute_tracking_uri
     from .adapters.results import read_record
+    from .adapters.sqlite_store import absolute_tracking_uri
 
     try:
         record = read_record(out)
@@ -326,7 +332,7 @@ def resume_command(args: argparse.Namespace, out) -> str:
     how it runs, repeated (a hint that dropped --tracking-uri would log into another store)."""
     import shlex
 
-    from .adapters.mlflow_tracker import absolute_tracking_uri
+    from .adapters.sqlite_store import absolute_tracking_uri
 
     words = ["sweeper", "run", args.file, "--out", str(out), "--resume",
              "--tracking-uri", absolute_tracking_uri(args.tracking_uri)]
@@ -463,10 +469,11 @@ def _plot(args: argparse.Namespace) -> int:
 
     from .adapters.parquet_sink import read_rows, reading
     from .adapters.results import read_record, sweep_sources
+    from .axes import AXES
     from .errors import SweeperInputError
     from .figures import plot_metric
     from .schema import numeric_metrics
-    from .space import AXES, from_record
+    from .space import from_record
 
     if args.x not in AXES:
         raise SweeperInputError(f"--x must be one of {list(AXES)}, got --x={args.x!r}")
@@ -523,9 +530,9 @@ def _ui(args: argparse.Namespace) -> int:
 def _serve_ui(args: argparse.Namespace) -> int:
     import time
 
-    from .adapters.mlflow_tracker import absolute_tracking_uri
     from .adapters.mlflow_ui import experiment_url, start_ui, stop_ui
     from .adapters.results import read_record
+    from .adapters.sqlite_store import absolute_tracking_uri
     from .errors import require
 
     require(1 <= args.port <= 65535, f"--port must be in 1..65535, got {args.port}")
@@ -561,6 +568,7 @@ def _serve_ui(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from .adapters.space_file import load_space, machine_memory_bytes
+    from .cell_shapes import CELL_SHAPES
     from .space import check_size
 
     space = load_space(args.file)
@@ -572,10 +580,41 @@ def _validate(args: argparse.Namespace) -> int:
         first = space.grid.initial_points(space.search.initial)
         search = (f"; refined: at most {space.planned_points} of them, {first} in the first "
                   "round")
+    if space.cell not in CELL_SHAPES:  # a plug-in: held to the contract before a sweep
+        failed = _report_checks(space.cell, 8)
+        if failed:
+            raise SweeperInputError(f"{args.file}: cell {space.cell!r} fails the cell contract "
+                                    f"({', '.join(failed)}); see the lines above")
     print(f"{args.file}: valid. sweep {space.name!r}: {space.cell} on {space.task}; axes {axes};"
           f" {len(trials)} trials x {trials[0].n_points} points = {space.n_points} points"
           f"{search}; vectorized {list(space.vectorize)}; metrics {list(space.metrics)}; about "
           f"{size.trial_bytes / 2**30:.1f} GiB per trial")
+    return 0
+
+
+def _report_checks(name: str, hidden_size: int) -> list[str]:
+    """Print each contract check of a cell as one line; the names of those that failed."""
+    from .cellcheck import check_cell
+    from .cells import get_cell
+
+    failed = []
+    for check in check_cell(get_cell(name), hidden_size):
+        print(f"{'ok' if check.ok else 'FAIL':<5} {check.name}: {check.detail}")
+        if not check.ok:
+            failed.append(check.name)
+    return failed
+
+
+def _check_cell(args: argparse.Namespace) -> int:
+    from .errors import integer
+
+    hidden = integer("--hidden-size", args.hidden_size, minimum=1, maximum=256)
+    failed = _report_checks(args.cell, hidden)
+    if failed:
+        print(f"sweeper: error: cell {args.cell!r} fails {len(failed)} check(s): "
+              f"{', '.join(failed)}", file=sys.stderr)
+        return 2
+    print(f"cell {args.cell!r} keeps the contract (hidden size {hidden}, float64)")
     return 0
 
 
@@ -654,7 +693,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 COMMANDS = {"measure": _measure, "figure": _figure, "validate": _validate, "run": _run,
             "aggregate": _aggregate, "query": _query, "show": _show, "ui": _ui, "plot": _plot,
-            "submit": _submit}
+            "submit": _submit, "check-cell": _check_cell}
 
 
 class _NewLineHandler(logging.StreamHandler):

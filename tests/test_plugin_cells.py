@@ -178,3 +178,44 @@ def test_a_plugin_cell_sweeps_on_embedded_ray_into_mlflow_and_the_region_map(tmp
     runs = json.loads((tmp_path / "out" / "mlflow_runs.json").read_text())["runs"]
     assert sorted(runs) == sorted(points["trial_id"].unique())  # an MLflow run per trial
     assert points["mlflow_run_id"].isin(runs.values()).all()
+
+
+def test_check_cell_reports_each_check_and_exits_2_on_a_violation(capsys):
+    from sweeper.cli import main
+
+    assert main(["check-cell", "usercell:WrongTangent"]) == 2
+    out, err = capsys.readouterr()
+    assert "FAIL  tangent map = jacrev: largest relative difference" in out
+    assert "ok    batched = looped" in out
+    assert "fails 1 check(s): tangent map = jacrev" in err and "Traceback" not in err
+    assert main(["check-cell", "lru", "--hidden-size", "4"]) == 0
+    assert "cell 'lru' keeps the contract (hidden size 4, float64)" in capsys.readouterr().out
+
+
+def test_a_broken_plugin_is_exit_2_from_the_cli_naming_module_and_error(tmp_path, monkeypatch,
+                                                                         capsys):
+    from sweeper.cli import main
+
+    (tmp_path / "badcell.py").write_text("import numpy\nraise ImportError('needs jax')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check-cell", "badcell:Cell"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load cell 'badcell:Cell': importing module 'badcell' failed: ImportError: " \
+           "needs jax" in err and "Traceback" not in err
+
+
+def test_validate_holds_a_plugin_cell_to_the_contract(tmp_path, capsys):
+    from sweeper.cli import main
+
+    def space(cell: str):
+        path = tmp_path / f"{cell.split(':')[1]}.yaml"
+        path.write_text(f"name: p\ncell: {cell}\nhidden_size: 8\nseq_len: 20\n"
+                        "axes: {recurrent_scale: [1.0]}\n")
+        return str(path)
+
+    assert main(["validate", space("usercell:TooLowBound")]) == 2
+    out, err = capsys.readouterr()
+    assert "FAIL  bound >= local max" in out
+    assert "cell 'usercell:TooLowBound' fails the cell contract (bound >= local max)" in err
+    assert main(["validate", space("usercell:BoundedSoftsign")]) == 0
+    assert "valid. sweep 'p': usercell:BoundedSoftsign" in capsys.readouterr().out
