@@ -35,13 +35,15 @@ def _slice_columns() -> tuple[Column, ...]:
 FAMILY_COLUMNS: dict[str, tuple[Column, ...]] = {
     "lipschitz": (
         Column("lipschitz_bound", "double", "", "sound analytic bound of sup ||df/dx||_2 over "
-               "the reachable set (derivation in each cell's docstring)", "lipschitz"),
+               "the reachable set (derivation in each cell's docstring); NaN for a plug-in "
+               "cell that gives none", "lipschitz"),
         Column("lipschitz_local_max", "double", "", "largest ||J_t||_2 at 32 evenly "
                "spaced post-burn-in steps (Lanczos)", "lipschitz"),
         Column("lipschitz_local_mean", "double", "", "geometric mean of ||J_t||_2 at the "
                "sampled steps", "lipschitz"),
         Column("cost_growth_log10", "double", "log10", "log10 of sum_{k<N} L^k with L the "
-               "bound: the paper's growth of the cost's Lipschitz constant", "lipschitz"),
+               "bound: the paper's growth of the cost's Lipschitz constant (NaN without a "
+               "bound)", "lipschitz"),
         Column("cost_growth_log10_local", "double", "log10", "the same with L the local "
                "maximum", "lipschitz"),
     ),
