@@ -1,8 +1,8 @@
 """Regions, the region map, its Parquet file and the commands that read it.
 
 Hand-built points check the classification and aggregation against values worked out by
-hand; one real sweep (search_spaces/smoke.yaml, in-process, sqlite MLflow) checks the files,
-the readers and the commands."""
+hand; one real sweep (search_spaces/smoke.yaml on the in-process executor, sqlite MLflow: the
+``smoke_sweep`` fixture, fresh for each test) checks the files, the readers and the commands."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from helpers import SMOKE_SPACE, run_cli
 
 from sweeper.aggregate import region_map, zero_crossing
 from sweeper.axes import map_axes
@@ -174,21 +176,9 @@ def test_map_axes_defaults_and_errors():
 
 # --- one real sweep, read back by every reader and the commands -------------------------
 
-def _cli(*args, cwd=ROOT, check=False):
-    result = subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd,
-                            capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    base = tmp_path_factory.mktemp("smoke")
-    out = base / "out"
-    _cli("run", str(ROOT / "search_spaces" / "smoke.yaml"), "--executor", "local", "--out",
-         str(out), "--tracking-uri", f"sqlite:///{base / 'mlflow.db'}", check=True)
-    return out
+@pytest.fixture
+def sweep(smoke_sweep):
+    return smoke_sweep
 
 
 def test_run_ends_with_the_region_map_and_plots(sweep):
@@ -280,22 +270,23 @@ def test_killed_aggregation_keeps_the_previous_map_and_rerun_is_identical(sweep,
     assert leftovers, "the kill should have left the half-written temp file behind"
     for name in leftovers:
         (sweep / name).unlink()
-    _cli("aggregate", str(sweep), check=True)
+    run_cli("aggregate", sweep, process=False, check=True)
     assert path.read_bytes() == before  # re-aggregation is idempotent, byte for byte
 
 
 def test_query_returns_the_rows_pandas_finds(sweep):
     points = pd.read_parquet(sweep / "points")
-    result = _cli("query", "select point_id, lyapunov_max from points where region = "
-                  "'chaotic' order by point_id", "--results", str(sweep), "--json",
-                  check=True)
+    result = run_cli("query", "select point_id, lyapunov_max from points where region = "
+                     "'chaotic' order by point_id", "--results", sweep, "--json",
+                     process=False, check=True)
     rows = json.loads(result.stdout)
     expected = points[points.region == "chaotic"].sort_values("point_id")
     assert [r["point_id"] for r in rows] == expected.point_id.tolist()
     np.testing.assert_allclose([r["lyapunov_max"] for r in rows], expected.lyapunov_max,
                                rtol=1e-12)
-    csv = _cli("query", "select region, sum(n) as points from region_map group by region "
-               "order by region", "--results", str(sweep), "--csv", check=True).stdout
+    csv = run_cli("query", "select region, sum(n) as points from region_map group by region "
+                  "order by region", "--results", sweep, "--csv", process=False,
+                  check=True).stdout
     counts = pd.read_csv(pd.io.common.StringIO(csv))
     region = pd.read_parquet(sweep / "region_map.parquet")
     assert dict(zip(counts.region, counts.points, strict=True)) == region.groupby(
@@ -303,18 +294,18 @@ def test_query_returns_the_rows_pandas_finds(sweep):
 
 
 def test_bad_sql_exits_2_with_duckdbs_message(sweep):
-    result = _cli("query", "selec * from points", "--results", str(sweep))
+    result = run_cli("query", "selec * from points", "--results", sweep, process=False)
     assert result.returncode == 2
     assert "Parser Error" in result.stderr and "Traceback" not in result.stderr
-    missing = _cli("query", "select * from nowhere", "--results", str(sweep))
+    missing = run_cli("query", "select * from nowhere", "--results", sweep, process=False)
     assert missing.returncode == 2 and "nowhere" in missing.stderr
 
 
 def test_show_prints_the_map(sweep):
-    result = _cli("show", str(sweep), "--colour", "always", check=True)
+    result = run_cli("show", sweep, "--colour", "always", process=False, check=True)
     region = pd.read_parquet(sweep / "region_map.parquet")
     assert "\x1b[" in result.stdout
-    plain = _cli("show", str(sweep), "--colour", "never", check=True).stdout
+    plain = run_cli("show", sweep, "--colour", "never", process=False, check=True).stdout
     grid = [line.split("|")[1] for line in plain.splitlines() if line.count("|") == 2]
     expected = []
     for _, row in region.sort_values("input_scale", ascending=False).groupby(
@@ -327,7 +318,7 @@ def test_show_prints_the_map(sweep):
 def test_commands_on_a_directory_without_a_sweep_exit_2(tmp_path):
     for args in (("aggregate", str(tmp_path)), ("show", str(tmp_path)),
                  ("query", "select 1", "--results", str(tmp_path))):
-        result = _cli(*args)
+        result = run_cli(*args, process=False)
         assert result.returncode == 2, args
         assert str(tmp_path) in result.stderr and "Traceback" not in result.stderr
 
@@ -365,36 +356,30 @@ def test_ui_command_serves_the_sweeps_store_and_stops_on_ctrl_c(sweep):
             child.wait()
 
 
-def test_parts_of_an_older_version_of_the_file_are_ignored(sweep, tmp_path):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(sweep, copy)
-    stale = pd.read_parquet(copy / "points").head(3).assign(trial_id="0123456789abcdef")
-    stale.to_parquet(copy / "points" / "part-0123456789abcdef.parquet")
-    result = _cli("query", "select count(*) as n from points", "--results", str(copy),
-                  "--json", check=True)
+def test_parts_of_an_older_version_of_the_file_are_ignored(sweep):
+    stale = pd.read_parquet(sweep / "points").head(3).assign(trial_id="0123456789abcdef")
+    stale.to_parquet(sweep / "points" / "part-0123456789abcdef.parquet")
+    result = run_cli("query", "select count(*) as n from points", "--results", sweep,
+                     "--json", process=False, check=True)
     assert json.loads(result.stdout) == [{"n": 12}]
-    _cli("aggregate", str(copy), "--no-plots", check=True)
-    assert pd.read_parquet(copy / "region_map.parquet").n.sum() == 12
+    run_cli("aggregate", sweep, "--no-plots", process=False, check=True)
+    assert pd.read_parquet(sweep / "region_map.parquet").n.sum() == 12
 
 
-def test_resume_after_editing_the_thresholds_relabels_without_recomputing(tmp_path):
+def test_resume_after_editing_the_thresholds_relabels_without_recomputing(sweep, tmp_path):
     import yaml
     from mlflow.tracking import MlflowClient
 
-    space = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    # The sweep of search_spaces/smoke.yaml, finished; the same file, rules edited, resumes it.
+    space = yaml.safe_load(SMOKE_SPACE.read_text())
     path = tmp_path / "smoke.yaml"
-    path.write_text(yaml.safe_dump(space))
-    out, db = tmp_path / "out", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    _cli("run", str(path), "--executor", "local", "--out", str(out), "--tracking-uri", db,
-         check=True)
+    out, db = sweep, f"sqlite:///{sweep.parent / 'mlflow.db'}"
     before = pd.read_parquet(out / "points")
     assert (before.region == "chaotic").any()
     space["regions"] = {"epsilon": 10.0}  # nothing is chaotic with this margin
     path.write_text(yaml.safe_dump(space))
-    resumed = _cli("run", str(path), "--executor", "local", "--out", str(out),
-                   "--tracking-uri", db, "--resume", check=True)
+    resumed = run_cli("run", path, "--executor", "local", "--out", out, "--tracking-uri", db,
+                      "--resume", process=True, check=True)
     assert "2 already done" in resumed.stdout
     assert "relabelled the points of 2 trials" in resumed.stdout
     after = pd.read_parquet(out / "points").set_index("point_id").loc[before.point_id]
@@ -414,7 +399,7 @@ def test_ui_on_a_taken_port_exits_2_with_the_reason(sweep):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = _cli("ui", "--results", str(sweep), "--port", str(port))
+        result = run_cli("ui", "--results", sweep, "--port", port, process=True)
     assert result.returncode == 2
     assert f"did not start on 127.0.0.1:{port}" in result.stderr
     assert "address already in use" in result.stderr and "Traceback" not in result.stderr
@@ -481,7 +466,6 @@ def test_a_read_only_results_directory_is_read_but_not_aggregated(sweep):
     # A copy of the sweep nobody may write (as root the commands run as `nobody`: root
     # writes anywhere). aggregate exits 2 naming the directory and what it writes, before
     # reading anything; query and show keep working.
-    import shutil
     import stat
     import tempfile
 
@@ -502,9 +486,8 @@ def test_a_read_only_results_directory_is_read_but_not_aggregated(sweep):
                                                          | stat.S_IWOTH))
         before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*"))
 
-        def cli(*args):
-            return subprocess.run([*prefix, sys.executable, "-m", "sweeper.cli", *args],
-                                  cwd=base, capture_output=True, text=True, timeout=600)
+        def cli(*args):  # another user: a process of its own
+            return run_cli(*args, cwd=base, through=prefix, process=True)
 
         refused = cli("aggregate", str(out))
         assert refused.returncode == 2, refused.stderr
@@ -525,24 +508,21 @@ def test_a_read_only_results_directory_is_read_but_not_aggregated(sweep):
         shutil.rmtree(base)
 
 
-def test_two_results_directories_of_one_sweep_keep_their_own_artifacts(tmp_path):
+def test_two_results_directories_of_one_sweep_keep_their_own_artifacts(sweep, tmp_path):
     # One file, one sqlite store, two --out. Before, the experiment's artifact location was
     # the first --out's mlartifacts/: the second sweep's summary went there and was lost
     # with it. Now artifacts live beside the store, which no results directory owns.
-    import shutil
-
     from mlflow.tracking import MlflowClient
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    smoke = str(ROOT / "search_spaces" / "smoke.yaml")
-    for out in ("first", "second"):
-        _cli("run", smoke, "--executor", "local", "--out", str(tmp_path / out),
-             "--tracking-uri", store, check=True)
-    second = json.loads((tmp_path / "second" / "sweep.json").read_text())["parent_run_id"]
-    shutil.rmtree(tmp_path / "first")
+    first, base = sweep, sweep.parent  # smoke.yaml's first --out, and its store beside it
+    store = f"sqlite:///{base / 'mlflow.db'}"
+    run_cli("run", SMOKE_SPACE, "--executor", "local", "--out", base / "second",
+            "--tracking-uri", store, process=True, check=True)
+    second = json.loads((base / "second" / "sweep.json").read_text())["parent_run_id"]
+    shutil.rmtree(first)
     client = MlflowClient(store)
     run = client.get_run(second)
-    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    assert run.info.artifact_uri.startswith((base / "mlartifacts").as_uri())
     listed = {Path(a.path).name for a in client.list_artifacts(second, "summary")}
     assert {"summary.md", "region_map.parquet", "region_map.png"} <= listed
     local = client.download_artifacts(second, "summary/summary.md", str(tmp_path / "dl"))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_cli
 from mlflow.tracking import MlflowClient
 
 BIN = Path(sys.executable).parent
@@ -89,7 +90,8 @@ def _alive(pid: int) -> bool:
 def cluster(tmp_path):
     # Short private dir: Ray's unix sockets live under it (path length limit).
     temp = tempfile.mkdtemp(prefix="rsw", dir="/tmp")
-    # PYTHONPATH: the nodes' workers import the tests' own tasks (failing_task).
+    # PYTHONPATH: the nodes' workers import the tests' own tasks and cells (failing_task,
+    # usercell).
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                PATH=f"{BIN}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0",
                PYTHONPATH=str(TESTS))
@@ -143,11 +145,8 @@ def test_submit_to_a_two_node_cluster_with_token_auth(cluster, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SMOKE))
     out = tmp_path / "shared" / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "sweeper.cli", "submit", str(space), "--address",
-         cluster["address"], "--tracking-uri", cluster["tracking"], "--out", str(out)],
-        env=cluster["env"], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-        text=True, timeout=600)
+    result = run_cli("submit", space, "--address", cluster["address"], "--tracking-uri",
+                     cluster["tracking"], "--out", out, env=cluster["env"], process=True)
     Path(tmp_path / "submit.log").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     assert "SUCCEEDED" in result.stdout and "2 trials run" in result.stdout
@@ -163,25 +162,26 @@ def test_submit_to_a_two_node_cluster_with_token_auth(cluster, tmp_path):
 
 def test_run_joins_a_token_cluster_and_says_how_when_the_token_mode_is_missing(cluster,
                                                                               tmp_path):
+    # A plug-in cell (tests/usercell.py, on the nodes' PYTHONPATH): the workers of both
+    # nodes load it by its path, as the driver does.
     space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SMOKE))
+    space.write_text(yaml.safe_dump({**SMOKE, "cell": "usercell:BoundedSoftsign"}))
     out, db = tmp_path / "out", tmp_path / "mlflow.db"
-    command = [sys.executable, "-m", "sweeper.cli", "run", str(space), "--address",
-               cluster["gcs"], "--out", str(out), "--tracking-uri", f"sqlite:///{db}"]
+    command = ["run", space, "--address", cluster["gcs"], "--out", out, "--tracking-uri",
+               f"sqlite:///{db}"]
     # Without RAY_AUTH_MODE=token the cluster refuses the driver: exit 2, with the fix named.
     plain = {k: v for k, v in cluster["env"].items() if k != "RAY_AUTH_MODE"}
-    refused = subprocess.run(command, env=plain, cwd=tmp_path, capture_output=True,
-                             text=True, timeout=600)
+    refused = run_cli(*command, env=plain, cwd=tmp_path, process=True)
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert f"cannot join the Ray cluster at {cluster['gcs']}" in refused.stderr
     assert "RAY_AUTH_MODE=token" in refused.stderr
     assert not (out / "points").exists()
     # With it, the driver joins the two-node cluster and the sweep completes.
-    joined = subprocess.run(command, env=cluster["env"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    joined = run_cli(*command, env=cluster["env"], cwd=tmp_path, process=True)
     assert joined.returncode == 0, joined.stderr[-3000:]
     frame = pd.read_parquet(out / "points")
     assert len(frame) == 6 and frame.point_id.is_unique
+    assert frame["cell"].eq("usercell:BoundedSoftsign").all() and frame.status.eq("ok").all()
     client = MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("cluster-smoke").experiment_id])
     trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
@@ -279,11 +279,9 @@ def test_a_lost_cluster_is_noticed_and_the_sweep_says_how_to_finish(cluster, tmp
     assert statuses.count(("trial", "FINISHED")) <= done
     # Finished elsewhere (here: in-process, the cluster being gone), every point once and
     # every run FINISHED.
-    resumed = subprocess.run(
-        [sys.executable, "-m", "sweeper.cli", "run", str(tmp_path / "space.yaml"), "--out",
-         str(out), "--resume", "--executor", "local", "--tracking-uri",
-         f"sqlite:///{tmp_path / 'mlflow.db'}"], env=cluster["env"], cwd=tmp_path,
-        capture_output=True, text=True, timeout=600)
+    resumed = run_cli("run", tmp_path / "space.yaml", "--out", out, "--resume", "--executor",
+                      "local", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                      env=cluster["env"], cwd=tmp_path, process=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{8 - done} trials run, {done} already done" in resumed.stdout
     frame = pd.read_parquet(out / "points")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_cli
 from mlflow.tracking import MlflowClient
 
 TESTS = Path(__file__).resolve().parent
@@ -90,9 +91,8 @@ def _check_interrupted(tmp_path: Path, code: int, stdout: str, stderr: str, exit
 
 
 def _check_resumed(tmp_path: Path, finished: dict[str, pd.DataFrame]):
-    resumed = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "space.yaml",
-                              "--out", "out", "--resume", "--executor", "local"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    resumed = run_cli("run", "space.yaml", "--out", "out", "--resume", "--executor", "local",
+                      cwd=tmp_path, process=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{N_TRIALS - len(finished)} trials run, {len(finished)} already done" \
         in resumed.stdout
@@ -132,16 +132,14 @@ def test_sigterm_to_the_driver_alone_stops_a_local_sweep(tmp_path):
                        options=" --executor local")
     hint = shlex.split(stderr.split("finish with: ", 1)[1].splitlines()[0])
     assert hint[0] == "sweeper"
-    resumed = subprocess.run([sys.executable, "-m", "sweeper.cli", *hint[1:]], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_cli(*hint[1:], cwd=tmp_path, process=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _statuses(tmp_path / "custom.db") == Counter({("sweep", "FINISHED"): 1,
                                                          ("trial", "FINISHED"): N_TRIALS})
     assert not (tmp_path / "mlflow.db").exists()
     # Without --tracking-uri, a --resume into this sweep is refused, naming both stores.
-    bare = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", "space.yaml", "--out",
-                           "out", "--resume", "--executor", "local"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+    bare = run_cli("run", "space.yaml", "--out", "out", "--resume", "--executor", "local",
+                   cwd=tmp_path, process=True)
     assert bare.returncode == 2
     assert f"started with --tracking-uri sqlite:///{tmp_path / 'custom.db'}" in bare.stderr
     assert f"would log into sqlite:///{tmp_path / 'mlflow.db'}" in bare.stderr

@@ -5,12 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import multiprocessing
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_cli
 
 from sweeper import METRIC_COLUMNS, DynamicsConfig, MemoryConfig, SweeperInputError, measure
 
@@ -78,7 +77,7 @@ def test_measure_frame_has_every_metric_column():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"cell": "elman"}, "unknown cell 'elman'; known cells: gru, linear"),
+    ({"cell": "elman"}, "unknown cell 'elman'; known cells: antisymmetric_rnn, cornn, gru"),
     ({"hidden_size": 0}, "hidden_size must be an integer >= 1, got hidden_size=0"),
     ({"hidden_size": 2.5}, "hidden_size=2.5"),
     ({"seq_len": -3}, "seq_len=-3"),
@@ -101,15 +100,10 @@ def test_bad_input_names_parameter_and_value(kwargs, match):
         measure(args.pop("cell"), args.pop("hidden_size"), **args)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], capture_output=True,
-                          text=True, timeout=300)
-
-
 def test_cli_prints_json_rows():
-    out = _cli("measure", "--cell", "rnn_tanh", "--hidden-size", "64", "--recurrent-scale",
-               "0.5", "3", "--seq-len", "100", "--metrics", "lyapunov", "--task-param",
-               "input_std=0.1", "--json")
+    out = run_cli("measure", "--cell", "rnn_tanh", "--hidden-size", "64", "--recurrent-scale",
+                  "0.5", "3", "--seq-len", "100", "--metrics", "lyapunov", "--task-param",
+                  "input_std=0.1", "--json", process=False)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert [r["recurrent_scale"] for r in rows] == [0.5, 3.0]
@@ -124,7 +118,7 @@ def test_cli_prints_json_rows():
     ["measure", "--cell", "gru", "--hidden-size", "eight"],
 ])
 def test_cli_bad_input_exits_2_without_traceback(args):
-    out = _cli(*args)
+    out = run_cli(*args, process=False)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "error" in out.stderr
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers import SMOKE_SPACE, run_cli
 
 from sweeper.adapters.parquet_sink import CORRUPT, ParquetSink, part_problem
 from sweeper.space import validate_space
@@ -29,18 +30,14 @@ TINY = {"name": "tiny", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8, "
 N_TRIALS, N_POINTS = 3, 30  # one trial per input scale, 5 gains x 2 seeds each
 
 
-def _cli(*args, preexec_fn=None):
-    return subprocess.run([sys.executable, "-m", "sweeper.cli", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
-
-
 def _sweep(base: Path, space: dict = TINY) -> tuple[Path, Path, str]:
-    """Run ``space`` in-process into ``base/out``; returns (space file, out, tracking URI)."""
+    """Run ``space`` on the in-process executor into ``base/out``; returns (space file, out,
+    tracking URI)."""
     path = base / "space.yaml"
     path.write_text(yaml.safe_dump(space))
     out, uri = base / "out", f"sqlite:///{base / 'mlflow.db'}"
-    result = _cli("run", path, "--executor", "local", "--out", out, "--tracking-uri", uri)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_cli("run", path, "--executor", "local", "--out", out, "--tracking-uri", uri,
+            process=True, check=True)
     return path, out, uri
 
 
@@ -48,11 +45,11 @@ def _parts(out: Path) -> list[Path]:
     return sorted((out / "points").glob("part-*.parquet"))
 
 
-def _loosen(out: Path) -> list[Path]:
+def _loosen(out: Path, space: dict = TINY) -> list[Path]:
     """The sweep as `run` leaves it before its `aggregate` compacts it: one part per trial,
-    each copied out of the compacted file (``location``), which is then deleted."""
+    each copied out of the compacted file (``materialize``), which is then deleted."""
     sink = ParquetSink(out)
-    for trial in validate_space(TINY).trials():
+    for trial in validate_space(space).trials():
         sink.materialize(trial.trial_id)
     for compacted in (out / "points").glob("compact-*.parquet"):
         compacted.unlink()
@@ -135,24 +132,18 @@ def test_parts_of_trials_not_expected_are_neither_checked_nor_moved(tmp_path):
 
 # --- damaged parts through the commands ---------------------------------------------------
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    return _sweep(tmp_path_factory.mktemp("tiny"))
-
-
 @pytest.mark.parametrize("layout", ["parts", "compacted"])
-def test_read_only_commands_refuse_a_damaged_file_and_move_nothing(sweep, tmp_path, layout):
-    _, original, _ = sweep
-    out = tmp_path / "out"
-    shutil.copytree(original, out)  # compacted by the `aggregate` that ends `run`
-    part = _loosen(out)[0] if layout == "parts" else \
+def test_read_only_commands_refuse_a_damaged_file_and_move_nothing(smoke_sweep, layout):
+    out = smoke_sweep  # compacted by the `aggregate` that ends `run`
+    smoke = yaml.safe_load(SMOKE_SPACE.read_text())
+    part = _loosen(out, smoke)[0] if layout == "parts" else \
         next((out / "points").glob("compact-*.parquet"))
     intact = part.read_bytes()
     _cut(part, 100)
     before = {p: p.read_bytes() for p in (out / "points").iterdir()}
     for args in (("query", "select count(*) from points", "--results", out),
                  ("aggregate", out, "--no-plots")):
-        result = _cli(*args)
+        result = run_cli(*args, process=False)
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
         assert str(part) in result.stderr and "not a readable Parquet file" in result.stderr
@@ -160,10 +151,10 @@ def test_read_only_commands_refuse_a_damaged_file_and_move_nothing(sweep, tmp_pa
     assert {p: p.read_bytes() for p in (out / "points").iterdir()} == before
     # `show` reads only the region map; a damaged map is refused the same way.
     part.write_bytes(intact)
-    assert _cli("show", out).returncode == 0
+    assert run_cli("show", out, process=False).returncode == 0
     _cut(out / "region_map.parquet", 50)
     for args in (("show", out), ("query", "select 1", "--results", out)):
-        result = _cli(*args)
+        result = run_cli(*args, process=False)
         assert result.returncode == 2 and "Traceback" not in result.stderr, args
         assert "region_map.parquet" in result.stderr and f"sweeper aggregate {out}" in \
             result.stderr
@@ -175,8 +166,8 @@ def test_resume_sets_damaged_parts_aside_and_computes_them_again(tmp_path):
     cut, overwritten, intact = _loosen(out)
     _cut(cut, cut.stat().st_size // 2)
     shutil.copy(intact, overwritten)  # a copy over another trial's part: readable, wrong ids
-    resumed = _cli("run", path, "--executor", "local", "--out", out, "--tracking-uri", uri,
-                   "--resume")
+    resumed = run_cli("run", path, "--executor", "local", "--out", out, "--tracking-uri", uri,
+                      "--resume", process=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "2 trials run, 1 already done, 0 failed" in resumed.stdout
     for part, why in ((cut, "not a readable Parquet file"),
@@ -186,7 +177,8 @@ def test_resume_sets_damaged_parts_aside_and_computes_them_again(tmp_path):
     again = pd.read_parquet(out / "points").set_index("point_id").sort_index()
     assert len(again) == N_POINTS and again.index.is_unique
     pd.testing.assert_series_equal(again.lyapunov_max, first.lyapunov_max)  # same values
-    query = _cli("query", "select count(*) as n from points", "--results", out, "--json")
+    query = run_cli("query", "select count(*) as n from points", "--results", out, "--json",
+                    process=False)
     assert query.returncode == 0 and json.loads(query.stdout) == [{"n": N_POINTS}]
 
 
@@ -259,8 +251,8 @@ def test_full_disk_fails_the_trials_naming_each_part_and_resume_finishes(tmp_pat
     path.write_text(yaml.safe_dump(TINY))
     trials = validate_space(TINY).trials()
     with _full_disk(tmp_path) as (out, uri, limit, why, make_room):
-        full = _cli("run", path, "--executor", "local", "--out", out, "--tracking-uri", uri,
-                    preexec_fn=limit)
+        full = run_cli("run", path, "--executor", "local", "--out", out, "--tracking-uri",
+                       uri, preexec_fn=limit, process=True)
         assert full.returncode == 1, full.stderr[-3000:]
         assert "Traceback" not in full.stderr
         for trial in trials:
@@ -270,8 +262,8 @@ def test_full_disk_fails_the_trials_naming_each_part_and_resume_finishes(tmp_pat
         assert list((out / "points").iterdir()) == []  # no partial part, no temporary file
         assert not list(out.rglob("*.tmp"))
         make_room()
-        resumed = _cli("run", path, "--executor", "local", "--out", out, "--tracking-uri",
-                       uri, "--resume")
+        resumed = run_cli("run", path, "--executor", "local", "--out", out,
+                          "--tracking-uri", uri, "--resume", process=True)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert f"{N_TRIALS} trials run, 0 already done, 0 failed" in resumed.stdout
         points = pd.read_parquet(out / "points")

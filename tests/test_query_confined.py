@@ -1,43 +1,25 @@
 """`sweeper query` runs the user's SQL confined to the sweep's tables: each way out of them
 (writing a file, reading one, attaching a database, loading an extension, switching the
-confinement off) is tried through the real command on a real sweep, and must exit 2 with
-DuckDB's reason and a hint, leaving nothing behind; ``--allow-files`` lifts it."""
+confinement off) is tried through the real command on a real sweep (the ``smoke_sweep``
+fixture), and must exit 2 with DuckDB's reason and a hint, leaving nothing behind;
+``--allow-files`` lifts it. The command runs in this process: DuckDB's confinement is the
+connection's, not the process's."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from helpers import run_cli
 
-from sweeper.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = {"name": "tiny", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8, "seq_len": 30,
-        "axes": {"recurrent_scale": {"linspace": [0.5, 2.5, 5]}, "input_scale": [0.5, 1.0],
-                 "seed": [0, 1]},
-        "vectorize": ["recurrent_scale", "seed"], "metrics": ["lyapunov"]}
 HINT = "--allow-files lets it read and write other files"
 
 
-def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "sweeper.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    base = tmp_path_factory.mktemp("confined")
-    (base / "space.yaml").write_text(yaml.safe_dump(TINY))
-    out = base / "out"
-    result = _cli("run", base / "space.yaml", "--executor", "local", "--out", out,
-                  "--tracking-uri", f"sqlite:///{base / 'mlflow.db'}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+@pytest.fixture
+def sweep(smoke_sweep):
+    return smoke_sweep
 
 
 def _snapshot(out: Path) -> dict[Path, bytes]:
@@ -46,15 +28,15 @@ def _snapshot(out: Path) -> dict[Path, bytes]:
 
 def test_queries_over_points_and_region_map_still_work(sweep):
     points = pd.read_parquet(sweep / "points")
-    result = _cli("query", "select count(*) as n, count(distinct point_id) as ids, "
-                  "(select sum(n) from region_map) as mapped from points", "--results", sweep,
-                  "--json")
+    result = run_cli("query", "select count(*) as n, count(distinct point_id) as ids, "
+                     "(select sum(n) from region_map) as mapped from points", "--results",
+                     sweep, "--json", process=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout) == [{"n": len(points), "ids": len(points),
                                           "mapped": len(points)}]
-    joined = _cli("query", "select count(*) as n from points p join region_map m using "
-                  "(recurrent_scale, input_scale) where p.region = m.region", "--results",
-                  sweep, "--json")
+    joined = run_cli("query", "select count(*) as n from points p join region_map m using "
+                     "(recurrent_scale, input_scale) where p.region = m.region", "--results",
+                     sweep, "--json", process=False)
     assert joined.returncode == 0 and json.loads(joined.stdout)[0]["n"] > 0
 
 
@@ -93,19 +75,15 @@ ESCAPES = {
 
 
 @pytest.mark.parametrize("escape", ESCAPES)
-def test_each_way_out_of_the_tables_exits_2_and_leaves_nothing(sweep, tmp_path, escape, capsys,
-                                                               monkeypatch):
-    # In this process (the command's own entry point; a fresh process per way out costs a
-    # torch import each): the queries above and below run it as a user does.
+def test_each_way_out_of_the_tables_exits_2_and_leaves_nothing(sweep, tmp_path, escape):
     template, says, must_not_exist = ESCAPES[escape]
     part = next((sweep / "points").glob("*.parquet"))  # compacted by `run`'s aggregate
     sql = template.format(tmp=tmp_path, out=sweep, part=part,
                           elsewhere=_outside_parquet(tmp_path))
     before = _snapshot(sweep)
-    monkeypatch.chdir(tmp_path)
-    code = main(["query", sql, "--results", str(sweep)])
-    stdout, stderr = capsys.readouterr()
-    assert code == 2, (stdout[-2000:], stderr[-2000:])
+    result = run_cli("query", sql, "--results", sweep, cwd=tmp_path, process=False)
+    stderr = result.stderr
+    assert result.returncode == 2, (result.stdout[-2000:], stderr[-2000:])
     assert says in stderr and HINT in stderr, stderr
     assert "Traceback" not in stderr
     assert _snapshot(sweep) == before  # no part, map or new file in the results
@@ -115,18 +93,19 @@ def test_each_way_out_of_the_tables_exits_2_and_leaves_nothing(sweep, tmp_path, 
 
 
 def test_a_plain_sql_error_gets_no_allow_files_hint(sweep):
-    result = _cli("query", "select nonsense from points", "--results", sweep)
+    result = run_cli("query", "select nonsense from points", "--results", sweep,
+                     process=False)
     assert result.returncode == 2 and "nonsense" in result.stderr
     assert HINT not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_allow_files_lifts_the_confinement(sweep, tmp_path):
     target = tmp_path / "points.csv"
-    copied = _cli("query", f"copy (select point_id from points order by point_id) to "
-                  f"'{target}'", "--results", sweep, "--allow-files")
+    copied = run_cli("query", f"copy (select point_id from points order by point_id) to "
+                     f"'{target}'", "--results", sweep, "--allow-files", process=False)
     assert copied.returncode == 0, copied.stderr[-2000:]
     points = pd.read_parquet(sweep / "points")
     assert pd.read_csv(target).point_id.tolist() == sorted(points.point_id)
-    read = _cli("query", f"select secret from read_parquet('{_outside_parquet(tmp_path)}')",
-                "--results", sweep, "--allow-files", "--json")
+    read = run_cli("query", f"select secret from read_parquet('{_outside_parquet(tmp_path)}')",
+                   "--results", sweep, "--allow-files", "--json", process=False)
     assert read.returncode == 0 and json.loads(read.stdout) == [{"secret": 42}]

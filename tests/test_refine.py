@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_cli
 
 from sweeper.adapters.parquet_sink import ParquetSink
 from sweeper.adapters.rounds_file import RoundsFile, sweep_trials
@@ -233,11 +232,6 @@ def test_cells_become_trials_of_exactly_those_points():
     assert len(trials) == 2  # one per input scale: gains and seeds batched
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_invalid_search_options_exit_2_naming_each(tmp_path):
     raw = {"name": "bad", "cell": "rnn_tanh", "hidden_size": 4,
            "axes": {"recurrent_scale": {"linspace": [0.5, 2.0, 40]}, "seed": [0, 1]},
@@ -246,7 +240,7 @@ def test_invalid_search_options_exit_2_naming_each(tmp_path):
                       "tolerance": 2}}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw))
-    result = _cli("validate", str(path), cwd=tmp_path)
+    result = run_cli("validate", path, cwd=tmp_path, process=False)
     assert result.returncode == 2, result.stderr
     for expected in ("search.initial must be an integer from 2 to 10000",
                      "search.slope_factor must be a number from 0 to 100",
@@ -256,13 +250,13 @@ def test_invalid_search_options_exit_2_naming_each(tmp_path):
     raw["search"] = {"method": "refine", "budget": 3}
     raw["metrics"] = ["lyapunov"]
     path.write_text(yaml.safe_dump(raw))
-    result = _cli("validate", str(path), cwd=tmp_path)
+    result = run_cli("validate", path, cwd=tmp_path, process=False)
     assert result.returncode == 2
     assert "search.budget must be an integer >= 18, the points of the first round" in (
         result.stderr)
     raw["search"] = {"method": "bisect"}
     path.write_text(yaml.safe_dump(raw))
-    result = _cli("run", str(path), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    result = run_cli("run", path, "--out", tmp_path / "out", cwd=tmp_path, process=True)
     assert result.returncode == 2
     assert "search.method must be one of ['grid', 'refine'], got search.method='bisect'" in (
         result.stderr)
@@ -286,7 +280,8 @@ def test_a_refined_sweep_end_to_end_through_ray_mlflow_and_parquet(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "out"
-    result = _cli("run", str(path), "--out", str(out), "--tracking-uri", uri, cwd=tmp_path)
+    result = run_cli("run", path, "--out", out, "--tracking-uri", uri, cwd=tmp_path,
+                     process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     space = validate_space(raw)
     rounds = RoundsFile(out, space).rounds()

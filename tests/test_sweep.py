@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers import run_cli
 from mlflow.tracking import MlflowClient
 
 from sweeper.adapters.mlflow_tracker import MlflowTracker
@@ -36,10 +37,10 @@ SMOKE = {
 TESTS = Path(__file__).resolve().parent
 
 
-def _cli(args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(TESTS))
-    return subprocess.run([sys.executable, "-m", "sweeper.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+def _env(**variables: str) -> dict[str, str]:
+    """This environment with tests/ importable (the planted tasks), for `run` and Ray's
+    workers."""
+    return dict(os.environ, PYTHONPATH=str(TESTS), **variables)
 
 
 def _check_results(out: Path, db: Path, space: dict, n_trials: int, n_points: int):
@@ -122,23 +123,24 @@ def test_ray_sweep_from_the_cli(tmp_path):
     path.write_text(yaml.safe_dump(SMOKE))
     # Relative --out and the default relative sqlite URI, as `make run` uses them: workers
     # and the driver (which changes directory around Tune's fit) must agree on both.
-    result = _cli(["run", str(path), "--out", "out"], cwd=tmp_path)
+    result = run_cli("run", path, "--out", "out", cwd=tmp_path, env=_env(), process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 trials run" in result.stdout
     assert "20/20 points" in result.stderr
     _check_results(tmp_path / "out", tmp_path / "mlflow.db", SMOKE, 2, 20)
     assert not (tmp_path / "out" / "ray_results" / "mlflow.db").exists()
-    again = _cli(["run", str(path), "--out", "out"], cwd=tmp_path)
+    again = run_cli("run", path, "--out", "out", cwd=tmp_path, env=_env(), process=True)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = _cli(["run", str(path), "--out", "out", "--resume"], cwd=tmp_path)
+    resumed = run_cli("run", path, "--out", "out", "--resume", cwd=tmp_path, env=_env(),
+                      process=True)
     assert resumed.returncode == 0 and "0 trials run, 2 already done" in resumed.stdout
 
 
 def test_unreachable_tracking_server_exits_2_before_any_trial(tmp_path):
     path = tmp_path / "smoke.yaml"
     path.write_text(yaml.safe_dump(SMOKE))
-    result = _cli(["run", str(path), "--out", str(tmp_path / "out"), "--tracking-uri",
-                   "http://127.0.0.1:9"], cwd=tmp_path)
+    result = run_cli("run", path, "--out", tmp_path / "out", "--tracking-uri",
+                     "http://127.0.0.1:9", cwd=tmp_path, env=_env(), process=True)
     assert result.returncode == 2
     assert "unreachable" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "points").exists()
@@ -149,7 +151,8 @@ def test_invalid_file_exits_2_and_starts_nothing(tmp_path, bad):
     key, value = bad.split(": ")
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(dict(SMOKE, **{key: yaml.safe_load(value)})))
-    result = _cli(["run", str(path), "--out", str(tmp_path / "out")], cwd=tmp_path)
+    result = run_cli("run", path, "--out", tmp_path / "out", cwd=tmp_path, env=_env(),
+                     process=True)
     assert result.returncode == 2 and key in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "mlflow.db").exists()
 
@@ -181,8 +184,8 @@ def test_driver_killed_mid_sweep_then_resume_finishes_without_recomputing(tmp_pa
     finished = {p.name: (p.stat().st_mtime_ns, pd.read_parquet(p))
                 for p in (out / "points").glob("part-*.parquet")}
     assert 2 <= len(finished) < 8
-    resumed = _cli(["run", str(path), "--out", str(out), "--executor", "local", "--resume"],
-                   cwd=tmp_path)
+    resumed = run_cli("run", path, "--out", out, "--executor", "local", "--resume",
+                      cwd=tmp_path, env=_env(), process=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # The finished trials were not computed again (the resume ran only the others), and
     # their rows, now compacted by the resume's aggregation, are those written before the
@@ -236,10 +239,8 @@ def _run_killing_workers(tmp_path: Path, task: str) -> tuple[subprocess.Complete
     path.write_text(yaml.safe_dump(space))
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(TESTS), SWEEPER_TEST_MARKERS=str(markers))
-    result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
-                             str(tmp_path / "out")], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = run_cli("run", path, "--out", tmp_path / "out", cwd=tmp_path,
+                     env=_env(SWEEPER_TEST_MARKERS=str(markers)), process=True)
     return result, markers
 
 
@@ -314,8 +315,8 @@ def test_unreachable_ray_address_exits_2_before_anything_starts(tmp_path):
         port = s.getsockname()[1]
     path = tmp_path / "smoke.yaml"
     path.write_text(yaml.safe_dump(SMOKE))
-    result = _cli(["run", str(path), "--out", str(tmp_path / "out"), "--address",
-                   f"127.0.0.1:{port}"], cwd=tmp_path)
+    result = run_cli("run", path, "--out", tmp_path / "out", "--address", f"127.0.0.1:{port}",
+                     cwd=tmp_path, env=_env(), process=True)
     assert result.returncode == 2
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -429,7 +430,8 @@ def test_two_drivers_on_one_results_directory(tmp_path):
         while not list((out / "points").glob("part-*.parquet")):  # it holds the lock now
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        second = _cli([*args[3:], "--resume"], cwd=tmp_path)
+        # A process of its own: the lock is held by another process, the first driver.
+        second = run_cli(*args[3:], "--resume", cwd=tmp_path, env=_env(), process=True)
         assert second.returncode == 2, second.stderr[-2000:]
         assert f"is in use by pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
