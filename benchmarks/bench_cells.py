@@ -4,7 +4,7 @@ Rows:
 
   generic      rnn_tanh, gru, lstm at H = 64 and 256: measure(cell) against
                measure(autodiff_version(cell)), the same cell with its hand-written tangent
-               paths taken away (a plug-in's tangents: forward-mode autodiff of ``step``).
+               paths taken away (a plug-in's tangents: autodiff of ``step``).
                K = 32 scalings linspace(0.5, 2.5), seq_len 500 (+ burn_in 100), one seed,
                float32, metrics [lyapunov] and [lipschitz, lyapunov]. Target: generic <= 3 x
                hand-written at H = 256 (issue 26).

@@ -1,8 +1,8 @@
 """The cell contract: one state update, its tangent map, and a sound Lipschitz bound.
 
 A cell must say how it steps and how it draws its weights; the tangent map defaults to
-forward-mode autodiff of ``step`` (``torch.func.jvp``, batched over tangent rows with
-``vmap``), and the bound may be absent (then it is NaN). The built-in cells write both by hand.
+autodiff of ``step`` (all tangent rows in one batched pass), and the bound may be absent
+(then it is NaN). The built-in cells write both by hand.
 
 Shapes: G base draws, M points per draw, B trajectories per point, D state size, k tangent
 vectors stored as rows. States are (G, M, B, D); tangents (G, M, B, k, D); the input drive
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch.autograd import forward_ad
 
 from ..params import RECURRENT, CellParams
 
@@ -88,15 +87,35 @@ def _with_inputs(step: Callable) -> Callable:
     return recorded
 
 
-def _folded(cache: Cache, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The cached input state and drive repeated once per tangent row, and the rows, all with
-    the k rows folded into the trajectory axis: (G, M, B * k, ...)."""
+def _folded(x: Tensor, drive: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The state and drive repeated once per tangent row, and the rows, all with the k rows
+    folded into the trajectory axis: (G, M, B * k, ...)."""
     k = rows.shape[-2]
 
     def repeat(t: Tensor) -> Tensor:
         return t.unsqueeze(-2).expand(*t.shape[:-1], k, t.shape[-1]).flatten(2, 3)
 
-    return repeat(cache[STATE_IN]), repeat(cache[DRIVE_IN]), rows.flatten(2, 3)
+    return repeat(x), repeat(drive), rows.flatten(2, 3)
+
+
+def _linearised(cell: Cell, params: CellParams, x: Tensor, drive: Tensor, v: Tensor
+                ) -> tuple[Tensor, Tensor]:
+    """``(f(x), J v)`` of the cell's step by autodiff, for tangent rows v (G, M, B, k, D).
+
+    J v comes from reverse mode twice: g(u) = J^T u is linear in u, so the gradient of
+    <g(u), v> with respect to u is J v. With the k rows folded into the trajectory axis it is
+    one batched pass (no loop over rows), exact, and in this torch several times faster than
+    forward mode (dual numbers), whose broadcasting arithmetic runs through Python."""
+    at, repeated, rows = _folded(x, drive, v)
+    with torch.enable_grad():
+        state = at.detach().requires_grad_(True)
+        out = cell.step(params, state, repeated)[0]
+        probe = torch.zeros_like(out, requires_grad=True)
+        (pulled,) = torch.autograd.grad(out, state, probe, create_graph=True, allow_unused=True)
+        image = (None if pulled is None or not pulled.requires_grad
+                 else torch.autograd.grad(pulled, probe, rows)[0])
+    first = out.detach().unflatten(2, (x.shape[2], v.shape[-2]))[..., 0, :]
+    return first, torch.zeros_like(v) if image is None else image.reshape(v.shape)
 
 
 class Cell(ABC):
@@ -111,7 +130,7 @@ class Cell(ABC):
         points or hidden units.
       * ``jvp(params, cache, v)`` equals ``J_t v`` with J_t = d x_{t+1} / d x_t at the state
         that produced ``cache`` (tested against torch.func.jacrev in float64). Without an
-        override it is ``torch.func.jvp`` of ``step``; ``step``'s cache then also keeps the
+        override it is autodiff of ``step``; ``step``'s cache then also keeps the
         step's input state and drive.
       * ``lipschitz_bound`` is an upper bound of ||J||_2 over every state reachable under the
         given :class:`BoundContext` (tested: it is never below the measured local maximum),
@@ -168,21 +187,18 @@ class Cell(ABC):
     def jvp(self, params: CellParams, cache: Cache, v: Tensor) -> Tensor:
         """J_t applied to tangent rows v (G, M, B, k, D) -> (G, M, B, k, D).
 
-        The default differentiates ``step`` at the cached input state with forward-mode
-        autodiff (dual numbers), the k rows folded into the trajectory axis: one batched pass,
-        no loop over rows; exact, and a few times the cost of a hand-written map.
+        The default differentiates ``step`` at the cached input state (see
+        :func:`_linearised`): exact, and a few times the cost of a hand-written map.
         """
-        at, drive, rows = _folded(cache, v)
-        with forward_ad.dual_level():
-            out = self.step(params, forward_ad.make_dual(at, rows), drive)[0]
-            image = forward_ad.unpack_dual(out).tangent
-        if image is None:  # the step does not depend on the state at all
-            return torch.zeros_like(v)
-        return image.reshape(v.shape)
+        return _linearised(self, params, cache[STATE_IN], cache[DRIVE_IN], v)[1]
 
     def step_tangent(self, params: CellParams, x: Tensor, drive: Tensor, v: Tensor
                      ) -> tuple[Tensor, Cache, Tensor]:
-        """One step of the state and of its tangent vectors. Cells may fuse the two."""
+        """One step of the state and of its tangent vectors. Cells may fuse the two; the
+        generic tangent map takes the state from the same pass as the tangents."""
+        if self.generic_tangent:
+            x_next, image = _linearised(self, params, x, drive, v)
+            return x_next, {STATE_IN: x, DRIVE_IN: drive, STATE_OUT: x_next}, image
         x_next, cache = self.step(params, x, drive)
         return x_next, cache, self.jvp(params, cache, v)
 
@@ -198,9 +214,12 @@ class Cell(ABC):
         which is exact because jvp is linear in v (for the generic tangent map: reverse-mode
         autodiff of ``step``)."""
         if self.generic_tangent:
-            at, drive, rows = _folded(cache, w)
-            _, pullback = torch.func.vjp(lambda state: self.step(params, state, drive)[0], at)
-            return pullback(rows)[0].reshape(w.shape)
+            at, drive, rows = _folded(cache[STATE_IN], cache[DRIVE_IN], w)
+            with torch.enable_grad():
+                state = at.detach().requires_grad_(True)
+                out = self.step(params, state, drive)[0]
+                (pulled,) = torch.autograd.grad(out, state, rows, allow_unused=True)
+            return torch.zeros_like(w) if pulled is None else pulled.reshape(w.shape)
         with torch.enable_grad():
             v = torch.zeros_like(w, requires_grad=True)
             out = self.jvp(params, cache, v)
