@@ -632,30 +632,10 @@ def trial_bytes(cell: CellShape, task: Task, hidden_size: int, seq_len: int, poi
     """Order-of-magnitude peak memory of one trial of ``points`` points over ``seeds`` base
     draws, measured in float32 with the default protocols (what a sweep's trials run).
 
-    With K = points, G = seeds, D the state size, F = gates * H, I and O the task's input and
-    output sizes, n = F (H + I + 2) + O (H + 1) parameters per point, T = burn_in + seq_len,
-    b = 4 bytes (float32) and 8 for float64, the largest allocations are::
-
-        base      = 512 MiB (process) + G n (b + 8) (draws; K n for cells that project each
-                    point's weights) + G T I 8 (task inputs)
-        dynamics  = T K k 8 (the log growth of every step) + 2 G T F b (input projections)
-                    + seq_len K 9 (horizon) + (8 (1 + k) F + 2 lanczos_steps D) K b
-        memory    = max(capacity, attractors), over a chunk of c points (MemoryConfig
-                    .chunk_bytes of stored states) of a washout + train + test rollout:
-                    capacity = c (2 L D b + 2 L (D+1) 8 + 2 (D+1)^2 8 + 2 (D+1) Kmax 8
-                    + 4 test Kmax 8) + G (L Kmax 8 + (W + L) F b), L = train + test,
-                    Kmax = 2 D delays; attractors = K inits^2 D 16 (pairwise distances)
-        rollout   = B seq_len (F + 2 D + O) b per point: a loss keeps every step's input
-                    projection, state (twice: the list and its stack) and output
-        backprop  = B seq_len (6 F + 4 D) b per point: the same plus each step's saved
-                    activations
-        landscape = 4 K n b + max(gradient, slices): gradient = K backprop(B_l) (4 times
-                    that through the Hessian's double backward) + its Lanczos basis
-                    2 (h + 1) K n b; slices = K P (n b + rollout(B_l))
-        training  = 5 K n b (Adam) + K backprop(32) + K rollout(256) (validation)
-
-    and the families run one after another, so the peak is base + the largest family. It is
-    meant to tell 100 MiB from 100 GiB, not to budget a machine to the last gigabyte.
+    The peak is the base (the process, the base draws, the task's inputs) plus the largest
+    family's own allocations, as the families run one after another; each term below is one
+    large allocation, in bytes (b per float32 number, 8 per float64). It is meant to tell
+    100 MiB from 100 GiB, not to budget a machine to the last gigabyte.
 
     Args:
         cell: the cell's shape (:func:`sweeper.cell_shapes.cell_shape`); task: a Task (its
@@ -677,15 +657,17 @@ def trial_bytes(cell: CellShape, task: Task, hidden_size: int, seq_len: int, poi
     base = (PROCESS_BYTES + (k_points if cell.per_point_weights else groups) * per_point * (b + f64)
             + groups * steps * inputs * f64)
 
-    def rollout(batch: int) -> int:
+    def rollout(batch: int) -> int:  # every step's projection, state (twice) and output
         return batch * seq_len * (gates + 2 * state + outputs) * b
 
-    def backprop(batch: int) -> int:
+    def backprop(batch: int) -> int:  # the same, and each step's saved activations
         return batch * seq_len * (6 * gates + 4 * state) * b
 
     family = {}
     if {"lipschitz", "lyapunov", "memory"} & set(metrics):
         batch, k = dyn.n_trajectories, min(dyn.lyapunov_k, state)
+        # Each step's log growth, the input projections, the horizon, the stacked tangents and
+        # the Lanczos basis.
         family["dynamics"] = batch * (
             steps * k_points * k * f64 + 2 * groups * steps * gates * b
             + seq_len * k_points * (f64 + 1)
@@ -694,6 +676,8 @@ def trial_bytes(cell: CellShape, task: Task, hidden_size: int, seq_len: int, poi
         mem = memory or MemoryConfig()
         length, delays = mem.train + mem.test, mem.delays(state)
         chunk = min(k_points, max(1, mem.chunk_bytes // (length * (state + 1) * f64)))
+        # A chunk's rollout and ridge systems (Kmax = 2 D delays), or the attractor runs'
+        # pairwise distances, whichever is larger.
         capacity = (chunk * (2 * length * state * b + 2 * length * (state + 1) * f64
                              + 2 * (state + 1) ** 2 * f64 + 2 * (state + 1) * delays * f64
                              + 4 * mem.test * delays * f64)
@@ -704,12 +688,13 @@ def trial_bytes(cell: CellShape, task: Task, hidden_size: int, seq_len: int, poi
     if "landscape" in metrics:
         land = landscape or LandscapeConfig()
         gradient = k_points * backprop(land.batch_size)
-        if land.hessian_steps:
+        if land.hessian_steps:  # the double backward, and the Lanczos basis
             gradient = 4 * gradient + 2 * (land.hessian_steps + 1) * k_points * per_point * b
         slices = k_points * land.points * (per_point * b + rollout(land.batch_size))
         family["landscape"] = 4 * k_points * per_point * b + max(gradient, slices)
     if "training" in metrics:
         train = training or TrainingConfig()
+        # Adam's state, a training batch's backprop, the validation rollout.
         family["training"] = k_points * (5 * per_point * b + backprop(train.batch_size)
                                          + rollout(train.val_batch_size))
     return base + max(family.values(), default=0)
