@@ -41,12 +41,16 @@ def lanczos_ritz(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int,
     alphas, betas, lives = [], [], []
     scale = None
     alive = torch.ones(start.shape[:-1], dtype=torch.bool, device=start.device)
+    factor = None
     for j in range(steps):
         if basis is not None:
             basis[..., j, :] = q
         w = matvec(q)
-        if w.data_ptr() == q.data_ptr():  # w is updated in place below; q must survive
-            w = w.clone()
+        if factor is None:
+            factor = _unit_scale(w)
+        # Scaled to size ~1 (by a power of two: exact), so that the squares of the residuals
+        # of a tiny operator (a scaling s ~ 1e-75) do not fall below the normal floats.
+        w = w * factor
         alpha = torch.linalg.vecdot(w, q)
         alphas.append(alpha)
         lives.append(alive)
@@ -87,8 +91,17 @@ def lanczos_ritz(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int,
         tri = tri + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
     bad = ~torch.isfinite(tri).all(-1).all(-1)
     tri = torch.where(bad[..., None, None], torch.zeros_like(tri), tri)
-    ritz = torch.linalg.eigvalsh(tri)
+    ritz = torch.linalg.eigvalsh(tri) / factor.double()
     return torch.where(bad[..., None], torch.full_like(ritz, math.nan), ritz)
+
+
+def _unit_scale(w: Tensor) -> Tensor:
+    """(..., 1) powers of two that bring each vector's norm into [0.5, 1); 1 for a zero or
+    non-finite one."""
+    norm = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+    usable = torch.isfinite(norm) & (norm > 0)
+    _, exponent = torch.frexp(torch.where(usable, norm, torch.ones_like(norm)))
+    return torch.ldexp(torch.ones_like(norm), -exponent)
 
 
 def top_singular_value(jtj: Callable[[Tensor], Tensor], start: Tensor, steps: int,

@@ -20,7 +20,7 @@ TORCH_CELLS = {"rnn_tanh": torch.nn.RNNCell, "orthogonal": torch.nn.RNNCell,
 
 def _random_state(cell, params, batch=3, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    size = cell.state_size(params.weights["weight_hh"].shape[2])
+    size = cell.state_size(params.weights["weight_hh"].shape[1] // cell.gates)  # F = gates * H
     groups, members = params.recurrent_scale.shape
     return torch.rand(groups, members, batch, size, generator=gen, dtype=F64) * 2 - 1
 
@@ -230,7 +230,8 @@ def test_stable_lstm_projection_enforces_condition_and_contracts(scale):
 
 
 def test_unknown_cell_lists_known_names():
-    with pytest.raises(SweeperInputError, match="known cells: gru, linear, lstm"):
+    with pytest.raises(SweeperInputError, match="known cells: antisymmetric_rnn, cornn, gru, "
+                                                "linear, lipschitz_rnn, lru, lstm"):
         get_cell("elman")
 
 
@@ -245,10 +246,13 @@ def test_orthogonal_init_is_orthogonal():
 # 2, 4}, input scale in {0.5, 2}, seeds 0 and 1, noise input, 100 steps, every step sampled),
 # measured when the test was written: linear 1.0 (exact), orthogonal 1.00023, rnn_tanh 1.455,
 # stable_lstm 2.144, gru 8.44, lstm 49.5 (saturated gates at s = 4 shrink the local Jacobian
-# far below what the bound, which cannot see saturation, allows). The caps add 25 % (1e-9 for
-# the exact bounds), so a bound that loosens by 10x, or goes infinite, fails.
+# far below what the bound, which cannot see saturation, allows), lru 1.0 (exact), cornn 1.220,
+# lipschitz_rnn 1.184, antisymmetric_rnn 1.362. The caps add 25 % (1e-9 for the exact bounds),
+# so a bound that loosens by 10x, or goes infinite, fails.
 RATIO_CAPS = {"linear": 1 + 1e-9, "orthogonal": 1.00023 * 1.25, "rnn_tanh": 1.455 * 1.25,
-              "stable_lstm": 2.144 * 1.25, "gru": 8.44 * 1.25, "lstm": 49.5 * 1.25}
+              "stable_lstm": 2.144 * 1.25, "gru": 8.44 * 1.25, "lstm": 49.5 * 1.25,
+              "lru": 1 + 1e-9, "cornn": 1.220 * 1.25, "lipschitz_rnn": 1.184 * 1.25,
+              "antisymmetric_rnn": 1.362 * 1.25}
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
