@@ -133,11 +133,18 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--x", required=True, help="the axis along x, e.g. recurrent_scale")
     pl.add_argument("--by", default=None,
                     help="one line per value of this axis (default: the map's other axis; "
-                         "'none' for one line)")
+                         "'seed' for a line per seed; 'none' for one line)")
+    pl.add_argument("--by-values", default=None, metavar="V1,V2,...",
+                    help="the values of --by to draw (default: all, at most 8 evenly spaced)")
+    pl.add_argument("--where", action="append", default=[], metavar="AXIS=VALUE",
+                    help="keep the points with this value of an axis; repeatable. A line "
+                         "averages over seeds only: every other varied axis must be --x, "
+                         "--by or fixed here")
     pl.add_argument("--results", action="append", required=True, metavar="OUT",
                     help="a sweep's results directory; repeat to overlay sweeps")
     pl.add_argument("--out", default=None,
-                    help="PNG path (default <first OUT>/plots/<metric>_vs_<x>.png)")
+                    help="the figure's path, .png, .svg or .pdf (default "
+                         "<first OUT>/plots/<metric>_vs_<x>.png)")
     sh = commands.add_parser("show", help="print the region map in the terminal",
                              description="Print the region map, one character per cell "
                                          "(F forgetful, M memory, C chaotic).")
@@ -471,17 +478,25 @@ def _plot(args: argparse.Namespace) -> int:
     from .adapters.results import read_record, sweep_sources
     from .axes import AXES
     from .errors import SweeperInputError
-    from .figures import plot_metric
+    from .figures import FORMATS, plot_metric
+    from .lines import MAX_LINES, is_flag, lines, refuse_pooling, select, spaced
     from .schema import numeric_metrics
     from .space import from_record
 
     if args.x not in AXES:
         raise SweeperInputError(f"--x must be one of {list(AXES)}, got --x={args.x!r}")
-    sweeps = []
+    where = dict(_axis_value(item, "--where") for item in args.where)
+    by_values = (None if args.by_values is None else
+                 [_number(v, "--by-values") for v in args.by_values.split(",")])
+    target = Path(args.out or Path(args.results[0]) / "plots" / f"{args.metric}_vs_{args.x}.png")
+    if target.suffix.lstrip(".").lower() not in FORMATS:
+        raise SweeperInputError(f"--out must end in one of {['.' + f for f in FORMATS]}, got "
+                                f"--out={str(target)!r}")
+    sweeps, notes, flag = [], [], False
     for out in args.results:
         space = from_record(read_record(out)["space"])
-        by = args.by or next((a for a in space.map if a != args.x), None)
-        by = None if by in ("none", "seed") else by
+        by = args.by or next((a for a in space.map if a not in (args.x, "seed")), None)
+        by = None if by == "none" or by == args.x else by
         if by is not None and by not in AXES:
             raise SweeperInputError(f"--by must be one of {list(AXES)} or none, got "
                                     f"--by={by!r}")
@@ -494,18 +509,46 @@ def _plot(args: argparse.Namespace) -> int:
         if args.metric not in measured:
             raise SweeperInputError(f"metric must be one of the metrics measured in {out}: "
                                     f"{measured}, got metric={args.metric!r}")
+        points = select(points, where, out)
         if points[args.x].nunique() < 2:
             raise SweeperInputError(f"--x {args.x} has one value in {out}; the sweep varies "
                                     f"{[a for a in AXES if len(space.axes[a]) > 1]}")
-        sweeps.append((space.name, points, by))
+        refuse_pooling(points, args.x, by, out)
+        flag = flag or is_flag(points[args.metric])
+        if by is not None and by_values is None and points[by].nunique() > MAX_LINES:
+            shown = spaced(sorted(points[by].unique()))
+            notes.append(f"{out}: drawing {len(shown)} of the {points[by].nunique()} values "
+                         f"of --by {by}, evenly spaced; choose them with --by-values")
+        sweeps.append((space.name, lines(points, args.metric, args.x, by, by_values), by))
     bys = {by for _, _, by in sweeps}
     by = bys.pop() if len(bys) == 1 else None  # sweeps split by different axes: one line each
-    target = Path(args.out or Path(args.results[0]) / "plots" / f"{args.metric}_vs_{args.x}.png")
     names = " vs ".join(name for name, _, _ in sweeps)
-    path = plot_metric([(name, points) for name, points, _ in sweeps], args.metric, args.x,
-                       by, target, f"{names}: {args.metric} against {args.x}")
+    fixed = "".join(f", {a} = {v:g}" for a, v in where.items())
+    path = plot_metric([(name, drawn) for name, drawn, _ in sweeps], args.metric, args.x, by,
+                       target, f"{names}: {args.metric} against {args.x}{fixed}", flag=flag)
+    for note in notes:
+        print(f"note: {note}")
     print(f"plot: {path}")
     return 0
+
+
+def _axis_value(text: str, option: str) -> tuple[str, float]:
+    from .errors import SweeperInputError
+
+    axis, sep, value = text.partition("=")
+    if not sep:
+        raise SweeperInputError(f"{option} takes AXIS=VALUE, got {option}={text!r}")
+    return axis.strip(), _number(value, option)
+
+
+def _number(text: str, option: str) -> float:
+    from .errors import SweeperInputError
+    from .lines import finite_number
+
+    try:
+        return finite_number(text.strip())
+    except ValueError:
+        raise SweeperInputError(f"{option} needs finite numbers, got {text!r}") from None
 
 
 def _show(args: argparse.Namespace) -> int:

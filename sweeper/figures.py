@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .lines import MAX_LINES  # most lines per panel; more values are thinned evenly
 from .theory import MeanFieldDrive
 
 
@@ -182,9 +183,6 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str, *,
     return _save(fig, path)
 
 
-#: Most lines per panel of plot_metrics; more values of the group are thinned evenly.
-MAX_LINES = 8
-
 
 def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
                  drive: MeanFieldDrive | None = None, caps: dict | None = None,
@@ -264,50 +262,56 @@ def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
     return _save(fig, path)
 
 
-def plot_metric(sweeps: list[tuple[str, object]], metric: str, x: str, by: str | None,
-                path: str | Path, title: str) -> Path:
-    """One metric against one axis for one or several sweeps (``(name, points)`` each): a
-    line per value of ``by`` (the seed mean, over every other axis too) with a band from the
-    lowest to the highest seed's own mean; sweeps are told apart by line style, values of
-    ``by`` by colour (at most :data:`MAX_LINES` of them, evenly spaced)."""
+def plot_metric(sweeps: list[tuple[str, list]], metric: str, x: str, by: str | None,
+                path: str | Path, title: str, *, flag: bool = False) -> Path:
+    """One metric against one axis for one or several sweeps (``(name, lines)`` each, the
+    lines of :func:`sweeper.lines.lines`): each line the seed mean, its band the seeds'
+    range; sweeps told apart by line style, values of ``by`` by colour, written with the
+    axis's own precision. A log-spaced x is drawn on a log axis and says so; a yes/no
+    ``flag`` metric is the fraction of seeds where it holds. The file's format follows its
+    suffix (png, svg or pdf)."""
+    from .lines import log_spaced, value_text
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8.5, 4.5), constrained_layout=True)
     styles = ["-", "--", ":", "-."]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, (name, points) in enumerate(sweeps):
-        values = sorted(points[by].unique()) if by else [None]
-        for j, value in enumerate(drawn_groups(values)):
-            part = points if value is None else points[points[by] == value]
-            numbers = part[[x, "seed", metric]].copy()
-            numbers[metric] = numbers[metric].astype(float).replace([np.inf, -np.inf], np.nan)
-            per_seed = numbers.groupby([x, "seed"])[metric].mean().unstack("seed").sort_index()
-            mean = per_seed.mean(axis=1)
-            label = name if value is None else f"{name}: {by} = {value:g}"
-            if len(sweeps) == 1 and value is not None:
-                label = f"{by} = {value:g}"
+    every_x = [v for _, drawn in sweeps for line in drawn for v in line.x]
+    texts = value_text([line.value for _, drawn in sweeps for line in drawn
+                        if line.value is not None])
+    for k, (name, drawn) in enumerate(sweeps):
+        for j, line in enumerate(drawn):
+            label = name if line.value is None else f"{name}: {by} = {texts[line.value]}"
+            if len(sweeps) == 1 and line.value is not None:
+                label = f"{by} = {texts[line.value]}"
             colour = colours[j % len(colours)]
-            ax.plot(mean.index.to_numpy(float), mean.to_numpy(float), lw=1.3, color=colour,
-                    ls=styles[k % len(styles)], label=label)
-            ax.fill_between(mean.index.to_numpy(float), per_seed.min(axis=1).to_numpy(float),
-                            per_seed.max(axis=1).to_numpy(float), color=colour, alpha=0.15,
-                            lw=0)
+            ax.plot(line.x, line.mean, lw=1.3, color=colour, ls=styles[k % len(styles)],
+                    label=label, marker="." if len(line.x) < 12 else None)
+            if not np.allclose(line.low, line.high, equal_nan=True):
+                ax.fill_between(line.x, line.low, line.high, color=colour, alpha=0.15, lw=0)
     if metric == "lyapunov_max":
         ax.axhline(0.0, color="grey", lw=0.7, ls=":")
-    ax.set_xlabel(AXIS_LABELS.get(x, x))
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    xlabel = AXIS_LABELS.get(x, x)
+    if log_spaced(every_x):
+        ax.set_xscale("log")
+        xlabel += " (log scale)"
+    ax.set_xlabel(xlabel)
+    ylabel = METRIC_LABELS.get(metric, metric)
+    ax.set_ylabel(f"fraction of seeds: {metric}" if flag else ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
-              title="line: seed mean; band: seed min-max", title_fontsize=7)
+    legend = ("line: the seed" if by == "seed" or x == "seed"
+              else "line: seed mean; band: seed min-max")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title=legend,
+              title_fontsize=7)
     return _save(fig, path)
 
 
 def drawn_groups(values: list, most: int = MAX_LINES) -> list:
     """``values`` (sorted) if there are at most ``most``, else ``most`` of them evenly spaced
-    from the first to the last."""
-    if len(values) <= most:
-        return list(values)
-    picked = np.unique(np.round(np.linspace(0, len(values) - 1, most)).astype(int))
-    return [values[i] for i in picked]
+    from the first to the last (:func:`sweeper.lines.spaced`)."""
+    from .lines import spaced
+
+    return spaced(values, most)
 
 
 def _draw_mean_field(ax, part, x: str, group: str, value, drive: MeanFieldDrive,
@@ -326,13 +330,20 @@ def _draw_mean_field(ax, part, x: str, group: str, value, drive: MeanFieldDrive,
             label=label)
 
 
+#: The file formats a figure is written in, by suffix.
+FORMATS = ("png", "svg", "pdf")
+
+
 def _save(fig, path: str | Path) -> Path:
-    """Write ``fig`` as PNG through a temporary file and a rename (never half-written)."""
+    """Write ``fig`` in the format its suffix names (PNG when none of :data:`FORMATS`)
+    through a temporary file and a rename (never half-written)."""
     import matplotlib.pyplot as plt
 
     from .atomic import atomic_write
 
+    suffix = Path(path).suffix.lstrip(".").lower()
+    kind = suffix if suffix in FORMATS else "png"
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=kind))
     finally:
         plt.close(fig)
