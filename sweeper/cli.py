@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -188,11 +189,15 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from .adapters.space_file import load_space, machine_memory_bytes
     from .adapters.sqlite_store import check_writable
     from .errors import integer
-    from .space import check_size
+    from .space import check_size, parallelism_note
 
     space = load_space(args.file)  # exits 2 before anything starts when invalid
     check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     integer("--max-failures", args.max_failures, minimum=0)
+    if args.address is None:  # the embedded Ray or this process: this machine's cores
+        note = parallelism_note(space, os.cpu_count() or 1)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     out = Path(args.out or Path("results") / space.name)
     args.tracking_uri = _tracking_uri(args, out)
     check_writable(args.tracking_uri)  # a store that cannot take the runs: exit 2 now
@@ -612,7 +617,7 @@ def _serve_ui(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .adapters.space_file import load_space, machine_memory_bytes
     from .cell_shapes import CELL_SHAPES
-    from .space import check_size
+    from .space import axis_values, check_size, parallelism_note
 
     space = load_space(args.file)
     size = check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
@@ -632,6 +637,15 @@ def _validate(args: argparse.Namespace) -> int:
           f" {len(trials)} trials x {trials[0].n_points} points = {space.n_points} points"
           f"{search}; vectorized {list(space.vectorize)}; metrics {list(space.metrics)}; about "
           f"{size.trial_bytes / 2**30:.1f} GiB per trial")
+    for row in axis_values(space):
+        print(f"  {row}")
+    note = parallelism_note(space, os.cpu_count() or 1)
+    if note:
+        print(f"note: {note}")
+    seed = (space.raw.get("axes") or {}).get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed > 1:
+        print(f"note: seed: {seed} is the single seed {seed}; for {seed} seeds write "
+              f"seed: {list(range(seed))}")
     return 0
 
 

@@ -423,10 +423,17 @@ def _task(name: Any, params: Any, *, trusted: bool) -> tuple[Task | None, list[s
                       else f"task_params: {message}"]
 
 
+#: Axes batched inside a trial when the file does not say: the gain and the seed share one
+#: matrix product per base draw; every other axis splits the sweep into trials, which run in
+#: parallel.
+DEFAULT_VECTORIZE = ("recurrent_scale", "seed")
+
+
 def _vectorize(raw: Mapping) -> tuple[list[str], list[str]]:
-    """The vectorised axes (default: the vectorisable axes the file lists under ``axes``)."""
+    """The vectorised axes (default: those of :data:`DEFAULT_VECTORIZE` the file lists under
+    ``axes``)."""
     given = raw.get("axes") or {}
-    default = [a for a in VECTORIZABLE if isinstance(given, Mapping) and a in given]
+    default = [a for a in DEFAULT_VECTORIZE if isinstance(given, Mapping) and a in given]
     vectorize = raw.get("vectorize", default)
     if (isinstance(vectorize, list) and all(v in VECTORIZABLE for v in vectorize)
             and len(set(vectorize)) == len(vectorize)):
@@ -601,6 +608,35 @@ def validate_space(raw: Any, *, trusted: bool = False, root: Path | None = None
     return SearchSpace(name, task_name, dict(task_params), raw.get("cell"), axes,
                        tuple(vectorize), tuple(metrics), resources, recorded, rules=rules,
                        map=chosen, search=search, protocols=protocols, weights=weights)
+
+
+def parallelism_note(space: SearchSpace, cores: int) -> str | None:
+    """A note when the sweep has fewer trials than the ``cores`` it could use at once (one
+    trial per ``resources.cpu`` cores), with the fix; None when it fills them."""
+    slots = max(1, int(cores // max(space.resources.get("cpu", 1.0), 1e-9)))
+    trials = len(space.trials()) if not space.search.refine else None
+    if trials is None or trials >= slots:
+        return None
+    batched = [a for a in space.vectorize if len(space.axes[a]) > 1]
+    fix = (f"batch fewer axes (vectorize: {[a for a in space.vectorize if a != batched[0]]}) "
+           f"to split {batched[0]} into trials" if batched else "add values to an axis")
+    return (f"{trials} trial(s) for {slots} worker slots ({cores} cores, "
+            f"{space.resources.get('cpu', 1.0):g} per trial): only {trials} will run at once; "
+            f"{fix}")
+
+
+def axis_values(space: SearchSpace, shown: int = 6) -> list[str]:
+    """Each axis and its expanded values, a long list abbreviated to its first and last."""
+    from .lines import value_text
+
+    rows = []
+    for axis, values in space.axes.items():
+        text = value_text(values)
+        written = [text[float(v)] for v in values]
+        if len(written) > shown:
+            written = [*written[:shown // 2], "...", *written[-(shown // 2):]]
+        rows.append(f"{axis} ({len(values)}): {', '.join(written)}")
+    return rows
 
 
 @dataclass(frozen=True)

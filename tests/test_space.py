@@ -460,3 +460,34 @@ def test_the_cell_shapes_describe_the_built_in_cells():
         assert [shape.state_size(h) for h in (1, 2, 7)] == [cell.state_size(h)
                                                             for h in (1, 2, 7)], name
     assert CELL_SHAPES["stable_lstm"].per_point_weights  # the one that projects its weights
+
+
+def test_by_default_the_gain_and_the_seed_are_batched_and_the_rest_split_into_trials():
+    from sweeper.space import parallelism_note
+
+    raw = {"name": "d", "cell": "rnn_tanh", "hidden_size": 8, "seq_len": 20,
+           "axes": {"recurrent_scale": [0.5, 1.0, 2.0], "input_scale": [0.1, 1.0],
+                    "seed": [0, 1]}}
+    space = validate_space(raw)
+    assert space.vectorize == ("recurrent_scale", "seed") and len(space.trials()) == 2
+    assert parallelism_note(space, 2) is None
+    note = parallelism_note(space, 8)
+    assert note.startswith("2 trial(s) for 8 worker slots (8 cores, 1 per trial)")
+    assert "vectorize: ['seed']" in note and "split recurrent_scale into trials" in note
+    one = validate_space({**raw, "vectorize": ["recurrent_scale", "input_scale", "seed"]})
+    assert len(one.trials()) == 1 and "1 trial(s) for 2 worker slots" in parallelism_note(one, 2)
+
+
+def test_validate_prints_each_axis_and_says_what_a_scalar_seed_means(tmp_path, capsys):
+    from sweeper.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ncell: rnn_tanh\nhidden_size: 8\nseq_len: 20\n"
+                    "axes: {recurrent_scale: {linspace: [0.25, 3.0, 32]}, seed: 3}\n")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "  recurrent_scale (32): 0.25, 0.34, 0.43, ..., 2.82, 2.91, 3.00" in out
+    assert "note: seed: 3 is the single seed 3; for 3 seeds write seed: [0, 1, 2]" in out
+    import os
+
+    assert ("note: 1 trial(s) for" in out) == ((os.cpu_count() or 1) > 1)
