@@ -22,6 +22,7 @@ _PUBLIC = {
     "METRIC_COLUMNS": ".measure", "build_params": ".measure", "measure": ".measure",
     "attractor_count": ".memory", "memory_capacity": ".memory",
     "CellParams": ".params",
+    "load": ".adapters.results", "Results": ".adapters.results",
 }
 
 __all__ = [
@@ -34,12 +35,14 @@ __all__ = [
     "DynamicsResult",
     "LandscapeConfig",
     "MemoryConfig",
+    "Results",
     "SweeperInputError",
     "TrainingConfig",
     "attractor_count",
     "build_params",
     "cost_growth_log10",
     "get_cell",
+    "load",
     "measure",
     "memory_capacity",
     "run_dynamics",

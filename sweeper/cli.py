@@ -477,60 +477,13 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .adapters.results import plot_sweeps
 
-    from .adapters.parquet_sink import read_rows, reading
-    from .adapters.results import read_record, sweep_sources
-    from .axes import AXES
-    from .errors import SweeperInputError
-    from .figures import FORMATS, plot_metric
-    from .lines import MAX_LINES, is_flag, lines, refuse_pooling, select, spaced
-    from .schema import numeric_metrics
-    from .space import from_record
-
-    if args.x not in AXES:
-        raise SweeperInputError(f"--x must be one of {list(AXES)}, got --x={args.x!r}")
     where = dict(_axis_value(item, "--where") for item in args.where)
     by_values = (None if args.by_values is None else
                  [_number(v, "--by-values") for v in args.by_values.split(",")])
-    target = Path(args.out or Path(args.results[0]) / "plots" / f"{args.metric}_vs_{args.x}.png")
-    if target.suffix.lstrip(".").lower() not in FORMATS:
-        raise SweeperInputError(f"--out must end in one of {['.' + f for f in FORMATS]}, got "
-                                f"--out={str(target)!r}")
-    sweeps, notes, flag = [], [], False
-    for out in args.results:
-        space = from_record(read_record(out)["space"])
-        by = args.by or next((a for a in space.map if a not in (args.x, "seed")), None)
-        by = None if by == "none" or by == args.x else by
-        if by is not None and by not in AXES:
-            raise SweeperInputError(f"--by must be one of {list(AXES)} or none, got "
-                                    f"--by={by!r}")
-        with reading(Path(out) / "points"):  # a compaction waits until they are read
-            sources = sweep_sources(out, space)
-            if not sources:
-                raise SweeperInputError(f"no points under {Path(out) / 'points'} yet")
-            points = read_rows(sources).to_pandas()
-        measured = [m for m in numeric_metrics() if m in points and points[m].notna().any()]
-        if args.metric not in measured:
-            raise SweeperInputError(f"metric must be one of the metrics measured in {out}: "
-                                    f"{measured}, got metric={args.metric!r}")
-        points = select(points, where, out)
-        if points[args.x].nunique() < 2:
-            raise SweeperInputError(f"--x {args.x} has one value in {out}; the sweep varies "
-                                    f"{[a for a in AXES if len(space.axes[a]) > 1]}")
-        refuse_pooling(points, args.x, by, out)
-        flag = flag or is_flag(points[args.metric])
-        if by is not None and by_values is None and points[by].nunique() > MAX_LINES:
-            shown = spaced(sorted(points[by].unique()))
-            notes.append(f"{out}: drawing {len(shown)} of the {points[by].nunique()} values "
-                         f"of --by {by}, evenly spaced; choose them with --by-values")
-        sweeps.append((space.name, lines(points, args.metric, args.x, by, by_values), by))
-    bys = {by for _, _, by in sweeps}
-    by = bys.pop() if len(bys) == 1 else None  # sweeps split by different axes: one line each
-    names = " vs ".join(name for name, _, _ in sweeps)
-    fixed = "".join(f", {a} = {v:g}" for a, v in where.items())
-    path = plot_metric([(name, drawn) for name, drawn, _ in sweeps], args.metric, args.x, by,
-                       target, f"{names}: {args.metric} against {args.x}{fixed}", flag=flag)
+    path, notes = plot_sweeps(args.results, args.metric, args.x, by=args.by, where=where,
+                              by_values=by_values, out=args.out)
     for note in notes:
         print(f"note: {note}")
     print(f"plot: {path}")

@@ -112,3 +112,17 @@ def test_the_cli_refuses_to_pool_and_draws_what_it_is_told(smoke_sweep, tmp_path
     flag = run_cli("plot", "memory_horizon_capped", "--x", "recurrent_scale", "--results",
                    smoke_sweep, "--out", tmp_path / "flag.png", process=False)
     assert flag.returncode == 0, flag.stderr
+
+
+def test_sweeper_load_gives_the_points_once_and_plots_as_the_cli_does(smoke_sweep, tmp_path):
+    import sweeper
+
+    results = sweeper.load(smoke_sweep)
+    assert len(results.points) == 12 and results.points["point_id"].is_unique
+    assert results.space.name == "smoke" and results.record["experiment"] == "smoke"
+    assert len(results.region_map) == 6  # 3 gains x 2 input scales
+    path = results.plot("lyapunov_max", "recurrent_scale", where={"input_scale": 1.0},
+                        by="none", out=tmp_path / "l.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(SweeperInputError, match="would average over input_scale"):
+        results.plot("lyapunov_max", "recurrent_scale", by="none")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,114 @@ def write_summary(out: str | Path, result: Aggregated) -> Path:
              *[("plot", p.resolve()) for p in result.plots]]
     text = summary_text(result, out, files)
     return atomic_write(Path(out) / SUMMARY, lambda tmp: Path(tmp).write_text(text))
+
+
+def plot_sweeps(outs: list[str | Path], metric: str, x: str, *, by: str | None = None,
+                where: dict[str, float] | None = None, by_values: list[float] | None = None,
+                out: str | Path | None = None) -> tuple[Path, list[str]]:
+    """``sweeper plot``: ``metric`` against ``x`` for the sweeps in ``outs``, each line the
+    points that differ in seed alone (:mod:`sweeper.lines`). Returns the figure's path and
+    the notes to show (values of ``by`` thinned).
+
+    Raises:
+        SweeperInputError: an unknown axis or metric, a format other than png/svg/pdf, or an
+            axis the lines would average over (named, with the ``where`` that picks it).
+    """
+    from ..axes import AXES
+    from ..figures import FORMATS, plot_metric
+    from ..lines import MAX_LINES, is_flag, lines, refuse_pooling, select, spaced
+    from ..schema import numeric_metrics
+
+    if x not in AXES:
+        raise SweeperInputError(f"--x must be one of {list(AXES)}, got --x={x!r}")
+    where = dict(where or {})
+    target = Path(out or Path(outs[0]) / PLOTS / f"{metric}_vs_{x}.png")
+    if target.suffix.lstrip(".").lower() not in FORMATS:
+        raise SweeperInputError(f"--out must end in one of {['.' + f for f in FORMATS]}, got "
+                                f"--out={str(target)!r}")
+    sweeps, notes, flag = [], [], False
+    for results in outs:
+        space = from_record(read_record(results)["space"])
+        chosen = by or next((a for a in space.map if a not in (x, "seed")), None)
+        chosen = None if chosen == "none" or chosen == x else chosen
+        if chosen is not None and chosen not in AXES:
+            raise SweeperInputError(f"--by must be one of {list(AXES)} or none, got "
+                                    f"--by={chosen!r}")
+        points = _points_of(results, space)
+        measured = [m for m in numeric_metrics() if m in points and points[m].notna().any()]
+        if metric not in measured:
+            raise SweeperInputError(f"metric must be one of the metrics measured in {results}: "
+                                    f"{measured}, got metric={metric!r}")
+        points = select(points, where, str(results))
+        if points[x].nunique() < 2:
+            raise SweeperInputError(f"--x {x} has one value in {results}; the sweep varies "
+                                    f"{[a for a in AXES if len(space.axes[a]) > 1]}")
+        refuse_pooling(points, x, chosen, str(results))
+        flag = flag or is_flag(points[metric])
+        if chosen is not None and by_values is None and points[chosen].nunique() > MAX_LINES:
+            shown = spaced(sorted(points[chosen].unique()))
+            notes.append(f"{results}: drawing {len(shown)} of the {points[chosen].nunique()} "
+                         f"values of --by {chosen}, evenly spaced; choose them with "
+                         "--by-values")
+        sweeps.append((space.name, lines(points, metric, x, chosen, by_values), chosen))
+    bys = {chosen for _, _, chosen in sweeps}
+    common = bys.pop() if len(bys) == 1 else None  # split by different axes: a line each
+    names = " vs ".join(name for name, _, _ in sweeps)
+    fixed = "".join(f", {a} = {v:g}" for a, v in where.items())
+    path = plot_metric([(name, drawn) for name, drawn, _ in sweeps], metric, x, common,
+                       target, f"{names}: {metric} against {x}{fixed}", flag=flag)
+    return path, notes
+
+
+def _points_of(out: str | Path, space: SearchSpace) -> pd.DataFrame:
+    """Every finished trial's rows, each trial from one file (the sweep's current trials)."""
+    with reading(Path(out) / "points"):  # a compaction waits until they are read
+        sources = sweep_sources(out, space)
+        if not sources:
+            raise SweeperInputError(f"no points under {Path(out) / 'points'} yet")
+        return read_rows(sources).to_pandas()
+
+
+@dataclass
+class Results:
+    """A finished (or running) sweep as pandas: what ``sweeper.load`` returns.
+
+    Attributes:
+        out: the results directory. record: ``sweep.json`` (the space, the tracking URI, the
+            parent run). space: the validated search space.
+        points: one row per measured point of the sweep's current trials, each exactly once.
+        region_map: one row per map cell, or None before ``sweeper aggregate``.
+    """
+
+    out: Path
+    record: dict[str, Any]
+    space: SearchSpace
+    points: pd.DataFrame
+    region_map: pd.DataFrame | None
+
+    def plot(self, metric: str, x: str, *, by: str | None = None,
+             where: dict[str, float] | None = None, by_values: list[float] | None = None,
+             out: str | Path | None = None) -> Path:
+        """The figure ``sweeper plot`` draws for this sweep; returns its path."""
+        return plot_sweeps([self.out], metric, x, by=by, where=where, by_values=by_values,
+                           out=out)[0]
+
+
+def load(out: str | Path) -> Results:
+    """A sweep's results directory as pandas (the equivalent of ``sweeper query`` and
+    ``sweeper show`` in a notebook).
+
+    Raises:
+        SweeperInputError: not a results directory, or no finished trial yet.
+
+    Example:
+        >>> results = sweeper.load("results/quickstart")  # doctest: +SKIP
+        >>> results.points.groupby("region").size()  # doctest: +SKIP
+    """
+    record = read_record(out)
+    space = from_record(record["space"])
+    points = _points_of(out, space).sort_values("point_id", kind="stable")
+    region_map = None
+    if (Path(out) / REGION_MAP).exists():
+        region_map = read_region_map(out)[0]
+    return Results(Path(out), record, space, points.reset_index(drop=True), region_map)
