@@ -349,6 +349,29 @@ class Aggregated:
                 f"trials: {missing} failed or have not run, and their cells lack those points")
 
 
+def overview_metrics(region_map: pd.DataFrame, y: str) -> dict[str, float]:
+    """The answer in numbers, for a tracker's overview of the sweep: the cells of each region
+    (``cells/<region>``) and, per map row, the lambda_1 = 0 crossing with the seeds' range
+    (``lyapunov_zero_crossing/<y>_<value>``, ``..._lo``, ``..._hi``) where there is one."""
+    found: dict[str, float] = {}
+    for region in ("forgetful", "memory", "chaotic", "unclassified"):
+        found[f"cells/{region}"] = float((region_map["region"] == region).sum())
+    if "lyapunov_zero_crossing" not in region_map or y not in region_map:
+        return found
+    rows = region_map.groupby(y, sort=True)[["lyapunov_zero_crossing",
+                                             "lyapunov_zero_crossing_lo",
+                                             "lyapunov_zero_crossing_hi"]].first()
+    for value, row in rows.iterrows():
+        if not np.isfinite(row["lyapunov_zero_crossing"]):
+            continue
+        key = f"lyapunov_zero_crossing/{y}_{value:g}"
+        found[key] = float(row["lyapunov_zero_crossing"])
+        for end in ("lo", "hi"):
+            if np.isfinite(row[f"lyapunov_zero_crossing_{end}"]):
+                found[f"{key}_{end}"] = float(row[f"lyapunov_zero_crossing_{end}"])
+    return found
+
+
 def _figure(row: pd.Series, column: str) -> str:
     number = row.get(column, float("nan"))
     return "-" if pd.isna(number) else f"{number:.4g}"

@@ -405,8 +405,9 @@ def _reuse(before: dict, space) -> str:
 
 
 def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
-    from .adapters.mlflow_tracker import log_sweep_artifacts
+    from .adapters.mlflow_tracker import log_sweep_artifacts, log_sweep_overview
     from .adapters.results import aggregate, read_record, write_summary
+    from .aggregate import overview_metrics
     from .terminal import render_map
 
     result = aggregate(out, plots=plots)
@@ -415,6 +416,9 @@ def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
     if attach and record.get("parent_run_id"):
         log_sweep_artifacts(record["tracking_uri"], record["parent_run_id"],
                             [summary, result.map_path, *result.plots], "summary")
+        log_sweep_overview(record["tracking_uri"], record["parent_run_id"],
+                           summary.read_text(),
+                           overview_metrics(result.region_map, result.space.map[1]))
     x, y = result.space.map
     print(render_map(result.region_map, x, y, colour=sys.stdout.isatty()))
     if result.relabelled_parts:

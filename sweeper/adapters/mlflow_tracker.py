@@ -309,13 +309,16 @@ class MlflowTracker(Tracker):
             self._set_status(self.parent, "RUNNING")
             return self.parent
         run = self.client.create_run(self.experiment_id, run_name=space.name, tags={
-            ROLE: "sweep", **self._tags(), "task": space.task, "cell": space.cell})
+            ROLE: "sweep", **self._tags(), "task": space.task, "cell": space.cell,
+            **source_tags()})
         self.parent = run.info.run_id
+        ranges = {f"axis.{a}": (f"{len(v)} values, {min(v):g} .. {max(v):g}" if len(v) > 1
+                                else f"{v[0]:g}") for a, v in space.axes.items()}
         self.client.log_batch(self.parent, params=_params({
             "task": space.task, "cell": space.cell, "task_params": space.task_params,
             "metrics": list(space.metrics), "vectorize": list(space.vectorize),
             "n_points": space.n_points, "search": space.raw.get("search") or
-            {"method": "grid"}}))
+            {"method": "grid"}, **ranges}))
         return self.parent
 
     def trial_started(self, trial: Trial) -> str:
@@ -431,6 +434,41 @@ def log_sweep_artifacts(tracking_uri: str, run_id: str, paths, artifact_path: st
     client = MlflowClient(tracking_uri)
     for path in paths:
         client.log_artifact(run_id, str(path), artifact_path)
+
+
+def source_tags() -> dict[str, str]:
+    """Where a sweep was started from, as MLflow's own source tags say it: the command line,
+    the package version, and the git commit of the working directory when it is a
+    checkout."""
+    import subprocess
+    import sys
+
+    from .. import __version__
+
+    tags = {"mlflow.source.name": " ".join(sys.argv)[:5000], "sweeper.version": __version__}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return tags
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def log_sweep_overview(tracking_uri: str, run_id: str, summary: str,
+                       metrics: dict[str, float]) -> None:
+    """Make the parent run's Overview answer: the summary as its description (the
+    ``mlflow.note.content`` tag the UI shows) and the answer's numbers as metrics (cells
+    per region, the lambda_1 = 0 crossing of each map row)."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    now = int(time.time() * 1000)
+    client.set_tag(run_id, "mlflow.note.content", summary)
+    client.log_batch(run_id, metrics=[Metric(key, value, now, 0)
+                                      for key, value in metrics.items()])
 
 
 def experiment_id(tracking_uri: str, name: str) -> str | None:
