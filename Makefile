@@ -29,8 +29,6 @@ run: $(STAMP)
 	@echo "Points (Parquet):     results/quickstart/points/"
 	@echo "Region map (Parquet): results/quickstart/region_map.parquet"
 	@echo "Plots (PNG):          results/quickstart/plots/"
-	@echo "Browse the runs:      $(VENV)/bin/sweeper ui --results results/quickstart"
-	@echo "Query:                $(VENV)/bin/sweeper query \"select region, count(*) from points group by region\" --results results/quickstart"
 
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check sweeper tasks tests benchmarks

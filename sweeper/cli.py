@@ -268,6 +268,9 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     if counts["done"] + counts["skipped"] > 0:
         # A store that failed is not asked again to hold the plots.
         _aggregate_and_report(out, plots=True, attach=tracking_failed is None)
+        print(f"browse the runs: sweeper ui --results {out}")
+        print(f'query the points: sweeper query "select region, count(*) from points group '
+              f'by region" --results {out}')
     if tracking_failed is not None:
         print(f"sweeper: {tracking_failed}: {resume}", file=sys.stderr)
         return EXIT_TRACKING_FAILED

@@ -126,3 +126,13 @@ def test_sweeper_load_gives_the_points_once_and_plots_as_the_cli_does(smoke_swee
     assert path.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(SweeperInputError, match="would average over input_scale"):
         results.plot("lyapunov_max", "recurrent_scale", by="none")
+
+
+def test_query_takes_one_statement(smoke_sweep):
+    several = run_cli("query", "select 1; select 2", "--results", smoke_sweep, process=False)
+    assert several.returncode == 2 and "a query is one SQL statement, got 2" in several.stderr
+    empty = run_cli("query", "  ", "--results", smoke_sweep, process=False)
+    assert empty.returncode == 2 and "the query is empty" in empty.stderr
+    one = run_cli("query", "select count(*) as n from points;", "--results", smoke_sweep,
+                  process=False)
+    assert one.returncode == 0 and "12" in one.stdout

@@ -65,6 +65,12 @@ def _query(out: Path, space: SearchSpace, sql: str, allow_files: bool) -> pd.Dat
         if not allow_files:
             _confine(con)
         try:
+            statements = con.extract_statements(sql)
+            if not statements:
+                raise SweeperInputError("the query is empty; give one SQL statement")
+            if len(statements) > 1:
+                raise SweeperInputError(f"a query is one SQL statement, got {len(statements)} "
+                                        "(separated by ';'); run them one at a time")
             return con.execute(sql).df()
         except duckdb.Error as exc:
             refused = _refused(exc) and not allow_files
