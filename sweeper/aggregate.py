@@ -349,6 +349,40 @@ class Aggregated:
                 f"trials: {missing} failed or have not run, and their cells lack those points")
 
 
+def no_crossing(frame: pd.DataFrame, x: str) -> str:
+    """The sentence that says no map row's seed-mean lambda_1 crosses 0 along ``x``, and
+    on which side it stays."""
+    values = frame["lyapunov_max_mean"].astype(float)
+    side = "below" if values.max() < 0 else "above" if values.min() > 0 else "on both sides of"
+    if x != "recurrent_scale":
+        return (f"Not computed: the crossing is taken along recurrent_scale, and this map's x "
+                f"is {x}. Seed-mean lambda_1 ranges from {values.min():.3g} to "
+                f"{values.max():.3g}.")
+    return (f"No map row crosses lambda_1 = 0: the seed-mean lambda_1 stays {side} 0 over "
+            f"{x} {frame[x].min():g} .. {frame[x].max():g} (from {values.min():.3g} to "
+            f"{values.max():.3g} nats per step). Widen {x} to find the edge.")
+
+
+def supervised_rows(frame: pd.DataFrame, space: SearchSpace, y: str) -> list[str]:
+    """Markdown lines: per map row, the range over the row's cells of each measured landscape
+    and training metric's cell mean (nothing when neither family was measured)."""
+    from .schema import metric_names
+
+    names = [m for family in ("landscape", "training") if family in space.metrics
+             for m in metric_names(family)
+             if f"{m}_mean" in frame and frame[f"{m}_mean"].notna().any()
+             and pd.api.types.is_numeric_dtype(frame[f"{m}_mean"])]
+    if not names:
+        return []
+    lines = ["", f"## Landscape and training, per {y} (lowest .. highest cell mean)", "",
+             f"| {y} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for value, row in frame.groupby(y, sort=True):
+        cells = [f"{row[f'{m}_mean'].min():.3g} .. {row[f'{m}_mean'].max():.3g}"
+                 if row[f"{m}_mean"].notna().any() else "-" for m in names]
+        lines.append(f"| {value:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def overview_metrics(region_map: pd.DataFrame, y: str) -> dict[str, float]:
     """The answer in numbers, for a tracker's overview of the sweep: the cells of each region
     (``cells/<region>``) and, per map row, the lambda_1 = 0 crossing with the seeds' range
@@ -404,6 +438,9 @@ def summary_text(result: Aggregated, out: str | Path,
     if result.incomplete:
         lines += ["", f"**Incomplete:** {result.incomplete}. Finish the sweep with `sweeper run "
                       f"FILE --out {out} --resume`."]
+    if "lyapunov_zero_crossing" in frame and frame["lyapunov_zero_crossing"].isna().all() \
+            and "lyapunov_max_mean" in frame and frame["lyapunov_max_mean"].notna().any():
+        lines += ["", f"## Edge of chaos: lambda_1 = 0 along {x}", "", no_crossing(frame, x)]
     if "lyapunov_zero_crossing" in frame and frame["lyapunov_zero_crossing"].notna().any():
         lines += ["", f"## Edge of chaos: lambda_1 = 0 along {x}", "",
                   f"| {y} | crossing (seed mean) | seeds' range | mean field |",
@@ -414,6 +451,7 @@ def summary_text(result: Aggregated, out: str | Path,
                          f"{_figure(first, 'lyapunov_zero_crossing_lo')} .. "
                          f"{_figure(first, 'lyapunov_zero_crossing_hi')} | "
                          f"{_figure(first, 'edge_of_chaos_mean_field')} |")
+    lines += supervised_rows(frame, space, y)
     lines += ["", "## Files", "", *[f"- {what}: `{path}`" for what, path in files], "",
               f"Query: `sweeper query \"select region, count(*) from points group by region\" "
               f"--results {Path(out)}`", ""]

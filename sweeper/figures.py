@@ -158,6 +158,10 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str, *,
                 spread = None
             ax.errorbar(at, cross.index.to_numpy(float), xerr=spread, fmt="k^", ms=5,
                         capsize=3, lw=1, label="λ₁ = 0 (seed mean; bar: seeds' range)")
+        elif "lyapunov_max_mean" in frame and frame["lyapunov_max_mean"].notna().any():
+            ax.text(0.5, 0.02, "no λ₁ = 0 crossing in this range", transform=ax.transAxes,
+                    ha="center", va="bottom", fontsize=8,
+                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
         if "edge_of_chaos_mean_field" in rows and y == "input_scale" and x == "recurrent_scale":
             edge = rows["edge_of_chaos_mean_field"].dropna()
             if len(edge):
