@@ -763,5 +763,14 @@ if __name__ == "__main__":
 
 
 def console() -> None:
-    """Console-script wrapper: exit with ``main``'s code."""
-    sys.exit(main())
+    """Console-script wrapper: exit with ``main``'s code. A reader that closed the pipe
+    early (``sweeper query ... | head``) ends the output quietly, exit code 141 as for
+    SIGPIPE, not with a traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at nothing so that raises no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
+    sys.exit(code)

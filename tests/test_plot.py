@@ -136,3 +136,21 @@ def test_query_takes_one_statement(smoke_sweep):
     one = run_cli("query", "select count(*) as n from points;", "--results", smoke_sweep,
                   process=False)
     assert one.returncode == 0 and "12" in one.stdout
+
+
+def test_a_reader_closing_the_pipe_ends_the_output_without_a_traceback(smoke_sweep):
+    """``sweeper query ... | head``: the console script stops quietly (exit 141, as SIGPIPE)
+    once the reader is gone. A real process: the pipe is the point."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "sweeper"
+    reader = subprocess.Popen([str(script), "query", "select * from range(200000)",
+                               "--results", str(smoke_sweep)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert reader.stdout.readline()  # the header: then the reader goes away
+    reader.stdout.close()
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
