@@ -194,7 +194,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     space = load_space(args.file)  # exits 2 before anything starts when invalid
     check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     integer("--max-failures", args.max_failures, minimum=0)
-    if args.address is None:  # the embedded Ray or this process: this machine's cores
+    if args.address is None and args.executor == "ray":  # the embedded Ray: this machine
         note = parallelism_note(space, os.cpu_count() or 1)
         if note:
             print(f"note: {note}", file=sys.stderr)
