@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cell_shapes import BIASES, INPUT, RECURRENT
+from .cell_shapes import BIASES, CELL_SHAPES, INPUT, RECURRENT
 from .errors import SweeperInputError
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
     from .params import CellParams
 
-#: The cells a state_dict maps onto, with their gate count (rows of weight_hh per unit).
-CELL_GATES = {"rnn_tanh": 1, "gru": 3, "lstm": 4}
+#: The cells a state_dict maps onto (their gate counts: sweeper.cell_shapes).
+CHECKPOINT_CELLS = ("rnn_tanh", "gru", "lstm")
 SCALES = ("recurrent", "all")
 KEYS = ("checkpoint", "scale", "sha256")
 #: Wrappers a training script commonly saves around the state_dict.
@@ -157,8 +157,8 @@ def from_state_dict(stored: Any, cell: str, hidden_size: int | None = None,
     """
     import torch
 
-    if cell not in CELL_GATES:
-        raise SweeperInputError(f"weights.checkpoint maps onto cells {sorted(CELL_GATES)}, "
+    if cell not in CHECKPOINT_CELLS:
+        raise SweeperInputError(f"weights.checkpoint maps onto cells {list(CHECKPOINT_CELLS)}, "
                                 f"not cell={cell!r}")
     found: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in _unwrapped(stored).items():
@@ -191,9 +191,9 @@ def from_state_dict(stored: Any, cell: str, hidden_size: int | None = None,
         raise SweeperInputError(f"{source}: weight_hh and weight_ih must be matrices, got "
                                 f"shapes {tuple(w_hh.shape)} and {tuple(w_ih.shape)}")
     rows, hidden = w_hh.shape
-    gates = CELL_GATES[cell]
+    gates = CELL_SHAPES[cell].gates
     if rows != gates * hidden:
-        kinds = {g * hidden: c for c, g in CELL_GATES.items()}
+        kinds = {CELL_SHAPES[c].gates * hidden: c for c in CHECKPOINT_CELLS}
         other = f" (the rows of {kinds[rows]!r})" if rows in kinds else ""
         raise SweeperInputError(f"{source}: weight_hh is {rows} x {hidden}{other}; cell "
                                 f"{cell!r} needs {gates * hidden} x {hidden}")

@@ -80,3 +80,27 @@ def _forget_stores_under(folder: Path) -> None:
     for uri in [u for u in SqlAlchemyStore._engine_map if str(folder) in u]:
         SqlAlchemyStore._engine_map.pop(uri).dispose()
     _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+
+
+@pytest.fixture
+def entry_points(monkeypatch):
+    """The installed plug-in entry points plus the ones a test adds, as another package would:
+    ``entry_points[group][name] = EntryPoint(...)``. Tasks and cells read them through the
+    one loader (sweeper.plugins); its caches are cleared afterwards."""
+    import collections
+
+    import sweeper.cells
+    import sweeper.plugins
+    import sweeper.task
+
+    added = collections.defaultdict(dict)
+    installed = sweeper.plugins.registered
+
+    def registered(group: str) -> dict:
+        return {**installed(group), **added[group]}
+
+    for module in (sweeper.plugins, sweeper.task, sweeper.cells):
+        monkeypatch.setattr(module, "registered", registered)
+    yield added
+    sweeper.plugins._registered.cache_clear()
+    sweeper.cells._plugin.cache_clear()

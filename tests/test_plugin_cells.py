@@ -10,28 +10,10 @@ from importlib.metadata import EntryPoint
 import numpy as np
 import pytest
 
-import sweeper.cells
-import sweeper.plugins
 from sweeper import measure
 from sweeper.cellcheck import check_cell
 from sweeper.cells import CELLS, ENTRY_POINT_GROUP, autodiff_version, cell_names, get_cell
 from sweeper.errors import SweeperInputError
-
-
-@pytest.fixture
-def registry(monkeypatch):
-    """The installed cell entry points plus the ones a test adds (as another package would)."""
-    added: dict[str, EntryPoint] = {}
-    installed = sweeper.plugins.registered
-
-    def registered(group: str) -> dict[str, EntryPoint]:
-        return {**installed(group), **(added if group == ENTRY_POINT_GROUP else {})}
-
-    monkeypatch.setattr(sweeper.plugins, "registered", registered)
-    monkeypatch.setattr(sweeper.cells, "registered", registered)
-    yield added
-    sweeper.plugins._registered.cache_clear()
-    sweeper.cells._plugin.cache_clear()
 
 
 def test_a_cell_by_path_is_built_once_and_named_by_its_path():
@@ -42,8 +24,9 @@ def test_a_cell_by_path_is_built_once_and_named_by_its_path():
     assert not CELLS["rnn_tanh"].generic_tangent and CELLS["rnn_tanh"].has_bound
 
 
-def test_a_package_registers_its_cell_by_entry_point(registry):
-    registry["softsign"] = EntryPoint("softsign", "usercell:BoundedSoftsign", ENTRY_POINT_GROUP)
+def test_a_package_registers_its_cell_by_entry_point(entry_points):
+    added = entry_points[ENTRY_POINT_GROUP]
+    added["softsign"] = EntryPoint("softsign", "usercell:BoundedSoftsign", ENTRY_POINT_GROUP)
     assert cell_names() == sorted([*CELLS, "softsign"])
     cell = get_cell("softsign")
     assert cell.name == "softsign" and cell.has_bound
@@ -65,7 +48,8 @@ def test_a_broken_plugin_module_is_named_with_its_error(tmp_path, monkeypatch, s
         get_cell(name)
 
 
-def test_a_class_that_is_not_a_cell_or_cannot_be_built_is_refused(registry):
+def test_a_class_that_is_not_a_cell_or_cannot_be_built_is_refused(entry_points):
+    added = entry_points[ENTRY_POINT_GROUP]
     with pytest.raises(SweeperInputError, match=r"'usercell:NotACell' is .*not a subclass of "
                                                 r"sweeper\.cells\.Cell"):
         get_cell("usercell:NotACell")
@@ -73,7 +57,7 @@ def test_a_class_that_is_not_a_cell_or_cannot_be_built_is_refused(registry):
                                                 r"\(Unbuildable\(\)\): RuntimeError: needs a "
                                                 r"config file"):
         get_cell("usercell:Unbuildable")
-    registry["gone"] = EntryPoint("gone", "no_such_module:Cell", ENTRY_POINT_GROUP)
+    added["gone"] = EntryPoint("gone", "no_such_module:Cell", ENTRY_POINT_GROUP)
     with pytest.raises(SweeperInputError, match=f"cannot load cell 'gone' registered under "
                                                 f"{ENTRY_POINT_GROUP}: ModuleNotFoundError"):
         get_cell("gone")

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import sweeper.plugins
-import sweeper.task
 from rnn_sweeper_tasks import Noise
 from sweeper import SweeperInputError, measure
 from sweeper.task import ENTRY_POINT_GROUP, get_task, task_names
@@ -127,26 +125,12 @@ def test_a_huge_integer_task_parameter_is_refused_naming_its_bound():
         get_task("noise", {"input_size": 10**400})
 
 
-@pytest.fixture
-def registry(monkeypatch):
-    """The installed entry points plus the ones a test adds (as another package would)."""
-    added: dict[str, EntryPoint] = {}
-    installed = sweeper.plugins.registered
-
-    def registered(group: str) -> dict[str, EntryPoint]:
-        return {**installed(group), **(added if group == ENTRY_POINT_GROUP else {})}
-
-    monkeypatch.setattr(sweeper.plugins, "registered", registered)
-    monkeypatch.setattr(sweeper.task, "registered", registered)
-    yield added
-    sweeper.plugins._registered.cache_clear()
-
-
-def test_a_package_registers_its_task_by_entry_point(registry):
-    registry["ramp"] = EntryPoint("ramp", "usertask:Ramp", ENTRY_POINT_GROUP)
-    registry["broken"] = EntryPoint("broken", "no_such_module:Task", ENTRY_POINT_GROUP)
-    registry["not_a_task"] = EntryPoint("not_a_task", "sweeper.errors:SweeperInputError",
-                                        ENTRY_POINT_GROUP)
+def test_a_package_registers_its_task_by_entry_point(entry_points):
+    added = entry_points[ENTRY_POINT_GROUP]
+    added["ramp"] = EntryPoint("ramp", "usertask:Ramp", ENTRY_POINT_GROUP)
+    added["broken"] = EntryPoint("broken", "no_such_module:Task", ENTRY_POINT_GROUP)
+    added["not_a_task"] = EntryPoint("not_a_task", "sweeper.errors:SweeperInputError",
+                                     ENTRY_POINT_GROUP)
     assert "ramp" in task_names()
     assert get_task("ramp", {"slope": 3.0}).slope == 3.0
     with pytest.raises(SweeperInputError, match="cannot load task 'broken' registered under"):
