@@ -25,7 +25,7 @@ from .theory import MEAN_FIELD_CELLS, MeanFieldDrive
 
 __all__ = ["MAP_METRICS", "SCHEMA_VERSION", "Aggregated", "chance_scores", "measured_only",
            "metric_caps", "region_map", "relabel", "summary_text", "sweep_map", "sweep_plots",
-           "zero_crossing"]
+           "sweep_setting", "zero_crossing"]
 #: Metric columns averaged in the map (those with one number per point, from the schema).
 MAP_METRICS = tuple(numeric_metrics())
 #: Tie-break of the majority vote: the more cautious label wins.
@@ -267,27 +267,52 @@ def sweep_plots(points: pd.DataFrame, frame: pd.DataFrame, space: SearchSpace,
     """The plots of a sweep, by file name, in the order they are drawn: the region map; each
     metric against recurrent_scale when the sweep varies it, else against the map's x; and,
     for a task that defines one, the orbit diagram along recurrent_scale (computed here, on
-    ``device``).
+    ``device``). The map's and the metrics' titles name the sweep's setting
+    (:func:`sweep_setting`).
 
     Args:
         points: the labelled points; frame: their map (:func:`sweep_map`); drive: as given
             to :func:`sweep_map` (its mean-field values are remembered, not computed again).
     """
+    from .orbits import input_words  # the task's constant input is a tensor: aggregate only
+    from .task import get_task
+
     x, y = space.map
-    where = f"({space.cell}, task {space.task})"
+    setting = sweep_setting(space)
     metric_axis = "recurrent_scale" if len(space.axes["recurrent_scale"]) > 1 else x
     plots: dict[str, Draw] = {
         "region_map.png": functools.partial(
-            plot_region_map, frame, x, y, title=f"{space.name}: regions {where}",
+            plot_region_map, frame, x, y, title=f"{space.name}: regions\n{setting}",
             epsilon=space.rules.epsilon),
         f"metrics_vs_{metric_axis}.png": functools.partial(
             plot_metrics, points, metric_axis, y if y != metric_axis else x,
-            title=f"{space.name}: metrics against {metric_axis} {where}", drive=drive,
-            caps=metric_caps(space), chance=chance_scores(space))}
+            title=f"{space.name}: metrics against {metric_axis}\n{setting}", drive=drive,
+            caps=metric_caps(space), chance=chance_scores(space),
+            attractor_input=input_words(get_task(space.task, dict(space.task_params))))}
     orbits = orbit_plot(space, device)
     if orbits is not None:
         plots["orbits.png"] = orbits
     return plots
+
+
+def sweep_setting(space: SearchSpace) -> str:
+    """The line of a plot's title that says what was swept: the cell (and the checkpoint a
+    trained one came from), H, seq_len, the task and the number of seeds, e.g. "rnn_tanh,
+    H = 64, seq_len = 200, task noise, 3 seeds"."""
+    seeds = len(space.axes["seed"])
+    cell = (f"{space.cell} from {Path(space.weights['checkpoint']).name}" if space.weights
+            else space.cell)
+    return (f"{cell}, H = {_values(space.axes['hidden_size'])}, "
+            f"seq_len = {_values(space.axes['seq_len'])}, task {space.task}, "
+            f"{seeds} seed{'s' if seeds != 1 else ''}")
+
+
+def _values(values: Sequence) -> str:
+    """An axis's values for a title: the value, a short list, or the range and the count."""
+    shown = sorted(values)
+    if len(shown) <= 3:
+        return ", ".join(f"{v:g}" for v in shown)
+    return f"{shown[0]:g}-{shown[-1]:g} ({len(shown)} values)"
 
 
 def metric_caps(space: SearchSpace) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,15 @@ def plot_orbits(scale, orbit, path: str | Path, title: str,
     return _save(fig, path)
 
 
-REGION_COLOURS = {"forgetful": "#4c72b0", "memory": "#55a868", "chaotic": "#c44e52",
+#: The regions' colours: Okabe & Ito's (2008) blue, yellow and vermillion. They stay apart
+#: under simulated deuteranopia and protanopia (tests/test_figures_layout.py), where the
+#: usual blue / green / red loses the difference between memory and chaos.
+REGION_COLOURS = {"forgetful": "#0072B2", "memory": "#F0E442", "chaotic": "#D55E00",
                   "unclassified": "#bbbbbb"}
+#: Line colours, one per line up to MAX_LINES: Okabe & Ito's seven colours (black is kept for
+#: a metric drawn once) and Tol's wine; yellow, faint on white, comes last.
+LINE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#882255",
+                "#F0E442")
 AXIS_LABELS = {"recurrent_scale": "recurrent scale (x initial recurrent weights)",
                "input_scale": "input scale (x initial input weights)",
                "seq_len": "sequence length N (steps)", "hidden_size": "hidden size H (units)",
@@ -75,6 +83,12 @@ METRIC_LABELS = {"lyapunov_max": "λ₁ (nats / step)",
                  "val_accuracy": "validation accuracy after training"}
 
 
+def axis_label(axis: str, *, log: bool = False) -> str:
+    """An axis's label, saying so when the axis is drawn on a log scale."""
+    label = AXIS_LABELS.get(axis, axis)
+    return f"{label}, log scale" if log else label
+
+
 def _plt():
     import matplotlib
 
@@ -86,13 +100,19 @@ def _plt():
 
 def plot_region_map(frame, x: str, y: str, path: str | Path, title: str, *,
                     epsilon: float = 0.0) -> Path:
+    """Write :func:`region_map_figure` to ``path``."""
+    return _save(region_map_figure(frame, x, y, title, epsilon=epsilon), path)
+
+
+def region_map_figure(frame, x: str, y: str, title: str, *, epsilon: float = 0.0):
     """Heatmap of the majority region per (x, y) cell (shaded by its share), the
     lyapunov_max = 0 contour of the seed mean, the interpolated zero crossings with the range
     of the seeds' own crossings, and (when the map has it and y is input_scale) the
     mean-field edge g_c(sigma) as a dashed line through the rows. A refined sweep's map
     (an ``evaluated`` column) marks its evaluated cells with dots and has no contour. The
     contour is drawn at lambda_1 = ``epsilon``, the rules' chaos threshold (pass
-    ``RegionRules.epsilon``), so that it runs along the chaotic cells' edge."""
+    ``RegionRules.epsilon``), so that it runs along the chaotic cells' edge. A log y axis
+    says so in its label. Returns the matplotlib Figure."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -168,7 +188,7 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str, *,
                 ax.plot(edge.to_numpy(float), edge.index.to_numpy(float), "k--", lw=1.2,
                         label="mean-field edge g_c(σ)")
     ax.set_xlabel(AXIS_LABELS.get(x, x))
-    ax.set_ylabel(AXIS_LABELS.get(y, y))
+    ax.set_ylabel(axis_label(y, log=log_y))
     if log_y:
         ax.set_yscale("log")
     if strip:
@@ -177,93 +197,236 @@ def plot_region_map(frame, x: str, y: str, path: str | Path, title: str, *,
     elif len(ys) <= 12:  # ticks at the sampled values, not at a log axis's decades
         ax.set_yticks(ys.astype(float), [f"{v:g}" for v in ys])
         ax.minorticks_off()
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     present = [n for n in names if (frame["region"] == n).any()]
     handles = [Patch(color=REGION_COLOURS[n], label=n) for n in present]
     if ax.get_legend_handles_labels()[0]:
         handles += ax.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
               title="majority region\n(paler: seeds split)", title_fontsize=8)
-    return _save(fig, path)
+    return fig
 
+
+#: Lines of one metrics panel that get the seeds' min-max band. Neighbouring lines' bands
+#: overlap into one smear, so with more lines only the first, middle and last (evenly spaced,
+#: :func:`sweeper.lines.spaced`) get one; every line keeps its seed mean.
+MAX_BANDS = 3
+#: The metric whose panel marks each line's peak. Jaeger's memory capacity peaks inside the
+#: forgetful region, not in the paper's memory region (information kept for ever): the
+#: markers let a reader see where.
+PEAKED = "memory_capacity"
+
+
+@dataclass(frozen=True)
+class MetricPanel:
+    """What one panel of :func:`plot_metrics` draws, as plain data.
+
+    Attributes:
+        metric: the column drawn.
+        lines: per drawn value of the group axis (None when there is no group axis), a frame
+            indexed by the sorted x values with the columns mean, min and max over its rows.
+        same: the lines coincide (the metric does not depend on the group axis); only the
+            first is kept, drawn in black.
+        banded: the values whose band is drawn (at most :data:`MAX_BANDS`).
+        peaks: per value, (x, seed mean) at the largest seed mean; :data:`PEAKED` only.
+    """
+
+    metric: str
+    lines: dict
+    same: bool
+    banded: tuple
+    peaks: dict = field(default_factory=dict)
+
+
+def measured_metrics(points) -> list[str]:
+    """The metrics of :data:`METRIC_LABELS` that ``points`` has a value of (the Lipschitz
+    bound, which needs no measurement, when none)."""
+    metrics = [m for m in METRIC_LABELS if m in points and points[m].notna().any()]
+    if not metrics and "lipschitz_bound" in points:
+        metrics = ["lipschitz_bound"]
+    return metrics
+
+
+def group_values(points, group: str) -> list:
+    """The sorted values of the group axis; [None] when ``points`` has no such column."""
+    return sorted(points[group].unique()) if group in points else [None]
+
+
+def metric_panels(points, x: str, group: str) -> list[MetricPanel]:
+    """The panels of :func:`plot_metrics`, one per measured metric: a line per drawn value of
+    ``group`` (:func:`drawn_groups`), its mean, min and max over the rows at each x."""
+    groups = drawn_groups(group_values(points, group))
+    parts = ({None: points} if groups == [None] else
+             dict(iter(points[points[group].isin(groups)].groupby(group, sort=True))))
+    return [_panel(metric, {value: seed_stats(parts[value], x, metric) for value in groups})
+            for metric in measured_metrics(points)]
+
+
+def seed_stats(part, x: str, metric: str):
+    """Mean, min and max of ``metric`` over the rows at each value of ``x`` (sorted), an
+    infinite value counted as missing."""
+    values = part[[x, metric]].astype(float).replace([np.inf, -np.inf], np.nan)
+    return values.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
+
+
+def _panel(metric: str, lines: dict) -> MetricPanel:
+    first = next(iter(lines.values()))
+    same = len(lines) > 1 and all(
+        other.shape == first.shape and np.allclose(other.to_numpy(), first.to_numpy(),
+                                                   rtol=1e-9, atol=1e-12, equal_nan=True)
+        for other in lines.values())
+    if same:
+        lines = dict([next(iter(lines.items()))])
+    peaks = capacity_peaks(lines) if metric == PEAKED else {}
+    return MetricPanel(metric, lines, same, tuple(drawn_groups(list(lines), MAX_BANDS)), peaks)
+
+
+def capacity_peaks(lines: dict) -> dict:
+    """Per line (value -> stats frame as in :class:`MetricPanel`), the x and the seed mean
+    where the seed mean is largest (the smallest such x on a tie); none for a line without a
+    finite mean."""
+    peaks = {}
+    for value, stats in lines.items():
+        mean = stats["mean"].dropna()
+        if len(mean):
+            at = mean.idxmax()
+            peaks[value] = (float(at), float(mean[at]))
+    return peaks
 
 
 def plot_metrics(points, x: str, group: str, path: str | Path, title: str, *,
                  drive: MeanFieldDrive | None = None, caps: dict | None = None,
-                 chance: dict | None = None) -> Path:
-    """Each measured metric against ``x``: one line per value of ``group`` (seed mean), with a
-    band from the lowest to the highest seed. With more than :data:`MAX_LINES` values of
-    ``group``, that many evenly spaced ones (first and last included) are drawn. With
-    ``drive`` (see :func:`sweeper.theory.mean_field_drive`) and x = recurrent_scale, the
-    mean-field lambda_1 is drawn dashed beside each measured lambda_1 line, at the line's own
-    x values (the pairs the region map computed, which the drive remembers). A metric whose
-    lines coincide for every value of ``group`` (it does not depend on it, like the
-    Lipschitz bound on the input scale) is drawn once, in black. ``caps`` (metric -> value)
-    draws the most a metric can reach as a dotted line (attractors: the initial states tried;
-    memory horizon: the sequence length); ``chance`` (metric -> value) a dashed line at what
-    guessing scores (validation accuracy: 1 / classes)."""
+                 chance: dict | None = None, attractor_input: str | None = None) -> Path:
+    """Write :func:`metrics_figure` to ``path``."""
+    return _save(metrics_figure(points, x, group, title, drive=drive, caps=caps, chance=chance,
+                                attractor_input=attractor_input), path)
+
+
+def metrics_figure(points, x: str, group: str, title: str, *,
+                   drive: MeanFieldDrive | None = None, caps: dict | None = None,
+                   chance: dict | None = None, attractor_input: str | None = None):
+    """Each measured metric against ``x`` in a grid of panels (:func:`metric_panels`): one
+    line per value of ``group`` (seed mean), at most :data:`MAX_LINES` evenly spaced ones
+    (first and last included). The seeds' min-max band is drawn for at most
+    :data:`MAX_BANDS` lines (more overlap unreadably): all of them when there are that few,
+    else the first, middle and last. The memory capacity panel marks each line's peak (▲).
+
+    With ``drive`` (see :func:`sweeper.theory.mean_field_drive`) and x = recurrent_scale,
+    the mean-field lambda_1 is drawn dashed beside each measured lambda_1 line, at the
+    line's own x values (the pairs the region map computed, which the drive remembers). A
+    metric whose lines coincide for every value of ``group`` (it does not depend on it, like
+    the Lipschitz bound on the input scale) is drawn once, in black. ``caps`` (metric ->
+    value) draws the most a metric can reach as a dotted line (attractors: the initial
+    states tried; memory horizon: the sequence length); ``chance`` (metric -> value) a
+    dashed line at what guessing scores (validation accuracy: 1 / classes).
+    ``attractor_input`` names the input the attractors were counted under (the attractor
+    panel's title). One legend, beside the grid; the lowest panel of each column carries
+    the x ticks and label. Returns the matplotlib Figure."""
     plt = _plt()
-    metrics = [m for m in METRIC_LABELS if m in points and points[m].notna().any()]
-    if not metrics:
-        metrics = ["lipschitz_bound"] if "lipschitz_bound" in points else []
-    cols = 2 if len(metrics) > 1 else 1
-    rows = max(1, -(-len(metrics) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols + (3.0 if cols == 1 else 0.0),
-                                                  3.2 * rows),
-                             squeeze=False, sharex=True, constrained_layout=True)
-    # One panel: the legend goes beside it (inside, MAX_LINES lines and their mean-field
-    # curves cover the data); several: inside the first, as a wide one would split the grid.
-    beside = {"loc": "upper left", "bbox_to_anchor": (1.01, 1)} if cols == 1 else {}
-    every = sorted(points[group].unique()) if group in points else [None]
-    groups = drawn_groups(every)
-    parts = ({None: points} if groups == [None] else
-             dict(iter(points[points[group].isin(groups)].groupby(group, sort=True))))
-    for ax, metric in zip(axes.ravel(), metrics, strict=False):
-        lines = {}
-        for value in groups:
-            values = parts[value][[x, metric]].astype(float).replace([np.inf, -np.inf],
-                                                                      np.nan)
-            lines[value] = values.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
-        first = next(iter(lines.values()))
-        same = len(lines) > 1 and all(
-            other.shape == first.shape and np.allclose(other.to_numpy(), first.to_numpy(),
-                                                       rtol=1e-9, atol=1e-12, equal_nan=True)
-            for other in lines.values())
-        for value, stats in lines.items():
-            label = None if value is None else f"{group} = {value:g}"
-            if same:
-                label = f"every {group} (the same)"
-            line, = ax.plot(stats.index, stats["mean"], lw=1.2, label=label,
-                            **({"color": "black"} if same else {}))
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(),
-                            alpha=0.2, lw=0)
-            if metric == "lyapunov_max" and drive is not None:
-                _draw_mean_field(ax, parts[value], x, group, value, drive, line.get_color())
-            if same:
-                ax.legend(fontsize=7)
-                break
-        if chance and metric in chance:
-            ax.axhline(chance[metric], color="grey", lw=0.8, ls="--")
-            ax.annotate(f"chance {chance[metric]:.3g}", (0.01, chance[metric]),
-                        xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
-        if caps and metric in caps:
-            ax.axhline(caps[metric], color="black", lw=0.8, ls=":")
-            ax.annotate(f"cap {caps[metric]:g}", (0.01, caps[metric]),
-                        xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
-        if metric == "lyapunov_max":
-            ax.axhline(0.0, color="grey", lw=0.7, ls=":")
-            if drive is not None:
-                ax.legend(fontsize=7, **beside)
-        ax.set_ylabel(METRIC_LABELS[metric])
-        ax.set_xlabel(AXIS_LABELS.get(x, x))
-    for ax in axes.ravel()[len(metrics):]:
-        ax.set_visible(False)
-    if len(groups) > 1:
-        shown = "" if len(groups) == len(every) else f"; {len(groups)} of {len(every)} {group}s"
-        axes.ravel()[0].legend(fontsize=7, title=f"line: seed mean; band: seed min-max{shown}",
-                               title_fontsize=7, **beside)
-    fig.suptitle(title)
-    return _save(fig, path)
+    panels = metric_panels(points, x, group)
+    every = group_values(points, group)
+    colours = {value: LINE_COLOURS[k % len(LINE_COLOURS)]
+               for k, value in enumerate(drawn_groups(every))}
+    cols = 2 if len(panels) > 1 else 1
+    rows = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols + 2.4, 3.0 * rows + 0.6),
+                             squeeze=False, sharex=True, layout="constrained")
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        part = {value: points if value is None else points[points[group] == value]
+                for value in panel.lines}
+        _draw_panel(ax, panel, part, x, colours, drive=drive,
+                    cap=(caps or {}).get(panel.metric), chance=(chance or {}).get(panel.metric))
+        if panel.metric == "attractor_count":
+            ax.set_title(f"attractors under {attractor_input or 'the task’s constant input'}",
+                         fontsize=8)
+    _label_bottom_panels(fig, axes, len(panels), AXIS_LABELS.get(x, x))
+    handles = _legend_handles(panels, group, colours,
+                              mean_field=drive is not None and x == "recurrent_scale")
+    if handles:
+        thinned = ("" if len(colours) == len(every)
+                   else f"\n{len(colours)} of {len(every)} values of {group}")
+        fig.legend(handles=handles, loc="outside right upper", fontsize=7,
+                   title=f"line: seed mean{thinned}", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _draw_panel(ax, panel: MetricPanel, parts: dict, x: str, colours: dict, *,
+                drive: MeanFieldDrive | None, cap: float | None, chance: float | None) -> None:
+    """One metric's lines, bands, peak markers and reference lines on ``ax``."""
+    for value, stats in panel.lines.items():
+        colour = "black" if panel.same else colours[value]
+        ax.plot(stats.index, stats["mean"], lw=1.2, color=colour)
+        if value in panel.banded:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.2,
+                            lw=0)
+        if panel.metric == "lyapunov_max" and drive is not None:
+            _draw_mean_field(ax, parts[value], x, drive, colour)
+        if value in panel.peaks:
+            ax.plot(*panel.peaks[value], marker="^", ms=7, mfc=colour, mec="black", mew=0.8,
+                    ls="none", zorder=3)
+    if panel.peaks:
+        ax.set_title("▲ each line's peak (largest seed mean)", fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="grey", lw=0.8, ls="--")
+        ax.annotate(f"chance {chance:.3g}", (0.01, chance),
+                    xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
+    if cap is not None:
+        ax.axhline(cap, color="black", lw=0.8, ls=":")
+        ax.annotate(f"cap {cap:g}", (0.01, cap), xycoords=("axes fraction", "data"),
+                    fontsize=7, va="bottom")
+    if panel.metric == "lyapunov_max":
+        ax.axhline(0.0, color="grey", lw=0.7, ls=":")
+    ax.set_ylabel(METRIC_LABELS[panel.metric])
+
+
+def _label_bottom_panels(fig, axes, used: int, xlabel: str) -> None:
+    """Delete the grid's empty slots; the lowest panel of each column shows the x tick
+    labels and the x label (with a shared x the panels above it need neither, and the one
+    above an empty slot would otherwise have none)."""
+    rows, cols = axes.shape
+    for ax in axes.ravel()[used:]:
+        fig.delaxes(ax)
+    for col in range(cols):
+        filled = [row for row in range(rows) if row * cols + col < used]
+        for row in filled:
+            bottom = row == filled[-1]
+            axes[row, col].xaxis.set_tick_params(labelbottom=bottom)
+            axes[row, col].set_xlabel(xlabel if bottom else "")
+
+
+def _legend_handles(panels: list[MetricPanel], group: str, colours: dict, *,
+                    mean_field: bool) -> list:
+    """The figure legend's entries: a line per value of ``group``, the band, the black line
+    of a metric drawn once, the dashed mean field and the peak marker, each when drawn."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from .lines import value_text
+
+    grouped = [p for p in panels if not p.same]
+    handles = []
+    if grouped and list(colours) != [None]:
+        texts = value_text(list(colours))
+        handles += [Line2D([], [], color=c, lw=1.2, label=f"{group} = {texts[v]}")
+                    for v, c in colours.items()]
+        if len(grouped[0].banded) < len(colours):
+            shown = ", ".join(texts[v] for v in grouped[0].banded)
+            handles.append(Patch(color="grey", alpha=0.3, lw=0,
+                                 label=f"seeds' min-max\n(band on {group} = {shown})"))
+        else:
+            handles.append(Patch(color="grey", alpha=0.3, lw=0, label="seeds' min-max"))
+    elif panels:
+        handles.append(Patch(color="grey", alpha=0.3, lw=0, label="seeds' min-max"))
+    if any(p.same for p in panels):
+        handles.append(Line2D([], [], color="black", lw=1.2, label=f"the same for every {group}"))
+    if mean_field and any(p.metric == "lyapunov_max" for p in panels):
+        handles.append(Line2D([], [], color="grey", lw=1.0, ls="--",
+                              label="mean-field λ₁ (dashed,\nin its line's colour)"))
+    if any(p.peaks for p in panels):
+        handles.append(Line2D([], [], marker="^", ms=7, mfc="white", mec="black", ls="none",
+                              label="memory capacity peak\n(largest seed mean)"))
+    return handles
 
 
 def plot_metric(sweeps: list[tuple[str, list]], metric: str, x: str, by: str | None,
@@ -279,7 +442,7 @@ def plot_metric(sweeps: list[tuple[str, list]], metric: str, x: str, by: str | N
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8.5, 4.5), constrained_layout=True)
     styles = ["-", "--", ":", "-."]
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = LINE_COLOURS
     every_x = [v for _, drawn in sweeps for line in drawn for v in line.x]
     texts = value_text([line.value for _, drawn in sweeps for line in drawn
                         if line.value is not None])
@@ -295,11 +458,10 @@ def plot_metric(sweeps: list[tuple[str, list]], metric: str, x: str, by: str | N
                 ax.fill_between(line.x, line.low, line.high, color=colour, alpha=0.15, lw=0)
     if metric == "lyapunov_max":
         ax.axhline(0.0, color="grey", lw=0.7, ls=":")
-    xlabel = AXIS_LABELS.get(x, x)
-    if log_spaced(every_x):
+    log_x = log_spaced(every_x)
+    if log_x:
         ax.set_xscale("log")
-        xlabel += " (log scale)"
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(axis_label(x, log=log_x))
     ylabel = METRIC_LABELS.get(metric, metric)
     ax.set_ylabel(f"fraction of seeds: {metric}" if flag else ylabel)
     ax.set_title(title, fontsize=10)
@@ -318,8 +480,7 @@ def drawn_groups(values: list, most: int = MAX_LINES) -> list:
     return spaced(values, most)
 
 
-def _draw_mean_field(ax, part, x: str, group: str, value, drive: MeanFieldDrive,
-                     colour) -> None:
+def _draw_mean_field(ax, part, x: str, drive: MeanFieldDrive, colour) -> None:
     """The mean-field lambda_1 along x = recurrent_scale at the line's input_scale (dashed),
     at the line's own recurrent_scale values; nothing when x is another axis or the line
     mixes several input scales."""
@@ -329,9 +490,7 @@ def _draw_mean_field(ax, part, x: str, group: str, value, drive: MeanFieldDrive,
     if len(scales) != 1:
         return
     gains = np.sort(part[x].astype(float).unique())
-    label = "mean field" if value is None else f"mean field, {group} = {value:g}"
-    ax.plot(gains, drive.lyapunov(gains, scales[0]), ls="--", lw=1.0, color=colour,
-            label=label)
+    ax.plot(gains, drive.lyapunov(gains, scales[0]), ls="--", lw=1.0, color=colour)
 
 
 #: The file formats a figure is written in, by suffix.
