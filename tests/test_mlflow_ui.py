@@ -1,11 +1,13 @@
 """The MLflow UI over a real sweep: `sweeper run` writes a sqlite store, the adapter starts
 `mlflow server` over it, headless Chromium (Debian's, driven by Playwright) opens the
 experiment page and must show the sweep's parent run and, once expanded, its trial runs;
-each trial run names where its rows are (tags ``sweeper.results``, ``sweeper.part``) instead
-of holding a copy of its Parquet part, is named by its input scale, and previews its points
-as a table; the parent run's summary gives the edge of chaos of each input scale with the
-seeds' range. The screenshots (runs table, summary, a trial's points) are kept in
-test-artifacts/. The test stops exactly what it started."""
+each trial run names where its rows are (tags ``sweeper.results``, ``sweeper.points``)
+instead of holding a copy of its Parquet part, is named by its input scale, and previews its
+points as a table; the parent run's Overview shows the summary as its description and each
+input scale's lambda_1 = 0 crossing as a metric, and its summary gives the edge of chaos of
+each input scale with the seeds' range. The screenshots (runs table, the parent's Overview,
+summary, a trial's points) are kept in test-artifacts/. The test stops exactly what it
+started."""
 
 from __future__ import annotations
 
@@ -102,13 +104,13 @@ def test_experiment_page_lists_the_sweep_and_its_trial_runs(tmp_path, monkeypatc
         trials = [r for r in runs if r.data.tags.get("sweeper.role") == "trial"]
         assert len(trials) == 2
         # A trial's run says where its rows are (tags the UI shows) instead of holding a
-        # copy: the results directory, and the part it was written to there (since gathered
-        # into a compacted file beside it by the run's `aggregate`).
+        # copy: the results directory, and the query that selects them there (its part has
+        # since been gathered into a compacted file by the run's `aggregate`).
         points = pd.read_parquet(tmp_path / "out" / "points")
         for trial in trials:
             tags = trial.data.tags
             assert Path(tags["sweeper.results"]) == (tmp_path / "out").resolve()
-            assert Path(tags["sweeper.part"]).parent == (tmp_path / "out" / "points").resolve()
+            assert f"trial_id = '{tags['sweeper.trial_id']}'" in tags["sweeper.points"]
             rows = points[points.trial_id == tags["sweeper.trial_id"]]
             assert len(rows) and set(rows.mlflow_run_id) == {trial.info.run_id}
         listed = _artifacts(url, trials[0].info.run_id)
@@ -136,6 +138,11 @@ def test_experiment_page_lists_the_sweep_and_its_trial_runs(tmp_path, monkeypatc
                 finally:  # the screenshot also shows what went wrong when a check fails
                     _shoot(page, ARTIFACTS / "mlflow_ui_experiment.png", tmp_path)
                 run_page = f"{url}/#/experiments/{experiment.experiment_id}/runs"
+                page.goto(f"{run_page}/{parent.info.run_id}")
+                try:
+                    _check_overview(page, parent)
+                finally:
+                    _shoot(page, ARTIFACTS / "mlflow_ui_overview.png", tmp_path)
                 page.goto(f"{run_page}/{parent.info.run_id}/artifacts/summary/summary.md")
                 try:
                     page.get_by_text("Edge of chaos").first.wait_for(timeout=60_000)
@@ -188,6 +195,24 @@ def _check_runs_table(page, parent, trials) -> None:
         scale = float(trial.data.params["input_scale"])
         assert child.inner_text() == f"input_scale={scale:g}" == trial.info.run_name
     page.wait_for_timeout(500)  # let the expanded rows finish painting before the screenshot
+
+
+def _check_overview(page, parent) -> None:
+    """The parent run's Overview answers without an artifact: the summary as its description
+    (the model line, the edge-of-chaos table) and each input scale's lambda_1 = 0 crossing
+    of the seed mean as a metric, with the seeds' range."""
+    assert "rnn_tanh, hidden_size 16" in parent.data.tags["mlflow.note.content"]
+    page.get_by_text("rnn_tanh, hidden_size 16", exact=False).first.wait_for(timeout=60_000)
+    more = page.get_by_text("Show more", exact=True)  # MLflow 3 folds a long description
+    if more.count():
+        more.first.click()
+    page.get_by_text("Edge of chaos", exact=False).first.wait_for(timeout=10_000)
+    page.get_by_role("cell", name="1.695 .. 1.906", exact=True).first.wait_for(timeout=10_000)
+    for key in ("lyapunov_zero_crossing/input_scale_0.5",
+                "lyapunov_zero_crossing/input_scale_0.5_lo",
+                "lyapunov_zero_crossing/input_scale_0.5_hi"):
+        assert key in parent.data.metrics
+        page.get_by_text(key, exact=True).first.wait_for(timeout=10_000)
 
 
 def test_a_server_that_cannot_start_reports_its_log_and_leaves_nothing(tmp_path, monkeypatch):

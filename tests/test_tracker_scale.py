@@ -21,6 +21,7 @@ from sweeper.adapters.mlflow_tracker import (
     TABLE_FIRST,
     TABLE_LAST,
     MlflowTracker,
+    points_query,
     points_table,
     read_sweep,
     run_name,
@@ -114,24 +115,16 @@ def test_each_trial_costs_the_same_few_round_trips_and_no_search(tmp_path, store
         ("sweep", "FINISHED"): 1, ("trial", "FINISHED"): 300}
     trials = [r for r in runs if r.data.tags["sweeper.role"] == "trial"]
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent}
-    # The part is not copied: the run names it, and it is there.
-    assert {r.data.tags["sweeper.part"] for r in trials} == {str(p) for p in parts}
-    assert all(Path(r.data.tags["sweeper.part"]).is_file() for r in trials)
-    assert not list((tmp_path / "art").rglob("*.parquet"))
-    # Metrics: step = index along recurrent_scale, the seed in the key, NaN left out.
+    # The part is not copied: the run names the query that reads its rows.
+    assert all(r.data.tags["sweeper.points"] == points_query(str(tmp_path),
+                                                              r.data.tags["sweeper.trial_id"])
+               for r in trials)
+    assert len(parts) == 300 and not list((tmp_path / "art").rglob("*.parquet"))
+    # Metrics: the trial's summary only (no point's value): the seed-mean curve s - 0.95
+    # crosses zero at s = 0.95; no region column, so no counts.
     trial = space.trials()[7]
     run = next(r for r in trials if r.data.tags["sweeper.trial_id"] == trial.trial_id)
-    assert {k.split("/")[0] for k in run.data.metrics} == {
-        "lyapunov_max", "recurrent_scale", "lyapunov_zero_crossing"}
-    history = MlflowClient(store).get_metric_history(run.info.run_id, "lyapunov_max/seed_1")
-    scales = trial.vectorized["recurrent_scale"]
-    steps, values = zip(*sorted((m.step, m.value) for m in history), strict=True)
-    assert steps == tuple(range(10))
-    assert values == pytest.approx([s - 1 + 0.1 for s in scales], rel=1e-12)
-    # The axis itself at each step (a chart's x axis), and the seed-mean curve s - 0.95
-    # crossing zero at s = 0.95.
-    axis = MlflowClient(store).get_metric_history(run.info.run_id, "recurrent_scale")
-    assert [m.value for m in sorted(axis, key=lambda m: m.step)] == pytest.approx(scales)
+    assert set(run.data.metrics) == {"lyapunov_zero_crossing"}
     assert run.data.metrics["lyapunov_zero_crossing"] == pytest.approx(0.95, rel=1e-9)
     # The points as a table the UI previews, in the run's own artifacts (no store read).
     table = tmp_path / "art" / run.info.run_id / "artifacts" / "points.csv"
@@ -180,10 +173,10 @@ def test_a_resumed_sweep_reuses_every_run_and_leaves_none_running(tmp_path, stor
     statuses = Counter((r.data.tags["sweeper.role"], r.info.status) for r in runs)
     assert statuses == {("sweep", "KILLED"): 1, ("trial", "FINISHED"): 22,
                         ("trial", "KILLED"): 38}
-    # A trial logged twice holds each point once: same timestamps, so MLflow dedups.
+    # A trial logged twice holds its metric once: same timestamps, so MLflow dedups.
     history = MlflowClient(store).get_metric_history(run_ids[trials[15].trial_id],
-                                                     "lyapunov_max/seed_0")
-    assert sorted(m.step for m in history) == list(range(10))
+                                                     "lyapunov_zero_crossing")
+    assert len(history) == 1
 
 
 @pytest.mark.parametrize(("ended", "leftover"), [("KILLED", "KILLED"), ("FAILED", "FAILED"),

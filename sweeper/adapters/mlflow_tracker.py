@@ -3,18 +3,27 @@
 Only the driver writes (sqlite takes one writer at a time). Runs are found again by tags, so
 a retried or resumed trial reuses its run and a resumed sweep its parent run. A trial's rows
 are not copied into MLflow: its run names the results directory (tag ``sweeper.results``) and
-the part they were written to there (``sweeper.part``; ``aggregate`` may later gather parts
-into a compacted file in the same directory).
+the query that selects its rows there (``sweeper.points``), by trial id, which stays true
+when ``aggregate`` gathers the trial's part into a compacted file. Its metrics summarise its
+points (see :func:`trial_summary`); each point's values stay in the Parquet rows and the
+run's ``points.csv``.
+
+The parent run holds the search space in ``search_space/``: the file as given, byte for
+byte, and as resolved (:func:`resolved_space`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import shlex
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -25,11 +34,17 @@ from ..errors import SweeperInputError
 from ..regions import REGIONS, UNCLASSIFIED
 from ..space import VECTORIZABLE, SearchSpace, Trial, stable_hash
 from ..sweep import Tracker
+from .space_file import MAX_FILE_BYTES
 from .sqlite_store import absolute_tracking_uri, prepare, sqlite_file
 
+log = logging.getLogger("sweeper")
+
 ROLE, SWEEP, TRIAL = "sweeper.role", "sweeper.sweep_hash", "sweeper.trial_id"
-#: Where a trial's rows were written (its part), and the sweep's key (the results directory).
-PART, RESULTS = "sweeper.part", "sweeper.results"
+#: How to read a trial's rows (a ``sweeper query`` command), and the sweep's key (the results
+#: directory).
+POINTS, RESULTS = "sweeper.points", "sweeper.results"
+#: The parent run's artifact folder holding the search space, as given and as resolved.
+SPACE_FOLDER = "search_space"
 PARENT = "mlflow.parentRunId"
 #: The schemes of a tracking server's URI (any other URI names a database).
 SERVER = ("http://", "https://")
@@ -119,37 +134,6 @@ def read_sweep(client, experiment_id: str, sweep_hash: str,
             return parent, trials
 
 
-def trial_metrics(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
-    """The part's metric values as MLflow metrics: the step is the point's index along the
-    first vectorised axis, the other vectorised axes go into the key
-    (``lyapunov_max/seed_1``); non-finite values are left out. The first vectorised axis is
-    logged too, its value at each step (``recurrent_scale``), so that a chart of the UI can
-    plot any metric against it."""
-    from mlflow.entities import Metric
-
-    axes = list(trial.vectorized)
-    if axes:
-        index = {value: i for i, value in enumerate(trial.vectorized[axes[0]])}
-        steps = [index[value] for value in frame[axes[0]]]
-    else:
-        steps = [0] * len(frame)
-    suffixes = [""] * len(frame)
-    for axis in axes[1:]:
-        suffixes = [f"{s}/{axis}_{v}" for s, v in zip(suffixes, frame[axis], strict=True)]
-    metrics = []
-    if axes:  # the axis itself, step by step: the UI's charts can take it as their x axis
-        metrics.extend(Metric(axes[0], float(value), timestamp, step)
-                       for step, value in enumerate(trial.vectorized[axes[0]]))
-    for column in frame.columns:
-        if not logged_as_metric(column) or not pd.api.types.is_numeric_dtype(frame[column]):
-            continue
-        values = frame[column].to_numpy(dtype=float)
-        metrics.extend(Metric(f"{column}{suffix}", float(value), timestamp, step)
-                       for value, suffix, step in zip(values, suffixes, steps, strict=True)
-                       if math.isfinite(value))
-    return metrics
-
-
 #: A trial's points are also logged as a table the UI previews (``points.csv``) up to this
 #: many points; larger trials' rows stay in Parquet only (one more write per trial).
 TABLE_POINTS = 500
@@ -182,10 +166,22 @@ def run_name(trial: Trial, varied: Iterable[str]) -> str:
 
 
 def trial_summary(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
-    """Per-trial metrics a user compares across runs: the count of points per region
-    (``n_chaotic``, ...), and, when the trial batches several recurrent scales, where its
-    mean lambda_1 crosses zero along them (``lyapunov_zero_crossing``, see
-    :func:`sweeper.crossings.mean_zero_crossing`; absent when it does not cross)."""
+    """A trial's metrics, each a summary of its points named for what it is: a run's Overview
+    and the runs table show a metric's latest value, which must read as the trial's own.
+
+    - ``n_forgetful``, ``n_memory``, ``n_chaotic``, ``n_unclassified``: points per region;
+    - ``lyapunov_zero_crossing``: when the trial batches several recurrent scales, where its
+      seed-mean lambda_1 crosses zero along them (see
+      :func:`sweeper.crossings.mean_zero_crossing`; absent when it does not cross);
+    - ``<metric>/mean`` (``lyapunov_max/mean``): when the trial's points differ by seed only
+      (one value of every other axis, as in a refined sweep's trials: one map cell), each
+      measured metric's mean over the seeds, as the region map's ``<metric>_mean``; finite
+      values only, absent when none is.
+
+    A mean over the scalings a trial batches is left out: it would depend on the grid, not
+    on the network. Each point's values are in the Parquet rows and ``points.csv``; the
+    parent run's ``summary`` plots draw them against the scalings.
+    """
     from mlflow.entities import Metric
 
     metrics = []
@@ -197,13 +193,74 @@ def trial_summary(trial: Trial, frame: pd.DataFrame, timestamp: int) -> list:
         at = mean_zero_crossing(frame, "recurrent_scale")
         if math.isfinite(at):
             metrics.append(Metric("lyapunov_zero_crossing", at, timestamp, 0))
+    if all(len(values) == 1 for axis, values in trial.vectorized.items() if axis != "seed"):
+        for column in frame.columns:
+            if not logged_as_metric(column) or not pd.api.types.is_numeric_dtype(frame[column]):
+                continue
+            finite = [v for v in frame[column].astype(float) if math.isfinite(v)]
+            if finite:
+                metrics.append(Metric(f"{column}/mean", math.fsum(finite) / len(finite),
+                                      timestamp, 0))
     return metrics
+
+
+def points_query(results: str, trial_id: str) -> str:
+    """The ``sweeper query`` command that prints a trial's rows from its results directory,
+    wherever they are there (a part, or the compacted file ``aggregate`` gathered it into)."""
+    return (f'sweeper query "select * from points where trial_id = \'{trial_id}\'" '
+            f"--results {shlex.quote(results)}")
+
+
+def resolved_space(space: SearchSpace) -> dict[str, Any]:
+    """The validated space as a search-space mapping: every axis as its list of values
+    (generators expanded, defaults filled in), and the defaults of the other keys the file
+    left out (metrics, vectorize, resources, regions, map, search). Protocols are as the file
+    gave them (their defaults live with their config classes, :mod:`sweeper.protocols`), and
+    ``weights`` as recorded (absolute path and SHA-256), so the mapping validates to the
+    same trials as the file.
+
+    Example::
+
+        json.dumps(resolved_space(load_space("search_spaces/smoke.yaml")))
+    """
+    search = asdict(space.search) if space.search.refine else {"method": space.search.method}
+    resolved = {"name": space.name, "task": space.task, "task_params": space.task_params,
+                "cell": space.cell, "axes": space.axes, "vectorize": list(space.vectorize),
+                "metrics": list(space.metrics), "resources": space.resources,
+                "regions": asdict(space.rules),
+                "map": {"x": space.map[0], "y": space.map[1]}, "search": search,
+                **space.protocols}
+    if space.weights is not None:
+        resolved["weights"] = dict(space.weights)
+    return resolved
+
+
+def given_space_file(path: str | Path) -> tuple[str | None, bytes] | None:
+    """The search-space file as ``sweeper run`` was given it: its name and bytes (``env:NAME``,
+    as ``sweeper submit`` passes it: no name, the variable's text). None for what cannot be
+    read twice (a pipe, ``<(...)``) or cannot be read now; ``load_space`` refused anything
+    larger than MAX_FILE_BYTES."""
+    text = str(path)
+    if text.startswith("env:"):
+        value = os.environ.get(text[4:])
+        return None if value is None else (None, value.encode())
+    file = Path(path)
+    try:
+        if not file.is_file():
+            return None
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        log.warning("the search space %s is not logged to MLflow: %s", path, exc)
+        return None
+    return None if len(data) > MAX_FILE_BYTES else (file.name, data)
 
 
 def points_table(frame: pd.DataFrame) -> str:
     """The part's rows as CSV, as the UI previews them: :data:`TABLE_FIRST`, then the
     metrics measured, then :data:`TABLE_LAST` (columns NaN throughout, list-valued ones and
-    the sweep, trial and run ids left out)."""
+    the sweep, trial and run ids left out). Floats have 6 significant digits, enough to
+    read; the Parquet rows keep every value exact."""
     def shown(column: str) -> bool:
         values = frame[column].dropna()
         first = values.iloc[0] if len(values) else None
@@ -215,7 +272,7 @@ def points_table(frame: pd.DataFrame) -> str:
     front = [c for c in TABLE_FIRST if c in columns]
     back = [c for c in TABLE_LAST if c in columns]
     middle = [c for c in columns if c not in front and c not in back]
-    return frame[front + middle + back].to_csv(index=False)
+    return frame[front + middle + back].to_csv(index=False, float_format="%.6g")
 
 
 def _params(values: dict) -> list:
@@ -228,8 +285,8 @@ class MlflowTracker(Tracker):
     """One parent run per sweep, one nested child run per trial, in as few store round trips
     as MLflow allows: the sweep's runs are read once, in ``start_sweep``, and everything after
     answers from what the tracker knows; a new trial costs ``create_run`` (with its tags), one
-    ``log_batch`` of params, one ``log_batch`` of metrics and tags per 1,000 metrics, and the
-    status change.
+    ``log_batch`` of params, one ``log_batch`` of its summary metrics and tags, and the status
+    change.
 
     Knowing the runs in advance is sound because one driver at a time writes a sweep (the
     results directory's lock) and only the tracker writes its runs. A trial's rows are not
@@ -237,15 +294,19 @@ class MlflowTracker(Tracker):
     """
 
     def __init__(self, tracking_uri: str, artifact_root: str | Path | None,
-                 sweep_key: str = ""):
+                 sweep_key: str = "", space_file: str | Path | None = None):
         """``sweep_key`` (e.g. the results directory) tells apart two sweeps of one file; it is
         tagged ``sweeper.results`` on every run. ``artifact_root`` holds the artifacts of a new
         experiment (the sweep's summary plots; see :func:`artifact_root`); None leaves the
-        choice to the store (a tracking server's own root).
+        choice to the store (a tracking server's own root). ``space_file``, the search-space
+        file the sweep was loaded from (a path or ``env:NAME``), is read here, once, to be
+        logged on the parent run as given (see :func:`given_space_file`).
 
-        Only the reachability check runs here; the client (MLflow's import and, for a new
-        sqlite file, its schema) is built on first use, off the driver's critical path."""
+        Besides, only the reachability check runs here; the client (MLflow's import and, for
+        a new sqlite file, its schema) is built on first use, off the driver's critical
+        path."""
         check_reachable(tracking_uri)
+        self.space_file = None if space_file is None else given_space_file(space_file)
         self.tracking_uri = absolute_tracking_uri(tracking_uri)
         self._client = None
         self.artifact_root = None if artifact_root is None else Path(artifact_root).resolve()
@@ -307,11 +368,14 @@ class MlflowTracker(Tracker):
         if parent is not None:
             self.parent = parent.run_id
             self._set_status(self.parent, "RUNNING")
+            # Unmeasured keys (regions, map) may have changed: the space of this start.
+            self._log_space(parent.artifact_uri, space)
             return self.parent
         run = self.client.create_run(self.experiment_id, run_name=space.name, tags={
             ROLE: "sweep", **self._tags(), "task": space.task, "cell": space.cell,
             **source_tags()})
         self.parent = run.info.run_id
+        self._log_space(run.info.artifact_uri or "", space)
         ranges = {f"axis.{a}": (f"{len(v)} values, {min(v):g} .. {max(v):g}" if len(v) > 1
                                 else f"{v[0]:g}") for a, v in space.axes.items()}
         self.client.log_batch(self.parent, params=_params({
@@ -355,17 +419,19 @@ class MlflowTracker(Tracker):
         known = self.runs[trial.trial_id]
         # The run's own start time, not the clock: a retried or resumed trial logs identical
         # (key, value, timestamp, step) entries, which MLflow stores once.
-        metrics = (trial_metrics(trial, frame, known.start_time)
-                   + trial_summary(trial, frame, known.start_time))
-        # MLflow splits the batch into its store's limit (1,000 entries per call).
-        self.client.log_batch(known.run_id, metrics=metrics, tags=[RunTag(PART, location)])
+        metrics = trial_summary(trial, frame, known.start_time)
+        # Not ``location``: ``aggregate`` deletes a part once it has compacted it.
+        tags = [RunTag(POINTS, points_query(self.sweep_key, trial.trial_id))
+                ] if self.sweep_key else []
+        self.client.log_batch(known.run_id, metrics=metrics, tags=tags)
         if len(frame) <= TABLE_POINTS and known.artifact_uri:
-            self._log_table(known.artifact_uri, points_table(frame))
+            self._log_files(known.artifact_uri, {"points.csv": points_table(frame).encode()})
         self._set_status(known.run_id, "FINISHED", _now_ms())
         known.status = "FINISHED"
 
-    def _log_table(self, artifact_uri: str, text: str) -> None:
-        """``points.csv`` into the run's artifacts, straight to its artifact store: the
+    def _log_files(self, artifact_uri: str, files: dict[str, bytes],
+                   folder: str | None = None) -> None:
+        """Files (name -> bytes) into a run's artifacts, straight to its artifact store: the
         client's log_text would first read the run back for its artifact URI."""
         import tempfile
 
@@ -373,11 +439,24 @@ class MlflowTracker(Tracker):
             get_artifact_repository,
         )
 
-        with tempfile.TemporaryDirectory(prefix="sweeper-table-") as tmp:
-            path = Path(tmp) / "points.csv"
-            path.write_text(text)
+        with tempfile.TemporaryDirectory(prefix="sweeper-artifacts-") as tmp:
+            for name, data in files.items():
+                (Path(tmp) / name).write_bytes(data)
             # The tracking URI resolves a server's proxied ``mlflow-artifacts:`` locations.
-            get_artifact_repository(artifact_uri, self.tracking_uri).log_artifact(str(path))
+            get_artifact_repository(artifact_uri, self.tracking_uri).log_artifacts(tmp, folder)
+
+    def _log_space(self, artifact_uri: str, space: SearchSpace) -> None:
+        """``search_space/``: the file as given (when the tracker was told it; by its own
+        name, else ``<sweep name>.yaml``) and ``resolved.json`` (:func:`resolved_space`)."""
+        if not artifact_uri:
+            return
+        files = {"resolved.json": json.dumps(resolved_space(space), indent=1,
+                                             default=str).encode()}
+        if self.space_file is not None:
+            name, data = self.space_file
+            name = name or f"{space.name}.yaml"
+            files["given-" + name if name in files else name] = data
+        self._log_files(artifact_uri, files, SPACE_FOLDER)
 
     def available(self) -> bool:
         return reachable(self.tracking_uri)
