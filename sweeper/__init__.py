@@ -22,6 +22,7 @@ _PUBLIC = {
     "METRIC_COLUMNS": ".measure", "build_params": ".measure", "measure": ".measure",
     "attractor_count": ".memory", "memory_capacity": ".memory",
     "CellParams": ".params",
+    "RegionRules": ".regions",
     "load": ".adapters.results", "Results": ".adapters.results",
 }
 
@@ -35,6 +36,7 @@ __all__ = [
     "DynamicsResult",
     "LandscapeConfig",
     "MemoryConfig",
+    "RegionRules",
     "Results",
     "SweeperInputError",
     "TrainingConfig",

@@ -24,16 +24,24 @@ from .families import FAMILIES, METRIC_FAMILIES, Batch, Family, Protocols
 from .landscape_metrics import LandscapeConfig
 from .memory import MemoryConfig
 from .params import CellParams
+from .regions import RegionRules, classify
 from .schema import POINT_COLUMNS, metric_columns
 from .seeding import generator
 from .status import DIVERGED, merge
 from .task import get_task
 from .training import TrainingConfig
 
-#: Metric columns of each family (always present in measure()'s frame).
+#: Metric columns of each family: all of them are in measure()'s frame by default, those of
+#: the requested families with ``columns="requested"``.
 METRIC_COLUMNS = {name: [c.name for c in metric_columns(name)] for name in METRIC_FAMILIES}
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: measure()'s choice of metric columns: every family's (NaN where not requested), or the
+#: requested families' only.
+COLUMN_CHOICES = ("all", "requested")
+#: The families the region rules read: lyapunov_max, and attractor_count, chaotic_attractors
+#: and memory_horizon (sweeper.regions.classify).
+REGION_FAMILIES = ("lyapunov", "memory")
 
 
 def _families(metrics: Any) -> list[Family]:
@@ -96,6 +104,8 @@ class Request:
     dtype: torch.dtype
     protocols: Protocols
     anchor: Anchor | None = None  # trained weights (measure's ``weights``)
+    columns: str = "all"  # one of COLUMN_CHOICES
+    rules: RegionRules | None = None  # classify the points (measure's ``regions``)
 
     @property
     def needs(self) -> PassNeeds | None:
@@ -109,9 +119,25 @@ class Request:
         return union
 
 
+def _region_rules(regions: Any, families: list[Family]) -> RegionRules | None:
+    """The rules that ``regions`` asks for (None: no region column), once the families the
+    rules read are among those requested."""
+    if regions is False:
+        return None
+    if regions is not True and not isinstance(regions, RegionRules):
+        raise errors.invalid("regions", regions, "True, False or a sweeper.regions.RegionRules")
+    requested = [f.name for f in families]
+    missing = [name for name in REGION_FAMILIES if name not in requested]
+    require(not missing, f"regions needs the metric families {list(REGION_FAMILIES)} (the "
+                         "region rules read lyapunov_max, attractor_count, chaotic_attractors "
+                         f"and memory_horizon), got metrics={requested}: add {missing}")
+    return RegionRules() if regions is True else regions
+
+
 def validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale, seed, seq_len,
              metrics, device, dtype, dynamics, memory, landscape, training,
-             weights: Mapping | None = None) -> Request:
+             weights: Mapping | None = None, *, columns: str = "all",
+             regions: bool | RegionRules = False) -> Request:
     """Every argument of measure() checked, with one message shape (sweeper.errors)."""
     cell_obj = get_cell(cell)
     hidden_size = errors.integer("hidden_size", hidden_size)
@@ -121,6 +147,8 @@ def validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale,
     seeds = errors.value_list("seed", seed, integer=True)
     families = _families(metrics)
     errors.choice("dtype", dtype, list(DTYPES))
+    errors.choice("columns", columns, COLUMN_CHOICES)
+    rules = _region_rules(regions, families)
     task_obj = get_task(task, task_params)
     supervised = [f.name for f in families if f.supervised]
     require(not supervised or task_obj.output_size > 0,
@@ -142,7 +170,8 @@ def validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale,
                 f"task {task_obj.name!r} brings its own weights theta*; weights= cannot "
                 "replace them")
     return Request(cell_obj, hidden_size, task_obj, seeds, list(itertools.product(rs, ins)),
-                   seq_len, families, resolve_device(device), DTYPES[dtype], protocols, anchor)
+                   seq_len, families, resolve_device(device), DTYPES[dtype], protocols, anchor,
+                   columns, rules)
 
 
 def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
@@ -152,7 +181,8 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
             device: str | torch.device | None = None, dtype: str = "float32",
             dynamics: DynamicsConfig | None = None, memory: MemoryConfig | None = None,
             landscape: LandscapeConfig | None = None, training: TrainingConfig | None = None,
-            weights: Mapping[str, Any] | None = None) -> pd.DataFrame:
+            weights: Mapping[str, Any] | None = None, columns: str = "all",
+            regions: bool | RegionRules = False) -> pd.DataFrame:
     """Measure every point of the product seed x recurrent_scale x input_scale.
 
     Points of one seed share a base draw and run as one batch; all seeds run together.
@@ -173,23 +203,35 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         weights: a trained network instead of random draws, ``{"checkpoint": PATH,
             "scale": "recurrent" | "all"}`` (:mod:`sweeper.checkpoint`): a torch.nn RNN/GRU/
             LSTM state_dict for cell rnn_tanh/gru/lstm; every seed then uses its weights.
+        columns: "all" (default): every metric column of ``sweeper.schema``, NaN (None for
+            bool and list columns) for the families not requested; "requested": only the
+            requested families' columns.
+        regions: True adds the column ``region`` after ``status`` (forgetful, memory, chaotic
+            or unclassified, by the default :class:`sweeper.regions.RegionRules`); a
+            RegionRules classifies by its thresholds. Needs the lyapunov and memory families.
 
     Returns:
         One row per point: cell, hidden_size, task, seed, recurrent_scale, input_scale,
-        seq_len, status (``sweeper.status``), and every metric column of ``sweeper.schema``
-        (NaN where not computed).
+        seq_len, status (``sweeper.status``), region (with ``regions``), and the metric
+        columns that ``columns`` selects, then the optional columns computed
+        (``lyapunov_2``, ... with ``DynamicsConfig(lyapunov_k=k)``).
 
     Raises:
-        SweeperInputError: bad names or values; the message names the parameter.
+        SweeperInputError: bad names or values; the message names the parameter. Also
+            ``regions`` without the lyapunov or the memory family among ``metrics``.
 
     Example:
         >>> df = measure("rnn_tanh", 32, recurrent_scale=[0.5, 2.0], seq_len=50)
         >>> list(df.status)
         ['ok', 'ok']
+        >>> df = measure("rnn_tanh", 32, recurrent_scale=[0.5, 3.0], seq_len=50,
+        ...              metrics=("lyapunov", "memory"), columns="requested", regions=True)
+        >>> list(df.region)
+        ['forgetful', 'chaotic']
     """
     request = validate(cell, hidden_size, task, task_params, recurrent_scale, input_scale, seed,
                        seq_len, metrics, device, dtype, dynamics, memory, landscape, training,
-                       weights)
+                       weights, columns=columns, regions=regions)
     with flushing_subnormals():
         batch = _batch(request)
         with torch.no_grad():
@@ -202,8 +244,12 @@ def measure(cell: str | Cell, hidden_size: int, *, task: Any = "noise",
         failed = outcomes[family.name].failed.reshape(-1).cpu().numpy()
         failures[family.failure] = failures.get(family.failure, False) | failed
     status = merge(failures, batch.points)
-    columns = _mask_diverged(request.families, outcomes, status == DIVERGED)
-    return _frame(request, status, columns)
+    values = _mask_diverged(request.families, outcomes, status == DIVERGED)
+    frame = _frame(request, status, values)
+    if request.rules is not None:
+        frame.insert(frame.columns.get_loc("status") + 1, "region",
+                     classify(frame, request.rules))
+    return frame
 
 
 def subnormals_flushed() -> bool:
@@ -287,8 +333,9 @@ def _mask_diverged(families: list[Family], outcomes: dict, diverged: np.ndarray
 
 def _frame(request: Request, status: np.ndarray, columns: dict[str, torch.Tensor]
            ) -> pd.DataFrame:
-    """One row per point: the point columns, then every metric column of the schema (NaN or
-    None where not computed), then the optional columns that were computed."""
+    """One row per point: the point columns, then the metric columns of the schema (of every
+    family, NaN or None where not computed, or of the requested ones), then the optional
+    columns that were computed."""
     seeds, combos = request.seeds, request.combos
     n_points = len(seeds) * len(combos)
     identity = {
@@ -302,7 +349,9 @@ def _frame(request: Request, status: np.ndarray, columns: dict[str, torch.Tensor
         "status": status.tolist(),
     }
     rows: dict[str, Any] = {c.name: identity[c.name] for c in POINT_COLUMNS}
-    for c in metric_columns():
+    shown = (metric_columns() if request.columns == "all" else
+             [c for f in request.families for c in metric_columns(f.name)])
+    for c in shown:
         rows[c.name] = _values(c.dtype, columns.get(c.name), n_points)
     for name, value in columns.items():
         if name not in rows:

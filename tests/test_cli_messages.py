@@ -1,10 +1,13 @@
-"""What the commands say: each figure's own help, `show` on a directory that is not a sweep,
-a note when an edited file runs into an output that holds the earlier version's points, a
-region map that carries only the metrics the sweep measured, and `sweeper plot` over one
-sweep or two."""
+"""What the commands say: every option's help and every command's examples (each one parsed,
+so they cannot drift from the parser), each figure's own help, `show` on a directory that is
+not a sweep, a note when an edited file runs into an output that holds the earlier version's
+points, a region map that carries only the metrics the sweep measured, and `sweeper plot` over
+one sweep or two."""
 
 from __future__ import annotations
 
+import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,8 +17,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from sweeper.cli import main
-from sweeper.schema import metric_names
+from sweeper.cell_shapes import CELL_SHAPES
+from sweeper.cli import _parser, main
+from sweeper.schema import METRIC_FAMILIES, SUPERVISED_FAMILIES, metric_names
+from sweeper.task import task_names
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SPACE = {"name": "messages", "task": "noise", "cell": "rnn_tanh", "hidden_size": 6,
          "seq_len": 30, "axes": {"recurrent_scale": [0.5, 1.5, 2.5], "seed": [0, 1]},
@@ -34,6 +41,74 @@ def test_each_figure_has_help_of_its_own():
     assert "--cell" in orbits and "--hidden-size" in orbits and "--seq-len" not in orbits
     assert "--seq-len" in lstm and "--cell" not in lstm
     assert "chaotic-lstm" in figure and "orbits" in figure
+
+
+def _commands(parser: argparse.ArgumentParser, name: str = "sweeper"):
+    """(command line, parser) of the program and of every command under it, figures included."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                yield from _commands(child, f"{name} {sub}")
+
+
+def _examples(text: str) -> list[str]:
+    """The command lines of a help's examples section, shell continuations joined."""
+    _, found, section = text.partition("\nexamples:\n")
+    assert found, text
+    lines, pending = [], ""
+    for raw in section.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        lines.append(pending + line)
+        pending = ""
+    assert not pending, section
+    return lines
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    for name, parser in _commands(_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            assert action.help, (name, action.dest)
+            if action.option_strings and not action.required:
+                assert "default" in action.help, (name, action.option_strings, action.help)
+
+
+def test_every_command_ends_with_examples_that_parse():
+    for name, parser in _commands(_parser()):
+        examples = _examples(parser.format_help())
+        assert 1 <= len(examples) <= 2, (name, examples)
+        for line in examples:
+            words = shlex.split(line)
+            assert words[0] == "sweeper" and " ".join(words[:len(name.split())]) == name, line
+            try:
+                args = _parser().parse_args(words[1:])
+            except SystemExit:
+                raise AssertionError(f"{name}: the example does not parse: {line}") from None
+            assert args.command == words[1]
+            for word in words:  # the files it names are in the repository
+                if word.startswith("search_spaces/"):
+                    assert (ROOT / word).is_file(), line
+
+
+def test_measure_help_lists_the_families_their_columns_and_defaults():
+    text = _help("measure")
+    for family in METRIC_FAMILIES:
+        assert f"\n  {family} " in text, family  # one line each, with its first column
+        assert metric_names(family)[0] in text
+    text = " ".join(text.split())  # as read, whatever the line breaks
+    assert "(--metrics; default: lipschitz lyapunov memory)" in text
+    assert text.count("needs a task with a loss") == len(SUPERVISED_FAMILIES)
+    assert "100 burn-in steps" in text and "300 Adam steps" in text
+    # The installed tasks, looked up when help is shown, and the built-in cells.
+    assert f"task name (default noise): {', '.join(task_names())}; or" in text
+    assert f"cell name (required): {', '.join(CELL_SHAPES)}, an installed plug-in" in text
 
 
 def test_show_on_a_directory_that_is_no_sweep_says_so(tmp_path, capsys):

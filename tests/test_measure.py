@@ -1,17 +1,29 @@
-"""The measure entry point: batching, divergence as data, reproducibility, bad input, CLI."""
+"""The measure entry point: batching, divergence as data, reproducibility, the columns it
+returns and the regions it labels, bad input, CLI."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
 import multiprocessing
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import run_cli
 
-from sweeper import METRIC_COLUMNS, DynamicsConfig, MemoryConfig, SweeperInputError, measure
+from sweeper import (
+    METRIC_COLUMNS,
+    DynamicsConfig,
+    MemoryConfig,
+    RegionRules,
+    SweeperInputError,
+    measure,
+)
+from sweeper.schema import POINT_COLUMNS
+
+IDENTITY = [c.name for c in POINT_COLUMNS]
 
 SMALL_MEMORY = MemoryConfig(washout=40, train=400, test=200, max_delay=40,
                             attractor_inits=6, attractor_steps=200)
@@ -76,6 +88,60 @@ def test_measure_frame_has_every_metric_column():
     assert len(frame) == 2
 
 
+def test_requested_columns_are_the_point_and_the_requested_families():
+    common = {"recurrent_scale": [0.5, 2.0], "seq_len": 20, "memory": SMALL_MEMORY,
+              "dynamics": DynamicsConfig(burn_in=10, lipschitz_samples=4)}
+    every = measure("rnn_tanh", 4, metrics=["memory", "lipschitz"], **common)
+    asked = measure("rnn_tanh", 4, metrics=["memory", "lipschitz"], columns="requested",
+                    **common)
+    # Family order, as in the schema, whatever the order asked in.
+    assert list(asked.columns) == [*IDENTITY, *METRIC_COLUMNS["lipschitz"],
+                                   *METRIC_COLUMNS["memory"]]
+    pd.testing.assert_frame_equal(asked, every[asked.columns], check_exact=True)
+    # Optional columns come with their family; the default frame keeps every family's.
+    k3 = measure("rnn_tanh", 4, metrics=["lyapunov"], columns="requested",
+                 **{**common, "dynamics": DynamicsConfig(burn_in=10, lyapunov_k=3)})
+    assert list(k3.columns) == [*IDENTITY, "lyapunov_max", "lyapunov_2", "lyapunov_3"]
+    assert set(METRIC_COLUMNS["training"]) <= set(every.columns)
+
+
+def test_regions_label_the_points_by_the_rules_after_status():
+    common = {"seq_len": 30, "metrics": ["lyapunov", "memory"], "columns": "requested",
+              "memory": SMALL_MEMORY, "dynamics": DynamicsConfig(burn_in=10)}
+    labelled = measure("linear", 4, recurrent_scale=[0.2, 1e3], regions=True, **common)
+    assert list(labelled.columns[:len(IDENTITY) + 1]) == [*IDENTITY, "region"]
+    # A contracting point forgets; a point whose state overflows counts as chaotic.
+    assert labelled.status.tolist() == ["ok", "diverged"]
+    assert labelled.region.tolist() == ["forgetful", "chaotic"]
+    # Thresholds of one's own: with epsilon above |lambda_1|, the edge of chaos is everywhere.
+    loose = measure("linear", 4, recurrent_scale=[0.2], regions=RegionRules(epsilon=50.0),
+                    **common)
+    assert loose.region.tolist() == ["memory"]
+    assert "region" not in measure("linear", 4, recurrent_scale=[0.2], **common)
+
+
+@pytest.mark.parametrize(("metrics", "missing"), [
+    (["lyapunov"], ["memory"]), (["lipschitz"], ["lyapunov", "memory"])])
+def test_regions_without_the_families_they_read_are_refused_naming_them(metrics, missing):
+    with pytest.raises(ValueError, match=(
+            r"regions needs the metric families \['lyapunov', 'memory'\] .*"
+            + re.escape(f"got metrics={metrics!r}: add {missing!r}"))):
+        measure("rnn_tanh", 4, seq_len=10, metrics=metrics, regions=True)
+    out = run_cli("measure", "--cell", "rnn_tanh", "--hidden-size", "4", "--metrics", *metrics,
+                  "--regions", process=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"add {missing!r}" in out.stderr
+
+
+def test_the_cli_measures_the_default_families_of_measure():
+    import inspect
+
+    from sweeper.cli import DEFAULT_METRICS
+
+    default = inspect.signature(measure).parameters["metrics"].default
+    assert tuple(default) == DEFAULT_METRICS
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"cell": "elman"}, "unknown cell 'elman'; known cells: antisymmetric_rnn, cornn, gru"),
     ({"hidden_size": 0}, "hidden_size must be an integer >= 1, got hidden_size=0"),
@@ -93,6 +159,9 @@ def test_measure_frame_has_every_metric_column():
      r"got metrics=\['lyapunov', 'chaos'\]"),
     ({"task": "sine"}, "unknown task 'sine'"),
     ({"dtype": "float16"}, r"dtype must be one of \['float32', 'float64'\], got dtype='float16'"),
+    ({"columns": "some"}, r"columns must be one of \['all', 'requested'\], got columns='some'"),
+    ({"regions": "yes"}, r"regions must be True, False or a sweeper.regions.RegionRules, got "
+                         r"regions='yes'"),
 ])
 def test_bad_input_names_parameter_and_value(kwargs, match):
     args = {"cell": "rnn_tanh", "hidden_size": 4, "seq_len": 10, **kwargs}
@@ -108,6 +177,8 @@ def test_cli_prints_json_rows():
     rows = json.loads(out.stdout)
     assert [r["recurrent_scale"] for r in rows] == [0.5, 3.0]
     assert rows[0]["lyapunov_max"] < 0 < rows[1]["lyapunov_max"]
+    # The point and the family asked for, nothing of the families not asked for.
+    assert list(rows[0]) == [*IDENTITY, "lyapunov_max"]
 
 
 @pytest.mark.parametrize("args", [
