@@ -32,7 +32,10 @@ beside the figures:
                   trial and bytes per point under --out once the run's aggregation compacted
                   the parts, then `sweeper aggregate` and a group-by `sweeper query`, as
                   commands and in-process (after start-up).
-  --case fixed    the fixed cost alone: the 2-point sweep, embedded and with ``--address``.
+  --case fixed    the fixed cost alone: the 2-point sweep with the default --executor auto
+                  (in-process), on the embedded Ray and with ``--address``.
+  --case auto     --executor auto's compute estimate against the measured compute of the
+                  trials of shipped search spaces, and the executor it picks for each.
   --case read     the reading commands (--help, query, show, plot) of a finished sweep from a
                   fresh process, against `import duckdb, pandas, pyarrow.parquet` alone.
 
@@ -41,6 +44,7 @@ Run:  .venv/bin/python benchmarks/bench_sweep.py [--repeat 3] [--subset 16] [--i
       .venv/bin/python benchmarks/bench_sweep.py --case scale [--trials 5000]
       .venv/bin/python benchmarks/bench_sweep.py --case fixed [--repeat 3]
       .venv/bin/python benchmarks/bench_sweep.py --case read [--repeat 5]
+      .venv/bin/python benchmarks/bench_sweep.py --case auto
 """
 
 from __future__ import annotations
@@ -75,14 +79,17 @@ SPACE = {
 TINY = dict(SPACE, axes={"recurrent_scale": [1.0], "seed": [0], "input_scale": [0.5, 1.0]})
 
 
-def sweep_cli(workdir: Path, space: dict = SPACE, ray: dict | None = None) -> float:
+def sweep_cli(workdir: Path, space: dict = SPACE, ray: dict | None = None,
+              executor: str = "ray") -> float:
     """Wall time of `sweeper run` in a fresh process with a fresh output and tracking store;
-    ``ray`` ({"address", "env"}) joins a running Ray instead of starting one."""
-    return sweep_cli_rss(workdir, space, ray)[0]
+    ``ray`` ({"address", "env"}) joins a running Ray instead of starting one; ``executor``
+    is passed as ``--executor`` (default ``ray``: the cases time the Ray path unless they
+    ask for ``auto``, the command's own default)."""
+    return sweep_cli_rss(workdir, space, ray, executor)[0]
 
 
 def sweep_cli_rss(workdir: Path, space: dict = SPACE, ray: dict | None = None,
-                  ) -> tuple[float, float]:
+                  executor: str = "ray") -> tuple[float, float]:
     """`sweeper run` as :func:`sweep_cli`: (wall seconds, driver peak RSS in MB). The peak is
     the kernel's high-water mark (VmHWM) of the driver process, read until it exits."""
     path = workdir / "space.yaml"
@@ -90,7 +97,7 @@ def sweep_cli_rss(workdir: Path, space: dict = SPACE, ray: dict | None = None,
     for old in (workdir / "out", workdir / "mlflow.db"):
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     command = [sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
-               str(workdir / "out")]
+               str(workdir / "out"), "--executor", executor]
     if ray:
         command += ["--address", ray["address"]]
     start = time.perf_counter()
@@ -308,22 +315,58 @@ def case_scale(trials: int) -> None:
 
 def case_fixed(repeat: int) -> None:
     """The fixed cost: a 2-point sweep (2 trials of 1 point), a fresh process, output and
-    tracking store each time, on the embedded Ray and joining a running one."""
-    runs: dict[str, list[float]] = {"embedded": [], "address": []}
+    tracking store each time: with the default ``--executor auto`` (which runs it
+    in-process), on the embedded Ray (``--executor ray``) and joining a running one."""
+    runs: dict[str, list[float]] = {"auto": [], "embedded": [], "address": []}
     with tempfile.TemporaryDirectory(prefix="bench-fixed-") as tmp:
         work = Path(tmp)
-        for _ in range(repeat):
+        for _ in range(repeat):  # alternated: the same load for both
+            runs["auto"].append(sweep_cli(work, TINY, executor="auto"))
             runs["embedded"].append(sweep_cli(work, TINY))
         with ray_head(work) as head:
             sweep_cli(work, TINY, ray=head)  # the first job on a new Ray starts its workers
             for _ in range(repeat):
                 runs["address"].append(sweep_cli(work, TINY, ray=head))
-    for key, target in (("embedded", 10.0), ("address", 5.0)):
+    targets = {"auto": (8.0, "12-21 s before --executor auto (issue 27)"),
+               "embedded": (10.0, "~22 s (issue 14)"), "address": (5.0, "~18 s (issue 14)")}
+    for key, (target, before) in targets.items():
         t = statistics.median(runs[key])
         listed = "  ".join(f"{v:.1f}" for v in runs[key])
         print(f"  fixed cost, 2-point sweep, {key:8s} {t:6.1f} s  [{listed}]  (target <= "
-              f"{target:.0f} s: {_verdict(t <= target)}); issue baseline ~22 s embedded, "
-              f"~18 s --address")
+              f"{target:.0f} s: {_verdict(t <= target)}); before: {before}")
+    ratio = statistics.median(runs["auto"]) / statistics.median(runs["embedded"])
+    print(f"  auto / embedded Ray: {ratio:.2f}")
+
+
+#: Shipped spaces whose estimated compute (sweeper.workload) is set beside the measured
+#: compute of their trials in this process.
+AUTO_SPACES = ["smoke", "lru_gain", "cornn_gain", "antisymmetric_rnn_gain", "trained_lstm",
+               "gain_vs_input", "quickstart", "paper_chaotic_lstm"]
+
+
+def case_auto() -> None:
+    """``--executor auto``'s estimate against measurement: for each space, the estimated
+    compute seconds (:func:`sweeper.workload.compute_seconds`), its trials computed one after
+    another in this process (after a warm-up), the ratio, and the executor auto picks."""
+    from sweeper.adapters.space_file import load_space
+    from sweeper.sweep import trial_frame
+    from sweeper.workload import choose_executor, compute_seconds
+
+    root = Path(__file__).resolve().parent.parent
+    in_process(TINY)  # torch's first calls
+    print(f"  {'space':24s} {'estimate':>9s} {'measured':>9s} {'ratio':>6s}  auto picks")
+    ratios = []
+    for name in AUTO_SPACES:
+        space = load_space(root / "search_spaces" / f"{name}.yaml")
+        estimate = compute_seconds(space)
+        measured = _timed(lambda s=space: [trial_frame(s, t, "cpu") for t in s.trials()])
+        choice = choose_executor("auto", None, len(space.trials()), estimate)
+        ratios.append(estimate / measured)
+        print(f"  {name:24s} {estimate:8.1f}s {measured:8.1f}s {estimate / measured:6.2f}  "
+              f"{choice.name} ({choice.reason})")
+    print(f"  median ratio estimate / measured {statistics.median(ratios):.2f}, range "
+          f"{min(ratios):.2f} .. {max(ratios):.2f} (the rule needs seconds told from minutes: "
+          "within a factor of 3)")
 
 
 def case_read(repeat: int) -> None:
@@ -370,7 +413,8 @@ def _verdict(ok: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=["overhead", "trials", "scale", "fixed", "read"],
+    parser.add_argument("--case", choices=["overhead", "trials", "scale", "fixed", "read",
+                                           "auto"],
                         default="overhead")
     parser.add_argument("--trials", type=int, default=None,
                         help="trials of --case trials (1,000) or --case scale (5,000)")
@@ -387,6 +431,8 @@ def main() -> None:
         return case_fixed(args.repeat)
     if args.case == "read":
         return case_read(max(args.repeat, 5))
+    if args.case == "auto":
+        return case_auto()
     space = dict(SPACE, axes=dict(SPACE["axes"], input_scale=[
         round(0.5 * (i + 1), 3) for i in range(args.input_scales)]))
     n_points = 500 * args.input_scales

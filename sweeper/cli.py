@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -18,6 +19,8 @@ EXIT_TRACKING_FAILED = 3
 #: The Ray cluster of an --address sweep stopped answering (its head, or all of it, died).
 EXIT_CLUSTER_LOST = 4
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+#: The families `sweeper measure` runs without --metrics (measure()'s default too).
+DEFAULT_METRICS = ("lipschitz", "lyapunov", "memory")
 
 
 def _task_param(text: str) -> tuple[str, Any]:
@@ -31,105 +34,339 @@ def _task_param(text: str) -> tuple[str, Any]:
     return key, value
 
 
+#: Each command's examples (what it does, the command), shown at the end of its help.
+#: tests/test_cli_messages.py parses every one, so they stay commands that work.
+EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "sweeper": (
+        ("the quickstart sweep, then its map in the terminal",
+         "sweeper run search_spaces/quickstart.yaml"),
+        ("", "sweeper show results/quickstart"),
+    ),
+    "measure": (
+        ("a 64-unit tanh RNN at three gains, each point with its region",
+         "sweeper measure --cell rnn_tanh --hidden-size 64 --recurrent-scale 0.5 1 2 --regions"),
+        ("a GRU's loss landscape against its own copy at gain 1, as JSON records",
+         "sweeper measure --cell gru --hidden-size 16 --task teacher --task-param "
+         "reference=1.0 --recurrent-scale 0.5 1 2 --seq-len 50 --metrics landscape --json"),
+    ),
+    "figure": (
+        ("the orbit diagram of an 8-unit tanh RNN from s = 0.5 to 4",
+         "sweeper figure orbits --cell rnn_tanh --hidden-size 8 --smin 0.5 --smax 4 --seed 3"),
+        ("the paper's figure, at 200 scalings", "sweeper figure chaotic-lstm --points 200"),
+    ),
+    "figure orbits": (
+        ("an 8-unit tanh RNN from s = 0.5 to 4",
+         "sweeper figure orbits --cell rnn_tanh --hidden-size 8 --smin 0.5 --smax 4 --seed 3"),
+        ("a 16-unit GRU, into a file of its own",
+         "sweeper figure orbits --cell gru --hidden-size 16 --smax 6 --points 400 --out "
+         "results/figures/gru_orbits.png"),
+    ),
+    "figure chaotic-lstm": (
+        ("the paper's figure: 1000 scalings from s = 0.5 to 2, loss over 200 steps",
+         "sweeper figure chaotic-lstm"),
+        ("a coarser one, the loss over 100 steps",
+         "sweeper figure chaotic-lstm --points 200 --seq-len 100"),
+    ),
+    "run": (
+        ("the quickstart (in-process: its compute is short), MLflow in ./mlflow.db, points in "
+         "results/quickstart", "sweeper run search_spaces/quickstart.yaml"),
+        ("a longer sweep on an embedded Ray, whatever its size",
+         "sweeper run search_spaces/rnn_gain_vs_length.yaml --executor ray"),
+        ("finish it after an interruption, computing only what is missing",
+         "sweeper run search_spaces/quickstart.yaml --resume"),
+    ),
+    "submit": (
+        ("a sweep on a cluster, its results in a directory every node sees",
+         "sweeper submit search_spaces/gain_vs_input.yaml --address http://HEAD:8265 "
+         "--tracking-uri http://MLFLOW:5000 --out /shared/results/gain-vs-input"),
+    ),
+    "aggregate": (
+        ("relabel the quickstart's points, redraw its map and plots",
+         "sweeper aggregate results/quickstart"),
+        ("the region map only", "sweeper aggregate results/quickstart --no-plots"),
+    ),
+    "query": (
+        ("the points per region",
+         "sweeper query \"select region, count(*) from points group by region\" --results "
+         "results/quickstart"),
+        ("the memory cells of the map, as CSV",
+         "sweeper query \"select * from region_map where region = 'memory'\" --results "
+         "results/quickstart --csv"),
+    ),
+    "plot": (
+        ("lambda_1 against the gain, a line per input scale",
+         "sweeper plot lyapunov_max --x recurrent_scale --results results/quickstart"),
+        ("the refined sweep over the grid sweep",
+         "sweeper plot lyapunov_max --x recurrent_scale --results results/quickstart-refine "
+         "--results results/quickstart"),
+    ),
+    "show": (
+        ("the quickstart's map, coloured by region", "sweeper show results/quickstart"),
+    ),
+    "ui": (
+        ("the quickstart's runs on http://127.0.0.1:5000",
+         "sweeper ui --results results/quickstart"),
+        ("the same on another port", "sweeper ui --results results/quickstart --port 5001"),
+    ),
+    "validate": (
+        ("check the quickstart and see how it splits into trials",
+         "sweeper validate search_spaces/quickstart.yaml"),
+    ),
+    "check-cell": (
+        ("a built-in cell on a network larger than the default",
+         "sweeper check-cell lru --hidden-size 16"),
+    ),
+}
+
+
+def _examples(command: str) -> str:
+    """The help's closing section: each example's purpose as a comment, then the command,
+    broken between words (never inside quotes) with shell line continuations."""
+    import shlex
+
+    lines = ["examples:"]
+    for purpose, example in EXAMPLES[command]:
+        if purpose:
+            lines.append(f"  # {purpose}")
+        words = shlex.shlex(example, posix=False)
+        words.whitespace_split = True  # quoted words stay whole, quotes included
+        groups: list[str] = []  # an option stays on one line with its values
+        for word in words:
+            if groups and groups[-1].startswith("-") and not word.startswith("-"):
+                groups[-1] += f" {word}"
+            else:
+                groups.append(word)
+        rows = [""]
+        for group in groups:
+            if rows[-1] and len(rows[-1]) + 1 + len(group) > 84:
+                rows.append("")
+            rows[-1] = f"{rows[-1]} {group}" if rows[-1] else group
+        lines.append("  " + " \\\n      ".join(rows))
+    return "\n".join(lines)
+
+
+def _cell_names() -> str:
+    from .cell_shapes import CELL_SHAPES
+
+    return ", ".join(CELL_SHAPES)
+
+
+def _task_names() -> str:
+    from .task import task_names
+
+    return ", ".join(task_names())
+
+
+def _families_text() -> str:
+    """The measure command's list of metric families, their columns and default protocols."""
+    import textwrap
+
+    from .protocols import DynamicsConfig, LandscapeConfig, MemoryConfig, TrainingConfig
+    from .schema import FAMILY_COLUMNS, SUPERVISED_FAMILIES
+
+    lines = [f"metric families (--metrics; default: {' '.join(DEFAULT_METRICS)}) and their "
+             "columns:"]
+    for family, columns in FAMILY_COLUMNS.items():
+        names = ", ".join(c.name for c in columns if not c.optional)
+        if family in SUPERVISED_FAMILIES:
+            names += " (needs a task with a loss: teacher, sine_generator, ...)"
+        lines += textwrap.wrap(names, 88, initial_indent=f"  {family:<11}",
+                               subsequent_indent=" " * 13)
+    dynamics, memory, landscape, training = (DynamicsConfig, MemoryConfig, LandscapeConfig,
+                                             TrainingConfig)
+    protocols = (
+        f"The families run their protocols at the defaults: {dynamics.burn_in} burn-in steps, "
+        f"then the --seq-len measured ones; memory capacity from {memory.train} training and "
+        f"{memory.test} test steps, attractors from {memory.attractor_inits} initial states; "
+        f"landscape slices of {landscape.points} points, {landscape.hessian_steps} Hessian "
+        f"steps; {training.steps} Adam steps at lr {training.lr:g} ({training.schedule}). "
+        "Python's measure() takes them as DynamicsConfig, MemoryConfig, LandscapeConfig and "
+        "TrainingConfig, a search-space file as mappings.")
+    lines += ["", *textwrap.wrap(protocols, 88)]
+    return "\n".join(lines)
+
+
+#: Placeholders in the help texts, filled only when help is shown: what they read (the entry
+#: points, the schema, the protocols) would otherwise cost every command ~20 ms.
+HELP_PLACEHOLDERS = {"{cells}": _cell_names, "{tasks}": _task_names,
+                     "{families}": _families_text}
+
+
+def _filled(text: str) -> str:
+    for placeholder, make in HELP_PLACEHOLDERS.items():
+        if placeholder in text:
+            text = text.replace(placeholder, make())
+    return text
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples keep their line breaks; the placeholders are filled."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return _filled(action.help) if action.help else action.help
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(_filled(text), width, indent)
+
+
+def _command(commands, name: str, key: str | None = None, *, description: str,
+             details: str = "", **kwargs) -> argparse.ArgumentParser:
+    """A subcommand: its description wrapped, then ``details`` as written, and its help ends
+    with its examples (``EXAMPLES[key or name]``)."""
+    import textwrap
+
+    text = textwrap.fill(description, 88) + (f"\n\n{details}" if details else "")
+    return commands.add_parser(name, formatter_class=_HelpFormatter, description=text,
+                               epilog=_examples(key or name), **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweeper", description=(
-        "Map where recurrent networks forget, remember, or turn chaotic."))
+        "Map where recurrent networks forget, remember, or turn chaotic."),
+        formatter_class=_HelpFormatter, epilog=_examples("sweeper"))
     commands = parser.add_subparsers(dest="command", required=True)
-    m = commands.add_parser("measure", help="measure a grid of scalings in one process",
-                            description="Measure every point of seed x recurrent-scale x "
-                                        "input-scale and print one row per point.")
-    m.add_argument("--cell", required=True, help="cell name (rnn_tanh, linear, orthogonal, "
-                                                  "gru, lstm, stable_lstm)")
-    m.add_argument("--hidden-size", type=int, required=True)
-    m.add_argument("--task", default="noise", help="task name or module.path:Class")
+    m = _command(commands, "measure", help="measure a grid of scalings in one process",
+                 description="Measure every point of seed x recurrent-scale x input-scale "
+                             "and print one row per point: the point, its status and the "
+                             "requested families' columns.", details="{families}")
+    m.add_argument("--cell", required=True,
+                   help="cell name (required): {cells}, an installed plug-in, or "
+                        "module.path:Class")
+    m.add_argument("--hidden-size", type=int, required=True,
+                   help="H, the number of hidden units: an integer >= 1 (required)")
+    m.add_argument("--task", default="noise",
+                   help="task name (default noise): {tasks}; or module.path:Class")
     m.add_argument("--task-param", type=_task_param, action="append", default=[],
-                   metavar="KEY=VALUE", help="task parameter (repeatable), e.g. input_std=0.5")
-    m.add_argument("--recurrent-scale", type=float, nargs="+", default=[1.0])
-    m.add_argument("--input-scale", type=float, nargs="+", default=[1.0])
-    m.add_argument("--seed", type=int, nargs="+", default=[0])
-    m.add_argument("--seq-len", type=int, default=200)
-    m.add_argument("--metrics", nargs="+", default=["lipschitz", "lyapunov", "memory"])
-    m.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    m.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    m.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+                   metavar="KEY=VALUE", help="a task parameter, repeatable, e.g. input_std=0.5 "
+                                             "(default: the task's own; values read as JSON)")
+    m.add_argument("--recurrent-scale", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="factors s on the recurrent weights, numbers >= 0 (default 1)")
+    m.add_argument("--input-scale", type=float, nargs="+", default=[1.0], metavar="A",
+                   help="factors on the input weights, numbers >= 0 (default 1)")
+    m.add_argument("--seed", type=int, nargs="+", default=[0],
+                   help="base draws of the weights and inputs, integers >= 0 (default 0)")
+    m.add_argument("--seq-len", type=int, default=200,
+                   help="N, the steps measured after the burn-in: an integer >= 1 (default 200)")
+    m.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), metavar="FAMILY",
+                   help="metric families, among the five above (default: "
+                        f"{' '.join(DEFAULT_METRICS)})")
+    m.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    m.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="float32 (default) or float64 for reference runs")
+    m.add_argument("--regions", action="store_true",
+                   help="add each point's region (forgetful, memory, chaotic) by the default "
+                        "rules; needs the lyapunov and memory families (off by default)")
+    m.add_argument("--json", action="store_true",
+                   help="print JSON records of the point's and the requested families' "
+                        "columns, NaN as null (default: a table of the columns with a value)")
     m.add_argument("--curve", action="store_true",
-                   help="include the memory curve r^2_k in the output")
-    f = commands.add_parser("figure", help="draw an orbit diagram or the paper's figure",
-                            description="Draw a figure along the scaling s; each figure has "
-                                        "its own options (sweeper figure NAME --help).")
+                   help="include memory_curve, r^2 for each delay k = 1..2D (memory family; "
+                        "off by default)")
+    f = _command(commands, "figure", help="draw an orbit diagram or the paper's figure",
+                 description="Draw a figure along the scaling s; each figure has its own "
+                             "options (sweeper figure NAME --help).")
     figures = f.add_subparsers(dest="name", required=True, metavar="NAME")
-    lstm = figures.add_parser("chaotic-lstm", help="the paper's figure",
-                              description="Orbit diagram, loss and largest Lyapunov exponent "
-                                          "of the paper's 2-unit LSTM along theta(s) = "
-                                          "s * theta*.")
-    lstm.add_argument("--seq-len", type=int, default=200, help="loss length N")
-    orbit = figures.add_parser("orbits", help="the orbit diagram of any cell",
-                               description="The orbit (bifurcation) diagram of a cell along "
-                                           "recurrent_scale under the task's constant input.")
-    orbit.add_argument("--cell", default="rnn_tanh", help="cell name")
-    orbit.add_argument("--hidden-size", type=int, default=32, help="hidden size")
-    orbit.add_argument("--task", default="noise", help="task (its constant input)")
+    lstm = _command(figures, "chaotic-lstm", "figure chaotic-lstm", help="the paper's figure",
+                    description="Orbit diagram, loss and largest Lyapunov exponent of the "
+                                "paper's 2-unit LSTM along theta(s) = s * theta*.")
+    lstm.add_argument("--seq-len", type=int, default=200,
+                      help="N, the steps the loss runs over: an integer >= 1 (default 200)")
+    orbit = _command(figures, "orbits", "figure orbits", help="the orbit diagram of any cell",
+                     description="The orbit (bifurcation) diagram of a cell along "
+                                 "recurrent_scale under the task's constant input.")
+    orbit.add_argument("--cell", default="rnn_tanh",
+                       help="cell name (default rnn_tanh): {cells}, an installed plug-in, or "
+                            "module.path:Class")
+    orbit.add_argument("--hidden-size", type=int, default=32,
+                       help="H, an integer >= 1 (default 32)")
+    orbit.add_argument("--task", default="noise",
+                       help="task whose constant input drives the map (default noise: zero "
+                            "input): {tasks}; or module.path:Class")
     orbit.add_argument("--task-param", type=_task_param, action="append", default=[],
-                       metavar="KEY=VALUE")
-    orbit.add_argument("--seed", type=int, default=0, help="base draw")
+                       metavar="KEY=VALUE",
+                       help="a task parameter, repeatable (default: the task's own)")
+    orbit.add_argument("--seed", type=int, default=0,
+                       help="base draw of the weights, an integer >= 0 (default 0)")
     for each in (lstm, orbit):
-        each.add_argument("--points", type=int, default=1000, help="number of scalings s")
-        each.add_argument("--smin", type=float, default=0.5)
-        each.add_argument("--smax", type=float, default=2.0)
+        each.add_argument("--points", type=int, default=1000,
+                          help="number of scalings s, evenly spaced, run as one batch: an "
+                               "integer >= 2 (default 1000)")
+        each.add_argument("--smin", type=float, default=0.5,
+                          help="the smallest s, >= 0 (default 0.5)")
+        each.add_argument("--smax", type=float, default=2.0,
+                          help="the largest s, above --smin (default 2)")
         each.add_argument("--out", default=None,
                           help="PNG path (default results/figures/<name>.png)")
-        each.add_argument("--device", default=None)
-    r = commands.add_parser("run", help="run a sweep (Ray Tune + MLflow + Parquet)",
-                            description="Run every trial of a search-space file; results go "
-                                        "to <out>/points/*.parquet, runs to MLflow.")
-    r.add_argument("file")
+        each.add_argument("--device", default=None,
+                          help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    r = _command(commands, "run", help="run a sweep (Ray Tune + MLflow + Parquet)",
+                 description="Run every trial of a search-space file; results go to "
+                             "<out>/points/*.parquet, runs to MLflow.")
+    r.add_argument("file", help="the search-space file (YAML; sweeper validate checks it)")
     r.add_argument("--out", default=None, help="results directory (default results/<name>)")
-    r.add_argument("--address", default=None, help="Ray cluster address (default: embedded)")
+    r.add_argument("--address", default=None,
+                   help="a running Ray cluster to join, HOST:6379 (default: none; see "
+                        "--executor)")
     r.add_argument("--tracking-uri", default=None,
                    help=f"MLflow store (default {DEFAULT_TRACKING_URI}); a --resume of a "
                         "sweep started on another store must name that store")
-    r.add_argument("--resume", action="store_true", help="finish a sweep, skipping done trials")
-    r.add_argument("--max-failures", type=int, default=0, help="retries per failed trial")
-    r.add_argument("--executor", choices=["ray", "local"], default="ray",
-                   help="ray (default) or local (in-process, no Ray)")
-    r.add_argument("--device", default=None)
+    r.add_argument("--resume", action="store_true",
+                   help="finish a sweep, skipping the trials done (default: an output that "
+                        "holds the sweep's points is refused)")
+    r.add_argument("--max-failures", type=int, default=0,
+                   help="retries of a trial that raises, an integer >= 0 (default 0); a lost "
+                        "worker does not count")
+    r.add_argument("--executor", choices=["auto", "ray", "local"], default="auto",
+                   help="where the trials run: auto (default: in-process when the sweep is "
+                        "one trial or under about 10 s of estimated compute, else Ray; Ray "
+                        "with --address), ray (an embedded Ray, or the one `ray start` left "
+                        "running on this machine) or local (in-process, no Ray)")
+    r.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N for every trial (default: cuda where the worker "
+                        "has it, else cpu)")
     r.add_argument("--allow-large", action="store_true",
-                   help="start a sweep over the size limits (points, trials, a trial's memory)")
-    s = commands.add_parser("submit", help="send a sweep to a Ray cluster (Jobs API)",
-                            description="Submit `sweeper run` to a Ray cluster through the "
-                                        "Jobs API, stream its logs, exit with its status.")
-    s.add_argument("file")
+                   help="start a sweep over the size limits (points, trials, a trial's "
+                        "memory; default: refused, exit 2)")
+    s = _command(commands, "submit", help="send a sweep to a Ray cluster (Jobs API)",
+                 description="Submit `sweeper run` to a Ray cluster through the Jobs API, "
+                             "stream its logs, exit with its status.")
+    s.add_argument("file", help="the search-space file (YAML), validated here first")
     s.add_argument("--address", required=True, help="dashboard address, http://HEAD:8265")
     s.add_argument("--tracking-uri", required=True,
                    help="MLflow server the cluster reaches (or an absolute sqlite path)")
     s.add_argument("--out", required=True, help="absolute results path every node sees")
-    s.add_argument("--max-failures", type=int, default=0)
-    s.add_argument("--resume", action="store_true")
+    s.add_argument("--max-failures", type=int, default=0,
+                   help="retries of a trial that raises, an integer >= 0 (default 0)")
+    s.add_argument("--resume", action="store_true",
+                   help="finish a sweep, skipping the trials done (off by default)")
     s.add_argument("--allow-large", action="store_true",
-                   help="let the cluster start a sweep over the size limits")
-    a = commands.add_parser("aggregate", help="classify points, write the region map and plots",
-                            description="Classify every point of a results directory into "
-                                        "forgetful / memory / chaotic, write "
-                                        "OUT/region_map.parquet and OUT/plots/*.png, and "
-                                        "attach them to the sweep's MLflow parent run. "
-                                        "Idempotent; `sweeper run` ends with it.")
+                   help="let the cluster start a sweep over the size limits (default: "
+                        "refused, exit 2)")
+    a = _command(commands, "aggregate", help="classify points, write the region map and plots",
+                 description="Classify every point of a results directory into forgetful / "
+                             "memory / chaotic, write OUT/region_map.parquet and "
+                             "OUT/plots/*.png, and attach them to the sweep's MLflow parent "
+                             "run. Idempotent; `sweeper run` ends with it.")
     a.add_argument("out", help="results directory of a sweep")
-    a.add_argument("--no-plots", action="store_true", help="only the Parquet region map")
-    q = commands.add_parser("query", help="SQL over a sweep's points and region map (DuckDB)",
-                            description="Run one SQL statement in DuckDB over the tables "
-                                        "`points` (every point) and `region_map`.")
-    q.add_argument("sql")
+    a.add_argument("--no-plots", action="store_true",
+                   help="only the Parquet region map (default: the plots too)")
+    q = _command(commands, "query", help="SQL over a sweep's points and region map (DuckDB)",
+                 description="Run one SQL statement in DuckDB over the tables `points` (every "
+                             "point) and `region_map`.")
+    q.add_argument("sql", help="one SQL statement over the tables points and region_map")
     q.add_argument("--results", required=True, help="results directory of a sweep")
     fmt = q.add_mutually_exclusive_group()
-    fmt.add_argument("--csv", action="store_true", help="print CSV")
-    fmt.add_argument("--json", action="store_true", help="print JSON records")
+    fmt.add_argument("--csv", action="store_true", help="print CSV (default: a table)")
+    fmt.add_argument("--json", action="store_true",
+                     help="print JSON records, NaN as null (default: a table)")
     q.add_argument("--allow-files", action="store_true",
                    help="let the SQL read and write files outside the results directory "
                         "(COPY TO, read_csv of any path, ATTACH, extensions); off by default")
-    pl = commands.add_parser("plot", help="draw any metric against any axis, overlaying sweeps",
-                             description="One metric against one axis: the seed mean as a "
-                                         "line per value of --by, the seeds' range as a band; "
-                                         "several --results overlay their sweeps.")
+    pl = _command(commands, "plot", help="draw any metric against any axis, overlaying sweeps",
+                  description="One metric against one axis: the seed mean as a line per "
+                              "value of --by, the seeds' range as a band; several --results "
+                              "overlay their sweeps.")
     pl.add_argument("metric", help="a metric column of the points, e.g. lyapunov_max")
     pl.add_argument("--x", required=True, help="the axis along x, e.g. recurrent_scale")
     pl.add_argument("--by", default=None,
@@ -138,38 +375,45 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--by-values", default=None, metavar="V1,V2,...",
                     help="the values of --by to draw (default: all, at most 8 evenly spaced)")
     pl.add_argument("--where", action="append", default=[], metavar="AXIS=VALUE",
-                    help="keep the points with this value of an axis; repeatable. A line "
-                         "averages over seeds only: every other varied axis must be --x, "
-                         "--by or fixed here")
+                    help="keep the points with this value of an axis; repeatable (default: "
+                         "every point). A line averages over seeds only: every other varied "
+                         "axis must be --x, --by or fixed here")
     pl.add_argument("--results", action="append", required=True, metavar="OUT",
                     help="a sweep's results directory; repeat to overlay sweeps")
     pl.add_argument("--out", default=None,
                     help="the figure's path, .png, .svg or .pdf (default "
                          "<first OUT>/plots/<metric>_vs_<x>.png)")
-    sh = commands.add_parser("show", help="print the region map in the terminal",
-                             description="Print the region map, one character per cell "
-                                         "(F forgetful, M memory, C chaotic).")
+    sh = _command(commands, "show", help="print the region map in the terminal",
+                  description="Print the region map, one character per cell (F forgetful, M "
+                              "memory, C chaotic).")
     sh.add_argument("out", help="results directory of a sweep")
-    sh.add_argument("--colour", "--color", choices=["auto", "always", "never"], default="auto")
-    u = commands.add_parser("ui", help="start the MLflow UI for a sweep's runs",
-                            description="Start the MLflow UI on 127.0.0.1 for a tracking "
-                                        "store (a sweep's own, with --results) and wait "
-                                        "until Ctrl-C.")
-    u.add_argument("--results", help="results directory: use the sweep's tracking URI")
-    u.add_argument("--tracking-uri", help="default: the sweep's, else sqlite:///mlflow.db")
-    u.add_argument("--port", type=int, default=5000)
-    v = commands.add_parser("validate", help="check a search-space file; starts nothing",
-                            description="Validate a search-space file (YAML); report every "
-                                        "problem with its key path, exit 2 if any.")
-    v.add_argument("file")
+    sh.add_argument("--colour", "--color", choices=["auto", "always", "never"], default="auto",
+                    help="colour the cells by region: auto (default: on a terminal), always "
+                         "or never")
+    u = _command(commands, "ui", help="start the MLflow UI for a sweep's runs",
+                 description="Start the MLflow UI on 127.0.0.1 for a tracking store (a "
+                             "sweep's own, with --results) and wait until Ctrl-C.")
+    u.add_argument("--results",
+                   help="results directory of a sweep: its tracking store, and the URL of "
+                        "its experiment (default: none)")
+    u.add_argument("--tracking-uri",
+                   help=f"MLflow store (default: the sweep's, else {DEFAULT_TRACKING_URI})")
+    u.add_argument("--port", type=int, default=5000,
+                   help="port on 127.0.0.1, 1..65535 (default 5000)")
+    v = _command(commands, "validate", help="check a search-space file; starts nothing",
+                 description="Validate a search-space file (YAML); report every problem with "
+                             "its key path, exit 2 if any.")
+    v.add_argument("file", help="the search-space file (YAML)")
     v.add_argument("--allow-large", action="store_true",
-                   help="accept a sweep over the size limits")
-    c = commands.add_parser("check-cell", help="check a cell against the cell contract",
-                            description="Check a cell (a name, or module.path:Class) against "
-                                        "the cell contract in float64 on a small network: one "
-                                        "line per check; exit 2 on any failure.")
-    c.add_argument("cell")
-    c.add_argument("--hidden-size", type=int, default=8)
+                   help="accept a sweep over the size limits (default: refused, exit 2)")
+    c = _command(commands, "check-cell", help="check a cell against the cell contract",
+                 description="Check a cell (a name, or module.path:Class) against the cell "
+                             "contract in float64 on a small network: one line per check; "
+                             "exit 2 on any failure.")
+    c.add_argument("cell", help="cell name: {cells}, an installed plug-in, or "
+                                "module.path:Class")
+    c.add_argument("--hidden-size", type=int, default=8,
+                   help="H of the network checked, 1..256 (default 8)")
     return parser
 
 
@@ -194,14 +438,17 @@ def _run_sweep(args: argparse.Namespace) -> int:
     space = load_space(args.file)  # exits 2 before anything starts when invalid
     check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     integer("--max-failures", args.max_failures, minimum=0)
-    if args.address is None and args.executor == "ray":  # the embedded Ray: this machine
+    choice = _executor_choice(args, space)
+    print(f"executor: {'in-process' if choice.name == 'local' else 'Ray'} ({choice.reason})",
+          file=sys.stderr)
+    if args.address is None and choice.name == "ray":  # the embedded Ray: this machine
         note = parallelism_note(space, os.cpu_count() or 1)
         if note:
             print(f"note: {note}", file=sys.stderr)
     out = Path(args.out or Path("results") / space.name)
     args.tracking_uri = _tracking_uri(args, out)
     check_writable(args.tracking_uri)  # a store that cannot take the runs: exit 2 now
-    if args.executor == "local":
+    if choice.name == "local":
         from .measure import resolve_device
         from .sweep import LocalExecutor
 
@@ -219,6 +466,17 @@ def _run_sweep(args: argparse.Namespace) -> int:
         return _run_locked(args, space, out, executor)
 
 
+def _executor_choice(args: argparse.Namespace, space):
+    """Where the trials run (:func:`sweeper.workload.choose_executor`); a Ray job's
+    ``RAY_ADDRESS`` (``sweeper submit``) counts as a cluster address."""
+    from .workload import choose_executor, compute_seconds
+
+    trials = None if space.search.refine else len(space.trials())
+    seconds = compute_seconds(space) if args.executor == "auto" else math.nan
+    return choose_executor(args.executor, args.address or os.environ.get("RAY_ADDRESS"),
+                           trials, seconds)
+
+
 def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
     from .adapters.mlflow_tracker import MlflowTracker, artifact_root
     from .adapters.parquet_sink import ParquetSink
@@ -230,7 +488,7 @@ def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
 
     _warn_if_edited(space, out)
     tracker = MlflowTracker(args.tracking_uri, artifact_root(args.tracking_uri, out),
-                            str(out.resolve()))
+                            str(out.resolve()), space_file=args.file)
     sink = ParquetSink(out)
     resume = resume_command(args, out)
     if hasattr(executor, "on_stuck"):
@@ -353,7 +611,7 @@ def resume_command(args: argparse.Namespace, out) -> str:
              "--tracking-uri", absolute_tracking_uri(args.tracking_uri)]
     if args.address:
         words += ["--address", args.address]
-    if args.executor != "ray":
+    if args.executor != "auto":
         words += ["--executor", args.executor]
     if args.max_failures:
         words += ["--max-failures", str(args.max_failures)]
@@ -599,8 +857,11 @@ def _validate(args: argparse.Namespace) -> int:
           f"{size.trial_bytes / 2**30:.1f} GiB per trial")
     for row in axis_values(space):
         print(f"  {row}")
+    choice = _executor_choice(argparse.Namespace(executor="auto", address=None), space)
+    where = "in-process" if choice.name == "local" else "on Ray"
+    print(f"sweeper run: {where} ({choice.reason})")
     note = parallelism_note(space, os.cpu_count() or 1)
-    if note:
+    if note and choice.name == "ray":
         print(f"note: {note}")
     seed = (space.raw.get("axes") or {}).get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool) and seed > 1:
@@ -686,12 +947,13 @@ def _measure(args: argparse.Namespace) -> int:
     frame = measure(args.cell, args.hidden_size, task=args.task,
                     task_params=dict(args.task_param), recurrent_scale=args.recurrent_scale,
                     input_scale=args.input_scale, seed=args.seed, seq_len=args.seq_len,
-                    metrics=args.metrics, device=args.device, dtype=args.dtype)
+                    metrics=args.metrics, device=args.device, dtype=args.dtype,
+                    columns="requested", regions=args.regions)
     if not args.curve:  # list columns (the memory curve) only on request
         from .schema import metric_columns
 
         frame = frame.drop(columns=[c.name for c in metric_columns()
-                                    if c.dtype == "list<double>"])
+                                    if c.dtype == "list<double>" and c.name in frame])
     if args.json:
         print(_json_records(frame))
     else:

@@ -112,11 +112,12 @@ def _check_resumed(tmp_path: Path, finished: dict[str, pd.DataFrame]):
 
 def test_ctrl_c_on_a_ray_sweep_stops_ray_and_says_how_to_finish(tmp_path):
     raylets = _pids("raylet")
-    driver = _start(tmp_path)  # the Ray executor, embedded
+    driver = _start(tmp_path, "--executor", "ray")  # the Ray executor, embedded
     # The terminal sends SIGINT to the whole foreground process group, Ray's processes too.
     code, stdout, stderr = _stop_after_parts(
         driver, tmp_path / "out", 2, lambda: os.killpg(driver.pid, signal.SIGINT))
-    finished = _check_interrupted(tmp_path, code, stdout, stderr, 130)
+    finished = _check_interrupted(tmp_path, code, stdout, stderr, 130,
+                                  options=" --executor ray")
     assert _pids("raylet") <= raylets  # the embedded Ray is gone
     _check_resumed(tmp_path, finished)
 

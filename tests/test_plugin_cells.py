@@ -151,7 +151,7 @@ def test_a_plugin_cell_sweeps_on_embedded_ray_into_mlflow_and_the_region_map(tmp
         [str(tests), *filter(None, [os.environ.get("PYTHONPATH")])])}
     done = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(space), "--out",
                            str(tmp_path / "out"), "--tracking-uri",
-                           f"sqlite:///{tmp_path / 'mlflow.db'}"],
+                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--executor", "ray"],
                           capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     points = pd.read_parquet(tmp_path / "out" / "points")

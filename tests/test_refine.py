@@ -280,8 +280,8 @@ def test_a_refined_sweep_end_to_end_through_ray_mlflow_and_parquet(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "out"
-    result = run_cli("run", path, "--out", out, "--tracking-uri", uri, cwd=tmp_path,
-                     process=True)
+    result = run_cli("run", path, "--out", out, "--tracking-uri", uri, "--executor", "ray",
+                     cwd=tmp_path, process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     space = validate_space(raw)
     rounds = RoundsFile(out, space).rounds()

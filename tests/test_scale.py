@@ -28,8 +28,8 @@ def test_500_trials_through_ray_land_every_point_once(tmp_path):
     path = tmp_path / "many.yaml"
     path.write_text(yaml.safe_dump(MANY))
     result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
-                             str(tmp_path / "out")], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=900)
+                             str(tmp_path / "out"), "--executor", "ray"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "500 trials run, 0 already done, 0 failed, of 500" in result.stdout
 

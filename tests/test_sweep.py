@@ -17,7 +17,7 @@ import yaml
 from helpers import run_cli
 from mlflow.tracking import MlflowClient
 
-from sweeper.adapters.mlflow_tracker import MlflowTracker
+from sweeper.adapters.mlflow_tracker import MlflowTracker, points_query
 from sweeper.adapters.parquet_sink import ParquetSink
 from sweeper.adapters.run_id_file import RunIdFile
 from sweeper.space import validate_space
@@ -61,9 +61,12 @@ def _check_results(out: Path, db: Path, space: dict, n_trials: int, n_points: in
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in children}
-    _check_parts_named(children, out)
-    history = client.get_metric_history(children[0].info.run_id, "lyapunov_max/seed_0")
-    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
+    _check_rows_named(children, out)
+    # The trial's summary, each metric logged once (a rerun logs the same entries again).
+    metrics = children[0].data.metrics
+    assert "n_forgetful" in metrics and not any("/seed_" in key for key in metrics)
+    assert all(len(client.get_metric_history(children[0].info.run_id, key)) == 1
+               for key in metrics)
     return frame, children
 
 
@@ -123,16 +126,18 @@ def test_ray_sweep_from_the_cli(tmp_path):
     path.write_text(yaml.safe_dump(SMOKE))
     # Relative --out and the default relative sqlite URI, as `make run` uses them: workers
     # and the driver (which changes directory around Tune's fit) must agree on both.
-    result = run_cli("run", path, "--out", "out", cwd=tmp_path, env=_env(), process=True)
+    result = run_cli("run", path, "--out", "out", "--executor", "ray", cwd=tmp_path,
+                     env=_env(), process=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "executor: Ray (--executor ray)" in result.stderr
     assert "2 trials run" in result.stdout
     assert "20/20 points" in result.stderr
     _check_results(tmp_path / "out", tmp_path / "mlflow.db", SMOKE, 2, 20)
     assert not (tmp_path / "out" / "ray_results" / "mlflow.db").exists()
     again = run_cli("run", path, "--out", "out", cwd=tmp_path, env=_env(), process=True)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = run_cli("run", path, "--out", "out", "--resume", cwd=tmp_path, env=_env(),
-                      process=True)
+    resumed = run_cli("run", path, "--out", "out", "--resume", "--executor", "ray",
+                      cwd=tmp_path, env=_env(), process=True)
     assert resumed.returncode == 0 and "0 trials run, 2 already done" in resumed.stdout
 
 
@@ -214,18 +219,20 @@ def _check_results_no_history(out, db, name, n_trials, n_points):
     assert len(children) == n_trials
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in children}
-    _check_parts_named(children, out)
+    _check_rows_named(children, out)
 
 
-def _check_parts_named(children, out: Path) -> None:
+def _check_rows_named(children, out: Path) -> None:
     """Each trial run says where its rows are: ``sweeper.results``, the results directory,
-    and ``sweeper.part``, the part they were written to there (``aggregate`` may since have
-    gathered it into a compacted file beside it)."""
+    and ``sweeper.points``, the ``sweeper query`` that selects them there by trial id (true
+    also after ``aggregate`` gathered its part into a compacted file; test_overview runs
+    it)."""
     frame = pd.read_parquet(out / "points")
     for run in children:
         tags = run.data.tags
         assert Path(tags["sweeper.results"]).resolve() == out.resolve()
-        assert Path(tags["sweeper.part"]).parent.resolve() == (out / "points").resolve()
+        assert tags["sweeper.points"] == points_query(tags["sweeper.results"],
+                                                      tags["sweeper.trial_id"])
         rows = frame[frame.trial_id == tags["sweeper.trial_id"]]
         assert len(rows) and set(rows.mlflow_run_id) == {run.info.run_id}
 
@@ -239,8 +246,8 @@ def _run_killing_workers(tmp_path: Path, task: str) -> tuple[subprocess.Complete
     path.write_text(yaml.safe_dump(space))
     markers = tmp_path / "markers"
     markers.mkdir()
-    result = run_cli("run", path, "--out", tmp_path / "out", cwd=tmp_path,
-                     env=_env(SWEEPER_TEST_MARKERS=str(markers)), process=True)
+    result = run_cli("run", path, "--out", tmp_path / "out", "--executor", "ray",
+                     cwd=tmp_path, env=_env(SWEEPER_TEST_MARKERS=str(markers)), process=True)
     return result, markers
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,55 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     except OSError as exc:
         raise SweeperInputError(f"no Ray cluster answers at {address} ({exc}); start one with "
                                 "`ray start --head` or correct --address") from None
+
+
+def ray_address_file() -> Path:
+    """Where ``ray start`` records the address of the Ray it leaves running on this machine
+    (as Ray 2.x's ``get_ray_address_file``, without importing Ray)."""
+    if "RAY_TMPDIR" in os.environ:
+        temp = os.environ["RAY_TMPDIR"]
+    elif sys.platform.startswith("linux") and "TMPDIR" in os.environ:
+        temp = os.environ["TMPDIR"]
+    else:
+        temp = "/tmp"
+    return Path(temp) / "ray" / "ray_current_cluster"
+
+
+def running_local_ray(timeout_s: float = 1.0) -> str | None:
+    """The GCS address of a Ray that ``ray start`` left running on this machine when it
+    answers, else None (none recorded, or a record left by a Ray that has stopped)."""
+    try:
+        address = ray_address_file().read_text().strip()
+    except OSError:
+        return None
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError:
+        return None
+    return address
+
+
+#: Ray's logger that announces, on every start of a local Ray (and every join of one found
+#: here), that token authentication is on.
+TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _TokenBanner(logging.Filter):
+    """Drops Ray's "token authentication is enabled" notice, only that: authentication
+    stays on, and Ray's warning that it is off still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for")
+
+
+def quiet_token_banner() -> None:
+    """Leave Ray's token-authentication notice out of the console (once per process)."""
+    logger = logging.getLogger(TOKEN_LOGGER)
+    if not any(isinstance(f, _TokenBanner) for f in logger.filters):
+        logger.addFilter(_TokenBanner())
 
 
 class ClusterWatch:
@@ -116,8 +166,17 @@ class RayTuneExecutor(Executor):
         self.resources = resources or {"cpu": 1.0, "gpu": 0.0}
         self.device = device
         self._started = False
-        self.starting = ("starting Ray" if address is None
-                         else f"joining the Ray cluster at {address}")
+        #: A Ray left running on this machine by ``ray start``, joined instead of starting
+        #: one (``address`` None and no ``RAY_ADDRESS``); None when there is none.
+        self.local = (running_local_ray() if address is None
+                      and not os.environ.get("RAY_ADDRESS") else None)
+        if address is not None:
+            self.starting = f"joining the Ray cluster at {address}"
+        elif self.local is not None:
+            self.starting = (f"joining the Ray running on this machine at {self.local} "
+                             "(`ray start`; it stays up after the sweep)")
+        else:
+            self.starting = "starting Ray"
         #: The address of a cluster that stopped answering during ``run``, else None.
         self.lost: str | None = None
         #: Called from the watch's thread when the main thread stays stuck in Ray after the
@@ -130,23 +189,29 @@ class RayTuneExecutor(Executor):
 
         if ray.is_initialized():
             return
-        if self.address is None and not os.environ.get("RAY_ADDRESS"):
+        address = self.address
+        embedded = self.address is None and not os.environ.get("RAY_ADDRESS")
+        if embedded and self.local is None:
             # An embedded Ray runs only Tune's trial actors, and Ray never hands its
             # prestarted task workers to actors: starting them spends CPU during start-up
             # for nothing (the user's own setting wins).
             os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+            address = "local"  # a new one, even where a stopped Ray left its address file
+        # (With None, Ray itself joins the Ray that ``self.local`` found, taking its token.)
+        quiet_token_banner()
         # Ray's core worker installs C++ handlers for SIGTERM (print a stack, abort); the
         # driver's own handlers (sweeper.interrupt) are put back so it can clean up.
         handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT,
                                                                    signal.SIGTERM)}
         try:
-            ray.init(address=self.address, include_dashboard=False, logging_level="ERROR",
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR",
                      log_to_driver=False, configure_logging=False)
         except ConnectionError as exc:
-            if self.address is None:
+            if address == "local":
                 raise
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-            raise SweeperInputError(f"cannot join the Ray cluster at {self.address}: {reason}; "
+            where = self.address or address or os.environ.get("RAY_ADDRESS")
+            raise SweeperInputError(f"cannot join the Ray cluster at {where}: {reason}; "
                                     f"{TOKEN_HINT}") from None
         finally:
             if threading.current_thread() is threading.main_thread():
