@@ -53,6 +53,17 @@ FAMILY_COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("lyapunov_<i>", "double", "nats/step", "the i-th exponent, i = 2..k, with "
                "DynamicsConfig(lyapunov_k=k) (QR re-orthonormalisation)", "lyapunov",
                optional=True, pattern=True),
+        Column("lyapunov_dimension", "double", "", "Kaplan-Yorke dimension j + (l_1 + ... + "
+               "l_j)/|l_{j+1}| of the measured exponents, j the largest index whose partial "
+               "sum is >= 0: 0 when l_1 < 0; NaN when all k measured exponents still sum to "
+               ">= 0 (raise lyapunov_k), so with k = 1 it is 0 or NaN; k when k = D and they "
+               "do", "lyapunov"),
+        Column("entropy_rate", "double", "nats/step", "sum of the positive exponents "
+               "(Pesin's upper bound on the Kolmogorov-Sinai entropy); NaN when the k-th "
+               "exponent is still positive and k < D (positive exponents may be missing)",
+               "lyapunov"),
+        Column("n_positive_exponents", "double", "", "number of positive exponents (unstable "
+               "directions); NaN when entropy_rate is", "lyapunov"),
         Column("lyapunov_max_twin", "double", "nats/step", "the largest exponent from two "
                "nearby float64 trajectories, with DynamicsConfig(twin=True)", "lyapunov",
                optional=True),
@@ -114,8 +125,9 @@ SUPERVISED_FAMILIES = ("landscape", "training")
 #: region map's metadata). 2: orbit_period, asymptotic_states, crossing interval, mean field;
 #: 3: one status merged across families (adds loss_nonfinite and training_diverged);
 #: 4: aperiodic runs joined by their time averages (attractor_count), chaotic_attractors, and
-#: the memory region counting stable attractors only.
-SCHEMA_VERSION = "4"
+#: the memory region counting stable attractors only; 5: the spectrum's lyapunov_dimension,
+#: entropy_rate and n_positive_exponents.
+SCHEMA_VERSION = "5"
 
 #: The columns ``sweeper run`` adds in front of measure()'s (one trial's part).
 SWEEP_COLUMNS = (
