@@ -6,8 +6,8 @@ import argparse
 import functools
 import json
 import logging
-import math
 import os
+import re
 import sys
 from typing import Any
 
@@ -433,16 +433,16 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from .adapters.space_file import load_space, machine_memory_bytes
     from .adapters.sqlite_store import check_writable
     from .errors import integer
-    from .space import check_size, parallelism_note
+    from .space import check_size
 
     space = load_space(args.file)  # exits 2 before anything starts when invalid
     check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
     integer("--max-failures", args.max_failures, minimum=0)
-    choice = _executor_choice(args, space)
+    choice, seconds = _executor_choice(args, space)
     print(f"executor: {'in-process' if choice.name == 'local' else 'Ray'} ({choice.reason})",
           file=sys.stderr)
-    if args.address is None and choice.name == "ray":  # the embedded Ray: this machine
-        note = parallelism_note(space, os.cpu_count() or 1)
+    if args.address is None:  # the slots are this machine's
+        note = _slots_note(space, choice, seconds)
         if note:
             print(f"note: {note}", file=sys.stderr)
     out = Path(args.out or Path("results") / space.name)
@@ -467,14 +467,26 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 
 def _executor_choice(args: argparse.Namespace, space):
-    """Where the trials run (:func:`sweeper.workload.choose_executor`); a Ray job's
-    ``RAY_ADDRESS`` (``sweeper submit``) counts as a cluster address."""
+    """Where the trials run (:func:`sweeper.workload.choose_executor`) and the sweep's
+    estimated compute seconds; a Ray job's ``RAY_ADDRESS`` (``sweeper submit``) counts as a
+    cluster address."""
     from .workload import choose_executor, compute_seconds
 
     trials = None if space.search.refine else len(space.trials())
-    seconds = compute_seconds(space) if args.executor == "auto" else math.nan
+    seconds = compute_seconds(space)
     return choose_executor(args.executor, args.address or os.environ.get("RAY_ADDRESS"),
-                           trials, seconds)
+                           trials, seconds), seconds
+
+
+def _slots_note(space, choice, seconds: float) -> str | None:
+    """The note on fewer trials than this machine's worker slots, where it matters: on Ray,
+    or in-process for a sweep long enough that running it on Ray in parallel would pay."""
+    from .space import parallelism_note
+    from .workload import AUTO_LOCAL_SECONDS
+
+    if choice.name == "local" and seconds < AUTO_LOCAL_SECONDS:
+        return None
+    return parallelism_note(space, os.cpu_count() or 1)
 
 
 def _run_locked(args: argparse.Namespace, space, out, executor) -> int:
@@ -835,7 +847,7 @@ def _serve_ui(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .adapters.space_file import load_space, machine_memory_bytes
     from .cell_shapes import CELL_SHAPES
-    from .space import axis_values, check_size, parallelism_note
+    from .space import axis_values, check_size
 
     space = load_space(args.file)
     size = check_size(space, machine_memory_bytes(), allow_large=args.allow_large)
@@ -857,11 +869,11 @@ def _validate(args: argparse.Namespace) -> int:
           f"{size.trial_bytes / 2**30:.1f} GiB per trial")
     for row in axis_values(space):
         print(f"  {row}")
-    choice = _executor_choice(argparse.Namespace(executor="auto", address=None), space)
+    choice, seconds = _executor_choice(argparse.Namespace(executor="auto", address=None), space)
     where = "in-process" if choice.name == "local" else "on Ray"
     print(f"sweeper run: {where} ({choice.reason})")
-    note = parallelism_note(space, os.cpu_count() or 1)
-    if note and choice.name == "ray":
+    note = _slots_note(space, choice, seconds)
+    if note:
         print(f"note: {note}")
     seed = (space.raw.get("axes") or {}).get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool) and seed > 1:
@@ -1006,11 +1018,31 @@ def _log_to_stderr() -> logging.Handler | None:
     return handler
 
 
+#: A URI's scheme (``s3://``, ``gs://``, ``file://``): what a results path must not start with.
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def refuse_uris(args: argparse.Namespace) -> None:
+    """Refuse an object-store URI where a results directory or an output file goes (``--out``,
+    ``--results``, ``aggregate OUT``): taken as a path, ``s3://bucket/x`` would become a local
+    directory named ``s3:``, and the sweep's results would never reach the bucket."""
+    for option in ("out", "results"):
+        values = getattr(args, option, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and URI.match(value):
+                positional = option == "out" and args.command in ("aggregate", "show")
+                flag = "OUT" if positional else f"--{option}"
+                raise SweeperInputError(
+                    f"{flag}: got {value!r}; results on object storage are not supported yet: "
+                    "give a directory (for a cluster, one that every node sees)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
     handler = _log_to_stderr()
     try:
+        refuse_uris(args)
         return COMMANDS[args.command](args)
     except SweeperInputError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from sweeper.cell_shapes import CELL_SHAPES
@@ -230,3 +231,22 @@ def test_the_summary_counts_evaluated_cells_names_what_is_missing_and_each_cross
         "## Files", "", "- points: `/r/points`", "- region map: `/r/region_map.parquet`", "",
         "Query: `sweeper query \"select region, count(*) from points group by region\" "
         "--results out`", ""])
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["run", str(ROOT / "search_spaces" / "smoke.yaml"), "--out", "s3://bucket/sweeps/smoke"],
+     "--out"),
+    (["aggregate", "gs://bucket/smoke"], "OUT"),
+    (["show", "s3://bucket/smoke"], "OUT"),
+    (["query", "select 1", "--results", "s3://bucket/smoke"], "--results"),
+    (["plot", "lyapunov_max", "--x", "recurrent_scale", "--results", "results/a",
+      "--results", "file:///tmp/b"], "--results"),
+])
+def test_an_object_store_uri_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                    capsys, argv, flag):
+    # Taken as a path, s3://bucket/x would be a local directory named "s3:".
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{flag}: got " in err and "object storage are not supported yet" in err
+    assert list(tmp_path.iterdir()) == []

@@ -488,6 +488,21 @@ def test_validate_prints_each_axis_and_says_what_a_scalar_seed_means(tmp_path, c
     out = capsys.readouterr().out
     assert "  recurrent_scale (32): 0.25, 0.34, 0.43, ..., 2.82, 2.91, 3.00" in out
     assert "note: seed: 3 is the single seed 3; for 3 seeds write seed: [0, 1, 2]" in out
+    # One short trial runs in-process: no slots to fill, no note.
+    assert "sweeper run: in-process (one trial: nothing to run side by side)" in out
+    assert "trial(s) for" not in out
+
+
+def test_validate_notes_a_long_single_trial_that_leaves_slots_idle(tmp_path, capsys):
     import os
 
-    assert ("note: 1 trial(s) for" in out) == ((os.cpu_count() or 1) > 1)
+    from sweeper.cli import main
+
+    path = tmp_path / "s.yaml"  # one trial of 384 points at H = 256: about 20 s of compute
+    path.write_text("name: s\ncell: rnn_tanh\nhidden_size: 256\nseq_len: 200\n"
+                    "axes: {recurrent_scale: {linspace: [0.25, 3.0, 128]}, seed: [0, 1, 2]}\n")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "sweeper run: in-process (one trial: nothing to run side by side)" in out
+    assert ("note: 1 trial(s) for 2 worker slots" in out) == (os.cpu_count() == 2)
+    assert ("to split recurrent_scale into trials" in out) == ((os.cpu_count() or 1) > 1)
