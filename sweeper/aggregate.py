@@ -28,6 +28,11 @@ __all__ = ["MAP_METRICS", "SCHEMA_VERSION", "Aggregated", "chance_scores", "meas
            "sweep_setting", "zero_crossing"]
 #: Metric columns averaged in the map (those with one number per point, from the schema).
 MAP_METRICS = tuple(numeric_metrics())
+#: Metrics whose NaN means "not decided by what was measured" (a truncated Lyapunov spectrum,
+#: sweeper.spectrum), not "not measured": a cell's mean over its decided points alone would
+#: pass for the cell's (at lyapunov_k = 1, the contracting seeds' entropy 0 for a cell whose
+#: other seeds are chaotic), so a cell with one undecided point has NaN.
+UNDECIDED_IS_NAN = ("lyapunov_dimension", "entropy_rate", "n_positive_exponents")
 #: Tie-break of the majority vote: the more cautious label wins.
 _PRIORITY = ("chaotic", "memory", "forgetful", UNCLASSIFIED)
 
@@ -109,8 +114,11 @@ def region_map(points: pd.DataFrame, x: str, y: str,
         with np.errstate(invalid="ignore"):
             stats = groups[metrics].agg(["mean", "std"])  # std: ddof 1, NaN for one point
         for metric in metrics:
-            result[f"{metric}_mean"] = stats[(metric, "mean")].astype(float)
-            result[f"{metric}_std"] = stats[(metric, "std")].astype(float)
+            mean, std = (stats[(metric, stat)].astype(float) for stat in ("mean", "std"))
+            if metric in UNDECIDED_IS_NAN:  # one undecided point leaves the cell undecided
+                decided = groups[metric].count() == n
+                mean, std = mean.where(decided), std.where(decided)
+            result[f"{metric}_mean"], result[f"{metric}_std"] = mean, std
         result["region"] = _break_ties(result, counts, metrics, rules)
     result = result.reset_index()
     result = result[[x, y, *[c for c in result.columns if c not in (x, y)]]]
@@ -170,10 +178,15 @@ def crossing_interval(points: pd.DataFrame, x: str, y: str, result: pd.DataFrame
     curves = (pd.DataFrame({x: points[x], y: points[y], "seed": points["seed"],
                             "value": values})
               .groupby([y, "seed", x], sort=True)["value"].mean())
+    rows, seeds, along = (curves.index.get_level_values(level).to_numpy() for level in range(3))
+    means = curves.to_numpy(dtype=float)
+    # Each (row, seed) curve is a run of the sorted index: sliced, not grouped again (a
+    # pandas group per curve costs far more than the crossing itself).
+    first = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (seeds[1:] != seeds[:-1])])
     per_row: dict[Any, list[float]] = {}
-    for (row, _seed), curve in curves.groupby(level=[0, 1], sort=False):
-        at = zero_crossing(curve.index.get_level_values(x).to_numpy(), curve.to_numpy())
-        per_row.setdefault(row, []).append(at)
+    for start, stop in zip(first, np.r_[first[1:], len(means)], strict=True):
+        at = zero_crossing(along[start:stop], means[start:stop])
+        per_row.setdefault(rows[start], []).append(at)
     for i, row in enumerate(result[y].to_numpy()):
         found = np.asarray(per_row.get(row, []), float)
         found = found[~np.isnan(found)]
@@ -274,12 +287,16 @@ def sweep_plots(points: pd.DataFrame, frame: pd.DataFrame, space: SearchSpace,
         points: the labelled points; frame: their map (:func:`sweep_map`); drive: as given
             to :func:`sweep_map` (its mean-field values are remembered, not computed again).
     """
-    from .orbits import input_words  # the task's constant input is a tensor: aggregate only
     from .task import get_task
 
     x, y = space.map
     setting = sweep_setting(space)
     metric_axis = "recurrent_scale" if len(space.axes["recurrent_scale"]) > 1 else x
+    attractor_input = None
+    if any("attractor_count" in metric_names(family) for family in space.metrics):
+        from .orbits import input_words  # the task's constant input is a tensor (torch)
+
+        attractor_input = input_words(get_task(space.task, dict(space.task_params)))
     plots: dict[str, Draw] = {
         "region_map.png": functools.partial(
             plot_region_map, frame, x, y, title=f"{space.name}: regions\n{setting}",
@@ -288,7 +305,7 @@ def sweep_plots(points: pd.DataFrame, frame: pd.DataFrame, space: SearchSpace,
             plot_metrics, points, metric_axis, y if y != metric_axis else x,
             title=f"{space.name}: metrics against {metric_axis}\n{setting}", drive=drive,
             caps=metric_caps(space), chance=chance_scores(space),
-            attractor_input=input_words(get_task(space.task, dict(space.task_params))))}
+            attractor_input=attractor_input)}
     orbits = orbit_plot(space, device)
     if orbits is not None:
         plots["orbits.png"] = orbits
@@ -337,8 +354,12 @@ def chance_scores(space: SearchSpace) -> dict[str, float]:
 def orbit_plot(space: SearchSpace, device: str = "cpu") -> Draw | None:
     """The orbit (bifurcation) diagram along recurrent_scale of the first hidden size and
     seed, computed on ``device``; None for a task that defines none (or one scale)."""
-    from .orbits import input_words, sweep_orbits  # the numerics (torch): aggregate only
     from .task import get_task
+
+    if not get_task(space.task, dict(space.task_params)).orbit_diagram \
+            or len(space.axes["recurrent_scale"]) < 2:
+        return None  # known before importing the numerics, which import torch
+    from .orbits import input_words, sweep_orbits
 
     seed, hidden = space.axes["seed"][0], space.axes["hidden_size"][0]
     found = sweep_orbits(space.cell, hidden, space.task, space.task_params,

@@ -227,7 +227,7 @@ def _compatible(arrow: str, duck: str) -> bool:
 
 def test_region_map_metadata_holds_schema_version_and_config(sweep):
     meta = pq.read_schema(sweep / "region_map.parquet").metadata
-    assert meta[b"sweeper.schema_version"] == b"4"
+    assert meta[b"sweeper.schema_version"] == b"5"
     config = json.loads(meta[b"sweeper.sweep"])
     assert config["name"] == "smoke" and config["cell"] == "rnn_tanh"
     assert json.loads(meta[b"sweeper.map"]) == {"x": "recurrent_scale", "y": "input_scale"}
@@ -527,3 +527,19 @@ def test_two_results_directories_of_one_sweep_keep_their_own_artifacts(sweep, tm
     assert {"summary.md", "region_map.parquet", "region_map.png"} <= listed
     local = client.download_artifacts(second, "summary/summary.md", str(tmp_path / "dl"))
     assert "smoke" in Path(local).read_text()
+
+
+def test_a_cell_with_an_undecided_spectrum_point_has_no_spectrum_mean():
+    # At lyapunov_k = 1 a contracting seed has entropy rate 0 and a chaotic one NaN
+    # (undecided, sweeper.spectrum): the cell's mean is NaN, not the contracting seeds' 0.
+    rows = [(1.0, 0.5, 0, -0.3, 1, 0), (1.0, 0.5, 1, -0.2, 1, 0),
+            (2.0, 0.5, 0, -0.1, 1, 0), (2.0, 0.5, 1, 0.2, 1, 0)]
+    points = _points(rows)
+    points["entropy_rate"] = [0.0, 0.0, 0.0, np.nan]
+    points["lyapunov_dimension"] = [0.0, 0.0, 0.0, np.nan]
+    frame = region_map(points, "recurrent_scale", "input_scale")
+    assert frame.entropy_rate_mean.tolist()[0] == 0.0
+    assert np.isnan(frame.entropy_rate_mean.tolist()[1])
+    assert np.isnan(frame.lyapunov_dimension_std.tolist()[1])
+    # Any other metric's mean is over the points that have a value, as before.
+    np.testing.assert_allclose(frame.lyapunov_max_mean, [-0.25, 0.05], rtol=1e-12)

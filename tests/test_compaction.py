@@ -416,3 +416,27 @@ def test_writers_under_one_results_directory_take_turns(out):
     assert "waiting up to 120 s" in stderr and "the test, holding the lock" in stderr
     assert not (out / "points" / CORRUPT).exists()
     assert query(out, COUNT).iloc[0].tolist() == [N_POINTS, N_POINTS]
+
+
+def test_reading_in_batches_gives_the_rows_of_one_read(out, monkeypatch):
+    # read_rows merges READ_BATCH files at a time (5,000 tables held at once were the driver's
+    # peak): batches of one and of three files give, row for row, the table that one batch
+    # of every file gives, and the same files as read; from parts alone, and from a
+    # compacted file with a part written since.
+    from sweeper.adapters import parquet_sink
+
+    def batches_agree() -> None:
+        sources = sweep_sources(out, _space(out))
+        monkeypatch.setattr(parquet_sink, "READ_BATCH", 10_000)
+        whole = read_rows(sources)
+        assert whole.table.num_rows == N_POINTS
+        for batch in (1, 3):
+            monkeypatch.setattr(parquet_sink, "READ_BATCH", batch)
+            batched = read_rows(sources)
+            assert batched.table.equals(whole.table) and batched.files == whole.files
+
+    batches_agree()
+    _compact(out)
+    ParquetSink(out).materialize(sorted(_expected(out))[1])
+    assert len(_files(out)) == 2
+    batches_agree()

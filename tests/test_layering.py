@@ -220,3 +220,36 @@ def test_validate_imports_neither_torch_nor_ray_nor_mlflow(tmp_path):
             assert loaded["torch"] and not loaded["ray"] and not loaded["mlflow"], path
         else:
             assert loaded == dict.fromkeys(HEAVY, False), path
+
+
+def test_aggregating_a_sweep_without_attractors_or_orbits_imports_no_torch(tmp_path):
+    # The map, the metrics plot and the summary of a sweep that counts no attractors, under a
+    # task that draws no orbit diagram, need no tensor: `sweeper aggregate` of it (a
+    # 100,000-point one is benchmarks/bench_sweep.py --case scale) never imports torch,
+    # whose import costs as much as the rest of the command's imports together. The
+    # directory is made here (its parts computed in this process); the command runs in a
+    # fresh one, with no tracking store to log to.
+    import pandas as pd
+
+    from sweeper.adapters.parquet_sink import ParquetSink
+    from sweeper.adapters.results import write_record
+    from sweeper.space import validate_space
+    from sweeper.sweep import trial_frame
+
+    space = validate_space({
+        "name": "lyapunov-only", "task": "noise", "cell": "rnn_tanh", "hidden_size": 8,
+        "seq_len": 30, "axes": {"recurrent_scale": [0.5, 1.5, 2.5], "input_scale": [0.5, 1.0],
+                                "seed": [0, 1]},
+        "vectorize": ["recurrent_scale", "seed"], "metrics": ["lyapunov"]})
+    out = tmp_path / "out"
+    sink = ParquetSink(out)
+    for trial in space.trials():
+        frame = trial_frame(space, trial, "cpu")
+        frame.insert(3, "mlflow_run_id", pd.Series([None] * len(frame), dtype="str"))
+        sink.write(trial.trial_id, frame)
+    write_record(out, space, f"sqlite:///{tmp_path / 'unused.db'}")
+    code = ("import contextlib, io\nfrom sweeper.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['aggregate', {str(out)!r}]) == 0\n")
+    assert _loaded_after(code) == dict.fromkeys(HEAVY, False)
+    assert (out / "plots" / "metrics_vs_recurrent_scale.png").exists()

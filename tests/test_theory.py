@@ -138,3 +138,62 @@ def test_edge_converges_in_a_few_chain_runs_and_batched_equals_looped(monkeypatc
     batched = edge_of_chaos(sigmas, shared=True)
     for sigma, value in zip(sigmas, batched, strict=True):
         assert value == pytest.approx(float(edge_of_chaos(sigma, shared=True)), abs=1e-12)
+
+
+def test_tabulated_expectations_match_the_quadrature():
+    # F, 1 - F and G interpolated in the table against the quadrature they were tabulated
+    # from, at 20,000 log-uniform Q over the table and at its knots' midpoints, where a
+    # cubic's error is largest: relative tolerance 1e-9 (measured: 9e-11 on F, 1e-11 on
+    # 1 - F and G).
+    table_q = np.exp(np.random.default_rng(2).uniform(theory._LOG_Q_MIN, theory._LOG_Q_MAX,
+                                                      20_000))
+    midpoints = np.exp(theory._LOG_Q_MIN + theory._LOG_Q_STEP * (np.arange(0, 4000, 7) + 0.5))
+    q = np.concatenate([table_q, midpoints])
+    f, g_ = theory._expectations(q)
+    f_direct, g_direct = theory._quadrature(q)
+    np.testing.assert_allclose(f, f_direct, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(1 - f, 1 - f_direct, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(g_, g_direct, rtol=1e-9, atol=0)
+    # Outside the table (Q = 0, below 1e-10, above 1e6) the quadrature itself, exactly.
+    outside = np.array([0.0, 1e-12, 3e-11, 2e6, 1e9])
+    for got, direct in zip(theory._expectations(outside), theory._quadrature(outside),
+                           strict=True):
+        np.testing.assert_array_equal(got, direct)
+
+
+def test_small_variance_keeps_its_digits():
+    # F(Q) = Q - 2 Q^2 + 17/3 Q^3 + O(Q^4) and G(Q) = 1 - 2 Q + 7 Q^2 + O(Q^3) (the series of
+    # tanh^2 and sech^4, E z^4 = 3, E z^6 = 15); at Q <= 1e-6 the rest is below 1e-17 of F.
+    # Tolerance 1e-9, the table's (measured: 9e-11). Computed as 1 - sech^2, F kept only
+    # ~1e-16 / Q of its digits: 1e-6 relative at Q = 1e-10.
+    q = np.array([1e-10, 1e-8, 1e-6])
+    f, g_ = theory._expectations(q)
+    np.testing.assert_allclose(f, q - 2 * q**2 + 17 / 3 * q**3, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(g_, 1 - 2 * q + 7 * q**2, rtol=1e-9, atol=0)
+
+
+def test_chain_and_edge_from_the_table_are_those_from_the_quadrature(monkeypatch):
+    # The whole theory with F and G by quadrature at every atom (as before the table) and
+    # from the table: lambda_1 within 1e-9 nats/step, g_c within 1e-8 (measured: 5e-12 and
+    # 5e-11), over gains and drives that span the chain's range of Q, in a batch of 45 rows
+    # (more than one block of a quantile step).
+    gains, sigmas = np.meshgrid(np.linspace(0.25, 3.0, 9), [0.05, 0.5, 1.0, 2.0, 4.0])
+    tabulated = mean_field_lyapunov(gains, sigmas, shared=True)
+    edges = edge_of_chaos(sigmas[:, 0], shared=True)
+    monkeypatch.setattr(theory, "_expectations", theory._quadrature)
+    np.testing.assert_allclose(tabulated, mean_field_lyapunov(gains, sigmas, shared=True),
+                               atol=1e-9, rtol=0)
+    np.testing.assert_allclose(edges, edge_of_chaos(sigmas[:, 0], shared=True), atol=1e-8,
+                               rtol=0)
+
+
+def test_a_batch_of_several_blocks_equals_each_row_alone():
+    # A step of the chain works _QUANTILE_ROWS rows at a time; 40 rows span two blocks and
+    # each row's value is the one computed alone (tolerance 1e-12 nats/step).
+    gains = np.linspace(0.5, 3.0, 40)
+    sigmas = np.linspace(0.1, 2.0, 40)[::-1]
+    assert len(gains) > theory._QUANTILE_ROWS
+    batched = mean_field_lyapunov(gains, sigmas, shared=True)
+    for gain, sigma, value in zip(gains, sigmas, batched, strict=True):
+        assert value == pytest.approx(float(mean_field_lyapunov(gain, sigma, shared=True)),
+                                      abs=1e-12)

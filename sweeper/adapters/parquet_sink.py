@@ -65,6 +65,8 @@ ROW_GROUP_ROWS = 65_536
 #: Threads that read footers and parts: the time per file is mostly fixed overhead (opening,
 #: parsing a footer), which threads overlap, also on a shared filesystem's latency.
 READERS = 16
+#: Files read before their tables are merged into one (see :func:`read_rows`).
+READ_BATCH = 256
 LOG = logging.getLogger("sweeper")
 
 
@@ -127,8 +129,14 @@ def part_problem(path: str | Path, trial_id: str, n_points: int) -> str | None:
 def _single_value(metadata, name: str) -> list | None:
     """``[value]`` when the footer's statistics say that every row group's column ``name``
     holds that one value and no null; None when they cannot say (then read the column)."""
-    leaves = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
-    if name not in leaves or metadata.num_row_groups == 0:
+    if metadata.num_row_groups == 0:
+        return None
+    # The leaves' names from a row group, not from ``metadata.schema``: looked at in a reader
+    # thread, a footer's schema object kept memory alive after its file was closed (about
+    # the footer's size, per file: see tests/test_parts.py); column chunks keep nothing.
+    first = metadata.row_group(0)
+    leaves = [first.column(i).path_in_schema for i in range(metadata.num_columns)]
+    if name not in leaves:
         return None
     index, values = leaves.index(name), set()
     for group in range(metadata.num_row_groups):
@@ -291,11 +299,22 @@ def read_rows(sources: Mapping[str, Path]) -> Rows:
         table = pq.read_table(path)
         return before, table.filter(pc.is_in(table["trial_id"], pa.array(trial_ids)))
 
-    read_files = _threaded(read, sorted(by_file.items()))
-    tables = [one_schema(table) for _, table in read_files]
-    table = (pa.concat_tables(tables, promote_options="default") if tables else pa.table({}))
-    files = {path: before for path, (before, _) in zip(sorted(by_file), read_files,
-                                                        strict=True) if before is not None}
+    items = sorted(by_file.items())
+    files: dict[Path, Identity] = {}
+    merged = []
+    # READ_BATCH files at a time, each batch merged into one table before the next is read:
+    # a table read from a part carries buffers and a schema of its own for a few rows, many
+    # times what its rows take, so thousands held at once were most of a driver's memory.
+    for start in range(0, len(items), READ_BATCH):
+        batch = items[start:start + READ_BATCH]
+        read_files = _threaded(read, batch)
+        files.update({path: before for (path, _), (before, _) in zip(batch, read_files,
+                                                                     strict=True)
+                      if before is not None})
+        merged.append(pa.concat_tables([one_schema(table) for _, table in read_files],
+                                       promote_options="default").combine_chunks())
+        del read_files  # not held while the next batch is read
+    table = pa.concat_tables(merged, promote_options="default") if merged else pa.table({})
     return Rows(table, files)
 
 
