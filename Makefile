@@ -20,7 +20,8 @@ $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(TEST_STAMP)
 
-# The quickstart sweep end to end: embedded Ray, sqlite MLflow (./mlflow.db), Parquet parts,
+# The quickstart sweep end to end (in-process, as --executor auto decides for its 8 s of
+# compute), sqlite MLflow (./mlflow.db), Parquet parts,
 # region map and plots under results/quickstart. --resume makes a second `make run` finish or
 # skip, never duplicate.
 run: $(STAMP)
