@@ -134,7 +134,7 @@ TORCH_FREE = ("sweeper", "sweeper.cli", "sweeper.errors", "sweeper.columns", "sw
               "sweeper.protocols", "sweeper.regions", "sweeper.refine", "sweeper.axes",
               "sweeper.space", "sweeper.cell_shapes", "sweeper.task", "rnn_sweeper_tasks",
               "sweeper.sweep", "sweeper.aggregate", "sweeper.theory",
-              "sweeper.terminal", "sweeper.figures", "sweeper.adapters.results",
+              "sweeper.terminal", "sweeper.figures", "sweeper.workload", "sweeper.adapters.results",
               "sweeper.adapters.parquet_sink", "sweeper.adapters.rounds_file",
               "sweeper.adapters.space_file", "sweeper.adapters.sqlite_store",
               "sweeper.adapters.batches", "sweeper.sweep.contracts", "sweeper.sweep.progress",
