@@ -297,19 +297,38 @@ def sweep_plots(points: pd.DataFrame, frame: pd.DataFrame, space: SearchSpace,
         from .orbits import input_words  # the task's constant input is a tensor (torch)
 
         attractor_input = input_words(get_task(space.task, dict(space.task_params)))
+    group = y if y != metric_axis else x
+    shown, held = held_fixed(points, space, (metric_axis, group))
     plots: dict[str, Draw] = {
         "region_map.png": functools.partial(
             plot_region_map, frame, x, y, title=f"{space.name}: regions\n{setting}",
             epsilon=space.rules.epsilon),
         f"metrics_vs_{metric_axis}.png": functools.partial(
-            plot_metrics, points, metric_axis, y if y != metric_axis else x,
-            title=f"{space.name}: metrics against {metric_axis}\n{setting}", drive=drive,
-            caps=metric_caps(space), chance=chance_scores(space),
+            plot_metrics, shown, metric_axis, group,
+            title=f"{space.name}: metrics against {metric_axis}\n{setting}{held}",
+            drive=drive, caps=metric_caps(space), chance=chance_scores(space),
             attractor_input=attractor_input)}
     orbits = orbit_plot(space, device)
     if orbits is not None:
         plots["orbits.png"] = orbits
     return plots
+
+
+def held_fixed(points: pd.DataFrame, space: SearchSpace, drawn: Sequence[str]
+               ) -> tuple[pd.DataFrame, str]:
+    """The points a metrics plot draws, whose lines average over seeds only: every varied
+    axis besides ``drawn`` (x and the lines' axis) and the seed is held at its first value,
+    and the title's last line says so (empty when none is). Pooling those axes would draw
+    their spread as the seeds' band."""
+    held = {a: sorted(v)[0] for a, v in space.axes.items()
+            if len(v) > 1 and a not in (*drawn, "seed") and a in points}
+    if not held:
+        return points, ""
+    keep = np.ones(len(points), dtype=bool)
+    for axis, value in held.items():
+        keep &= points[axis].to_numpy() == value
+    text = ", ".join(f"{a} = {v:g} (first of {len(space.axes[a])})" for a, v in held.items())
+    return points[keep], f"\nat {text}; sweeper plot --where draws the others"
 
 
 def sweep_setting(space: SearchSpace) -> str:

@@ -214,3 +214,28 @@ def test_the_titles_name_the_cell_size_length_task_and_seeds():
     trained = dataclasses.replace(space, weights={"checkpoint": "/a/lstm_adding.pt",
                                                   "scale": "all", "sha256": "0" * 64})
     assert sweep_setting(trained).startswith("rnn_tanh from lstm_adding.pt, H = 16, ")
+
+
+def test_the_metrics_plot_holds_a_third_axis_at_its_first_value_and_says_so():
+    # Gain x input scale x hidden size: the lines are per input scale and average over seeds
+    # only, so hidden size is held at 8 (pooled, its spread would pass for the seeds' band).
+    space = validate_space({"name": "three", "task": "noise", "cell": "rnn_tanh",
+                            "seq_len": 50,
+                            "axes": {"recurrent_scale": [0.5, 1.0], "input_scale": [0.1, 1.0],
+                                     "hidden_size": [8, 16, 32], "seed": [0, 1]}})
+    points = pd.concat([_points(input_scales=(0.1, 1.0), seeds=2).assign(hidden_size=h)
+                        for h in (16, 8, 32)], ignore_index=True)
+    points["region"] = "forgetful"
+    frame = region_map(points, "recurrent_scale", "input_scale")
+    metrics = sweep_plots(points, frame, space)["metrics_vs_recurrent_scale.png"]
+    drawn = metrics.args[0]
+    assert set(drawn.hidden_size) == {8} and len(drawn) == len(points) // 3
+    assert metrics.keywords["title"].endswith(
+        "\nat hidden_size = 8 (first of 3); sweeper plot --where draws the others")
+    # A sweep of the map's axes and seeds alone is drawn whole, its title unchanged.
+    two = validate_space({"name": "two", "task": "noise", "cell": "rnn_tanh", "hidden_size": 16,
+                          "seq_len": 50, "axes": {"recurrent_scale": [0.5, 1.0],
+                                                  "input_scale": [0.1, 1.0], "seed": [0, 1]}})
+    alone = points[points.hidden_size == 16]
+    plot = sweep_plots(alone, frame, two)["metrics_vs_recurrent_scale.png"]
+    assert plot.args[0] is alone and "\nat " not in plot.keywords["title"]
