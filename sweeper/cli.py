@@ -70,8 +70,6 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "run": (
         ("the quickstart (in-process: its compute is short), MLflow in ./mlflow.db, points in "
          "results/quickstart", "sweeper run search_spaces/quickstart.yaml"),
-        ("a longer sweep on an embedded Ray, whatever its size",
-         "sweeper run search_spaces/rnn_gain_vs_length.yaml --executor ray"),
         ("finish it after an interruption, computing only what is missing",
          "sweeper run search_spaces/quickstart.yaml --resume"),
     ),
