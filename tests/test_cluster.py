@@ -86,6 +86,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def kill_and_wait(pids: set[int], timeout: float = 10) -> None:
+    """SIGKILL each of ``pids`` (those already gone are skipped), then wait up to
+    ``timeout`` seconds until none is alive."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def cluster(tmp_path):
     # Short private dir: Ray's unix sockets live under it (path length limit).
@@ -121,17 +134,10 @@ def cluster(tmp_path):
     finally:
         # The Ray client server names the GCS address instead of the temp dir.
         started = _with_descendants(_ours(temp) + _ours(f"address=[0-9.]*:{gcs} "))
-        for pid in started:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         os.killpg(mlflow.pid, signal.SIGKILL)
         mlflow.wait(timeout=30)
+        kill_and_wait(started)
         shutil.rmtree(temp, ignore_errors=True)
-        deadline = time.monotonic() + 10
-        while any(map(_alive, started)) and time.monotonic() < deadline:
-            time.sleep(0.1)
         assert not _ours(temp) and not _ours(f"address=[0-9.]*:{gcs} ")
         assert not [pid for pid in started if _alive(pid)], "Ray processes outlived the test"
 

@@ -9,18 +9,16 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from helpers import run_cli
-from test_cluster import _alive, _free_port, _ours, _with_descendants
+from test_cluster import _alive, _free_port, _ours, _with_descendants, kill_and_wait
 
 from sweeper.adapters.ray_executor import ray_address_file, running_local_ray
 from sweeper.cell_shapes import cell_shape
@@ -112,14 +110,7 @@ def ray_here():
         yield {"parent": parent, "port": port, "env": env}
     finally:
         started = _with_descendants(_ours(parent) + _ours(f"address=[0-9.]*:{port} "))
-        for pid in started:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 10
-        while any(map(_alive, started)) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        kill_and_wait(started)
         shutil.rmtree(parent, ignore_errors=True)
         assert not [pid for pid in started if _alive(pid)], "Ray processes outlived the test"
 
@@ -148,11 +139,8 @@ def test_ray_joins_the_ray_running_here_and_starts_its_own_past_a_stale_record(r
     assert head and all(map(_alive, head))  # the sweep left the Ray it found running
 
     # The Ray stops without `ray stop`: its record stays. A sweep starts a Ray of its own.
-    for pid in _with_descendants(_ours(ray_here["parent"])):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(map(_alive, head)) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    kill_and_wait(_with_descendants(_ours(ray_here["parent"])))
+    assert not any(map(_alive, head))
     assert (Path(ray_here["parent"]) / "ray" / "ray_current_cluster").is_file()
     started = run_cli("run", path, "--out", tmp_path / "started", "--executor", "ray",
                       "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path,
