@@ -9,6 +9,7 @@ import sys
 
 import duckdb
 import pandas as pd
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -30,7 +31,9 @@ def test_500_trials_through_ray_land_every_point_once(tmp_path):
     result = subprocess.run([sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
                              str(tmp_path / "out"), "--executor", "ray"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    if result.returncode != 0:  # the whole of stderr: its start says why, its end is Ray's
+        pytest.fail(f"exit {result.returncode}\n--- stdout:\n{result.stdout[-3000:]}\n"
+                    f"--- stderr:\n{result.stderr[-12000:]}", pytrace=False)
     assert "500 trials run, 0 already done, 0 failed, of 500" in result.stdout
 
     frame = pd.read_parquet(tmp_path / "out" / "points")
