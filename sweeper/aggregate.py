@@ -519,5 +519,5 @@ def summary_text(result: Aggregated, out: str | Path,
     lines += supervised_rows(frame, space, y)
     lines += ["", "## Files", "", *[f"- {what}: `{path}`" for what, path in files], "",
               f"Query: `sweeper query \"select region, count(*) from points group by region\" "
-              f"--results {Path(out)}`", ""]
+              f"--results {out}`", ""]
     return "\n".join(lines)

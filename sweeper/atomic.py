@@ -31,18 +31,24 @@ def write_error(path: str | Path, cause: OSError) -> WriteError:
     return WriteError(cause.errno, reason, str(path))
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path, write: Callable[[str], None]):
     """Call ``write(tmp)`` on a hidden temporary file beside ``path``, flush it to disk, then
     rename it onto ``path`` (atomic on POSIX). On any failure the temporary file is removed
     and ``path`` keeps its previous content.
 
+    ``path`` may also be a key in an object store (:class:`sweeper.adapters.storage.
+    ObjectPath`): ``write`` then writes a local temporary file, uploaded in one PUT to the
+    key (atomic there: the object is complete or absent), and removed.
+
     Returns:
-        ``path`` as a Path.
+        ``path`` as a Path (a key in an object store: as given).
 
     Raises:
         WriteError: an OSError on the way (disk full, file too large, no permission), with
             ``path`` in its message; errors of other kinds from ``write`` pass unchanged.
     """
+    if hasattr(path, "write_bytes") and not isinstance(path, Path):  # an object store's key
+        return _upload(path, write)
     path = Path(path)
     tmp = None
     try:
@@ -61,4 +67,26 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def _upload(path, write: Callable[[str], None]):
+    """:func:`atomic_write` for a key in an object store (anything with ``write_bytes``)."""
+    folder = tempfile.mkdtemp(prefix="sweeper-put-")
+    tmp = os.path.join(folder, path.name or "object")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            data = handle.read()
+        path.write_bytes(data)
+    except WriteError:
+        raise
+    except OSError as exc:
+        error = WriteError(exc.errno or 0, os.strerror(exc.errno) if exc.errno else str(exc),
+                           str(path))
+        raise error from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        os.rmdir(folder)
     return path

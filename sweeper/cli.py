@@ -7,10 +7,10 @@ import functools
 import json
 import logging
 import os
-import re
 import sys
 from typing import Any
 
+from .adapters.storage import URI
 from .errors import SweeperInputError
 
 #: Exit codes beside 0 (done), 1 (some trials failed) and 2 (bad input); a sweep stopped by
@@ -302,7 +302,10 @@ def _parser() -> argparse.ArgumentParser:
                  description="Run every trial of a search-space file; results go to "
                              "<out>/points/*.parquet, runs to MLflow.")
     r.add_argument("file", help="the search-space file (YAML; sweeper validate checks it)")
-    r.add_argument("--out", default=None, help="results directory (default results/<name>)")
+    r.add_argument("--out", default=None,
+                   help="results directory (default results/<name>), or an object store's "
+                        "URI, s3://BUCKET/PREFIX (endpoint and credentials from the AWS_* "
+                        "environment)")
     r.add_argument("--address", default=None,
                    help="a running Ray cluster to join, HOST:6379 (default: none; see "
                         "--executor)")
@@ -333,7 +336,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--address", required=True, help="dashboard address, http://HEAD:8265")
     s.add_argument("--tracking-uri", required=True,
                    help="MLflow server the cluster reaches (or an absolute sqlite path)")
-    s.add_argument("--out", required=True, help="absolute results path every node sees")
+    s.add_argument("--out", required=True,
+                   help="absolute results path every node sees, or s3://BUCKET/PREFIX")
     s.add_argument("--max-failures", type=int, default=0,
                    help="retries of a trial that raises, an integer >= 0 (default 0)")
     s.add_argument("--resume", action="store_true",
@@ -346,14 +350,15 @@ def _parser() -> argparse.ArgumentParser:
                              "memory / chaotic, write OUT/region_map.parquet and "
                              "OUT/plots/*.png, and attach them to the sweep's MLflow parent "
                              "run. Idempotent; `sweeper run` ends with it.")
-    a.add_argument("out", help="results directory of a sweep")
+    a.add_argument("out", help="results directory of a sweep, or its URI (s3://...)")
     a.add_argument("--no-plots", action="store_true",
                    help="only the Parquet region map (default: the plots too)")
     q = _command(commands, "query", help="SQL over a sweep's points and region map (DuckDB)",
                  description="Run one SQL statement in DuckDB over the tables `points` (every "
                              "point) and `region_map`.")
     q.add_argument("sql", help="one SQL statement over the tables points and region_map")
-    q.add_argument("--results", required=True, help="results directory of a sweep")
+    q.add_argument("--results", required=True,
+                   help="results directory of a sweep, or its URI (s3://...)")
     fmt = q.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV (default: a table)")
     fmt.add_argument("--json", action="store_true",
@@ -377,14 +382,15 @@ def _parser() -> argparse.ArgumentParser:
                          "every point). A line averages over seeds only: every other varied "
                          "axis must be --x, --by or fixed here")
     pl.add_argument("--results", action="append", required=True, metavar="OUT",
-                    help="a sweep's results directory; repeat to overlay sweeps")
+                    help="a sweep's results directory or URI (s3://...); repeat to overlay "
+                         "sweeps")
     pl.add_argument("--out", default=None,
                     help="the figure's path, .png, .svg or .pdf (default "
                          "<first OUT>/plots/<metric>_vs_<x>.png)")
     sh = _command(commands, "show", help="print the region map in the terminal",
                   description="Print the region map, one character per cell (F forgetful, M "
                               "memory, C chaotic).")
-    sh.add_argument("out", help="results directory of a sweep")
+    sh.add_argument("out", help="results directory of a sweep, or its URI (s3://...)")
     sh.add_argument("--colour", "--color", choices=["auto", "always", "never"], default="auto",
                     help="colour the cells by region: auto (default: on a terminal), always "
                          "or never")
@@ -427,9 +433,9 @@ def _run(args: argparse.Namespace) -> int:
 def _run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .adapters.lock import results_lock
     from .adapters.space_file import load_space, machine_memory_bytes
     from .adapters.sqlite_store import check_writable
+    from .adapters.storage import ObjectPath, check_reachable, location
     from .errors import integer
     from .space import check_size
 
@@ -443,7 +449,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
         note = _slots_note(space, choice, seconds)
         if note:
             print(f"note: {note}", file=sys.stderr)
-    out = Path(args.out or Path("results") / space.name)
+    out = location(args.out or Path("results") / space.name)
+    if isinstance(out, ObjectPath):  # a wrong endpoint or bucket: exit 2 before anything
+        check_reachable(out)
     args.tracking_uri = _tracking_uri(args, out)
     check_writable(args.tracking_uri)  # a store that cannot take the runs: exit 2 now
     if choice.name == "local":
@@ -460,8 +468,35 @@ def _run_sweep(args: argparse.Namespace) -> int:
         # Checks --address: an unreachable cluster exits 2 before the results directory exists.
         executor = RayTuneExecutor(args.address, out / "ray_results", space.resources,
                                    args.device)
-    with results_lock(out):  # one driver per results directory
+    with sweep_lock(out, on_lost=_lock_lost):  # one driver per results directory
         return _run_locked(args, space, out, executor)
+
+
+def sweep_lock(out, *, wait_s: float = 0.0, on_lost=None):
+    """The lock of one writer per results location: a flock on ``OUT/.sweeper.lock`` for a
+    directory (:func:`.adapters.lock.results_lock`), an object written with conditional
+    requests on an object store (:func:`.adapters.object_lock.object_lock`, which probes
+    first that the store honours them)."""
+    from .adapters.storage import ObjectPath, location
+
+    out = location(out)
+    if isinstance(out, ObjectPath):
+        from .adapters.object_lock import object_lock
+
+        return object_lock(str(out), wait_s=wait_s, on_lost=on_lost)
+    from .adapters.lock import results_lock
+
+    return results_lock(out, wait_s=wait_s)
+
+
+def _lock_lost(message: str) -> None:
+    """Another driver took the sweep's lock on the object store from this one (this one's
+    heartbeat was late beyond the stale time): stop as after Ctrl-C, so two drivers do not
+    both write; the finished trials stay."""
+    import _thread
+
+    print(f"sweeper: {message}; stopping this sweep", file=sys.stderr)
+    _thread.interrupt_main()
 
 
 def _executor_choice(args: argparse.Namespace, space):
@@ -678,6 +713,7 @@ def _reuse(before: dict, space) -> str:
 def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
     from .adapters.mlflow_tracker import log_sweep_artifacts, log_sweep_overview
     from .adapters.results import aggregate, read_record, write_summary
+    from .adapters.storage import local_copies
     from .aggregate import overview_metrics
     from .terminal import render_map
 
@@ -685,8 +721,9 @@ def _aggregate_and_report(out, plots: bool, attach: bool = True) -> None:
     summary = write_summary(out, result)
     record = read_record(out)
     if attach and record.get("parent_run_id"):
-        log_sweep_artifacts(record["tracking_uri"], record["parent_run_id"],
-                            [summary, result.map_path, *result.plots], "summary")
+        with local_copies([summary, result.map_path, *result.plots]) as files:
+            log_sweep_artifacts(record["tracking_uri"], record["parent_run_id"], files,
+                                "summary")
         log_sweep_overview(record["tracking_uri"], record["parent_run_id"],
                            summary.read_text(),
                            overview_metrics(result.region_map, result.space.map[1]))
@@ -709,14 +746,13 @@ AGGREGATE_WAIT_S = 120.0
 
 
 def _aggregate(args: argparse.Namespace) -> int:
-    from .adapters.lock import results_lock
     from .adapters.results import read_record, require_writable
 
     read_record(args.out)  # a directory that holds no sweep: said before anything is created
     require_writable(args.out, "sweeper aggregate")
     # It compacts, relabels and rewrites the map: one writer at a time under --out, the same
     # lock `sweeper run` holds (a resume moving damaged parts aside, a second aggregate).
-    with results_lock(args.out, wait_s=AGGREGATE_WAIT_S):
+    with sweep_lock(args.out, wait_s=AGGREGATE_WAIT_S, on_lost=_lock_lost):
         _aggregate_and_report(args.out, plots=not args.no_plots)
     return 0
 
@@ -1016,23 +1052,28 @@ def _log_to_stderr() -> logging.Handler | None:
     return handler
 
 
-#: A URI's scheme (``s3://``, ``gs://``, ``file://``): what a results path must not start with.
-URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+def check_uris(args: argparse.Namespace) -> None:
+    """Check an object-store URI where a results location or an output file goes (``--out``,
+    ``--results``, ``aggregate OUT``) before anything runs: a URI with credentials in it or
+    without a bucket is refused (exit 2), as is one where only a local file can go (``figure
+    --out``). Taken as a path, ``s3://bucket/x`` would become a local directory named
+    ``s3:``: every other command reads and writes the URI itself (sweeper.adapters.storage)."""
+    from .adapters.storage import location
 
-
-def refuse_uris(args: argparse.Namespace) -> None:
-    """Refuse an object-store URI where a results directory or an output file goes (``--out``,
-    ``--results``, ``aggregate OUT``): taken as a path, ``s3://bucket/x`` would become a local
-    directory named ``s3:``, and the sweep's results would never reach the bucket."""
     for option in ("out", "results"):
         values = getattr(args, option, None)
         for value in values if isinstance(values, list) else [values]:
-            if isinstance(value, str) and URI.match(value):
-                positional = option == "out" and args.command in ("aggregate", "show")
-                flag = "OUT" if positional else f"--{option}"
-                raise SweeperInputError(
-                    f"{flag}: got {value!r}; results on object storage are not supported yet: "
-                    "give a directory (for a cluster, one that every node sees)")
+            if not (isinstance(value, str) and URI.match(value)):
+                continue
+            positional = option == "out" and args.command in ("aggregate", "show")
+            flag = "OUT" if positional else f"--{option}"
+            if args.command == "figure":
+                raise SweeperInputError(f"{flag}: got {value!r}; `sweeper figure` writes a local "
+                                        "file: give a path")
+            try:
+                location(value)
+            except SweeperInputError as exc:
+                raise SweeperInputError(f"{flag}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1040,7 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = _log_to_stderr()
     try:
-        refuse_uris(args)
+        check_uris(args)
         return COMMANDS[args.command](args)
     except SweeperInputError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)

@@ -1,6 +1,8 @@
 """A real two-node Ray cluster on this machine (token auth on) and a real MLflow tracking
-server on 127.0.0.1 backed by sqlite: `sweeper submit` runs a sweep through the Jobs API.
-The test starts everything it needs and stops exactly the processes it started."""
+server on 127.0.0.1 backed by sqlite: `sweeper submit` runs a sweep through the Jobs API,
+with its results in a directory or on an S3 API (moto's server on 127.0.0.1, whose
+environment every node has). The test starts everything it needs and stops exactly the
+processes it started."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import pytest
 import yaml
 from helpers import run_cli
 from mlflow.tracking import MlflowClient
+from s3 import keys, moto_server, new_bucket, s3_env, s3_environment
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).resolve().parent
@@ -99,15 +102,22 @@ def kill_and_wait(pids: set[int], timeout: float = 10) -> None:
         time.sleep(0.1)
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3 server for the module: the clusters' nodes get its environment."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, s3_endpoint):
     # Short private dir: Ray's unix sockets live under it (path length limit).
     temp = tempfile.mkdtemp(prefix="rsw", dir="/tmp")
     # PYTHONPATH: the nodes' workers import the tests' own tasks and cells (failing_task,
-    # usercell).
+    # usercell). The AWS_* variables: where an s3:// --out goes, as on a real cluster.
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
                PATH=f"{BIN}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=str(TESTS))
+               PYTHONPATH=str(TESTS), **s3_environment(s3_endpoint))
     gcs, dash, mlport = _free_port(), _free_port(), _free_port()
     store = tmp_path / "server.db"
     mlflow = subprocess.Popen(
@@ -130,7 +140,7 @@ def cluster(tmp_path):
         _wait_http(f"http://127.0.0.1:{mlport}/health")
         yield {"env": env, "address": f"http://127.0.0.1:{dash}", "gcs": f"127.0.0.1:{gcs}",
                "tracking": f"http://127.0.0.1:{mlport}", "token": env["RAY_AUTH_TOKEN"],
-               "temp": temp}
+               "temp": temp, "s3": s3_endpoint}
     finally:
         # The Ray client server names the GCS address instead of the temp dir.
         started = _with_descendants(_ours(temp) + _ours(f"address=[0-9.]*:{gcs} "))
@@ -164,6 +174,33 @@ def test_submit_to_a_two_node_cluster_with_token_auth(cluster, tmp_path):
     assert all(r.info.status == "FINISHED" for r in runs)
     assert set(frame.mlflow_run_id) == {r.info.run_id for r in runs
                                         if r.data.tags.get("sweeper.role") == "trial"}
+
+
+def test_submit_with_results_on_s3_shares_nothing_but_the_bucket(cluster, tmp_path):
+    # Nothing on disk is shared: the job's driver runs on the head, the trials on both
+    # nodes, and every part, the record and Tune's state go to the bucket.
+    bucket = new_bucket(cluster["s3"])
+    uri = f"s3://{bucket}/sweeps/smoke"
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SMOKE))
+    result = run_cli("submit", space, "--address", cluster["address"], "--tracking-uri",
+                     cluster["tracking"], "--out", uri, env=cluster["env"], process=True)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    assert "SUCCEEDED" in result.stdout and "2 trials run" in result.stdout
+    stored = keys(cluster["s3"], bucket, "sweeps/smoke/")
+    assert "sweeps/smoke/points/compact-000001.parquet" in stored
+    assert "sweeps/smoke/region_map.parquet" in stored
+    assert any(k.startswith("sweeps/smoke/ray_results/") for k in stored)
+    assert "sweeps/smoke/.sweeper.lock" not in stored
+    import sweeper
+
+    with s3_env(cluster["s3"]):
+        frame = sweeper.load(uri).points
+    assert len(frame) == 6 and frame.point_id.is_unique
+    client = MlflowClient(cluster["tracking"])
+    runs = client.search_runs([client.get_experiment_by_name("cluster-smoke").experiment_id])
+    trials = {r.info.run_id for r in runs if r.data.tags.get("sweeper.role") == "trial"}
+    assert len(trials) == 2 and set(frame.mlflow_run_id) == trials
 
 
 def test_run_joins_a_token_cluster_and_says_how_when_the_token_mode_is_missing(cluster,

@@ -36,6 +36,7 @@ from ..space import VECTORIZABLE, SearchSpace, Trial, stable_hash
 from ..sweep import Tracker
 from .space_file import MAX_FILE_BYTES
 from .sqlite_store import absolute_tracking_uri, prepare, sqlite_file
+from .storage import location
 
 log = logging.getLogger("sweeper")
 
@@ -74,7 +75,7 @@ def artifact_root(tracking_uri: str, out: str | Path) -> Path | None:
         return database.parent / "mlartifacts"
     if tracking_uri.startswith(SERVER):
         return None
-    return Path(out).resolve() / "mlartifacts"
+    return location(out).resolve() / "mlartifacts"
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
@@ -309,7 +310,7 @@ class MlflowTracker(Tracker):
         self.space_file = None if space_file is None else given_space_file(space_file)
         self.tracking_uri = absolute_tracking_uri(tracking_uri)
         self._client = None
-        self.artifact_root = None if artifact_root is None else Path(artifact_root).resolve()
+        self.artifact_root = None if artifact_root is None else location(artifact_root).resolve()
         self.parent: str | None = None
         self.runs: dict[str, KnownRun] = {}  # trial id -> its run
         self.experiment_id: str | None = None

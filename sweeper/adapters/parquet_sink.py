@@ -7,9 +7,12 @@
   metadata; compacted, the same points take a few dozen bytes each and read in one go.
 
 Every file is written to a hidden temporary name and renamed, so a reader never sees half of
-one. The same trial may be in several files (compaction copies rows before it deletes their
-old files, and a trial is written again as a part), so which rows are a trial's is one rule,
-the *pick*: its part when it has one (a part is never older than a compacted copy: after
+one; on an object store (``--out s3://...``, :mod:`.storage`) it is uploaded with one PUT to
+its final key, which is as atomic.
+
+The same trial may be in several files (compaction copies rows before it deletes their old
+files, and a trial is written again as a part), so which rows are a trial's is one rule, the
+*pick*: its part when it has one (a part is never older than a compacted copy: after
 compaction a trial is only ever written again as a part), else the compacted file of the
 highest generation that holds it. Compaction writes the next generation with every trial's
 picked rows, then deletes the files that generation replaces; a crash anywhere in between
@@ -44,6 +47,7 @@ from ..atomic import atomic_write
 from ..schema import Column, column, part_columns
 from ..sweep import ResultSink
 from .lock import UNSUPPORTED
+from .storage import Location, ObjectPath, location, parquet_file, read_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -106,10 +110,9 @@ def part_problem(path: str | Path, trial_id: str, n_points: int) -> str | None:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(path) as part:
+        with parquet_file(path) as part:
             rows = part.metadata.num_rows
             if "trial_id" not in part.schema_arrow.names:
                 return "no trial_id column"
@@ -163,10 +166,9 @@ def compacted_contents(path: Path, generation: int) -> Compacted:
     """What the compacted file ``path`` holds; reads its footer and trial_id column only."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(path) as compacted:
+        with parquet_file(path) as compacted:
             if "trial_id" not in compacted.schema_arrow.names:
                 return Compacted(path, generation, {}, "no trial_id column")
             ids = compacted.read(columns=["trial_id"]).column(0)
@@ -189,19 +191,32 @@ class Holdings:
     compacted: dict[int, Path]
 
 
-def holdings(points: Path) -> Holdings:
+def holdings(points: Location) -> Holdings:
     """List ``points/``; hidden files (temporaries, the lock, ``.corrupt/``) are not in it."""
     parts, compacted = {}, {}
-    with contextlib.suppress(FileNotFoundError), os.scandir(points) as entries:
-        for entry in entries:
-            stem = entry.name[:-len(SUFFIX)]
-            if not entry.name.endswith(SUFFIX) or not entry.is_file():
-                continue
-            if stem.startswith(PREFIX):
-                parts[stem[len(PREFIX):]] = Path(entry.path)
-            elif stem.startswith(COMPACTED) and stem[len(COMPACTED):].isdigit():
-                compacted[int(stem[len(COMPACTED):])] = Path(entry.path)
+    for name, path in _files(points):
+        stem = name[:-len(SUFFIX)]
+        if not name.endswith(SUFFIX):
+            continue
+        if stem.startswith(PREFIX):
+            parts[stem[len(PREFIX):]] = path
+        elif stem.startswith(COMPACTED) and stem[len(COMPACTED):].isdigit():
+            compacted[int(stem[len(COMPACTED):])] = path
     return Holdings(parts, compacted)
+
+
+def _files(folder: Location) -> list[tuple[str, Location]]:
+    """(name, path) of each file directly in ``folder`` (none when it does not exist): one
+    listing request on an object store."""
+    if isinstance(folder, ObjectPath):
+        import pyarrow.fs as pafs
+
+        return [(info.base_name, folder / info.base_name) for info in folder.listing()
+                if info.type == pafs.FileType.File]
+    found = []
+    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+        found = [(entry.name, Path(entry.path)) for entry in entries if entry.is_file()]
+    return found
 
 
 def compacted_name(generation: int) -> str:
@@ -236,12 +251,20 @@ class Scan:
     damaged: dict[Path, str]
 
 
-#: A file as it was when read: (device, inode, mtime in ns, size). Compaction deletes a file
-#: only if it still is the one it read, not a newer version written since.
+#: A file as it was when read: (device, inode, mtime in ns, size); on an object store
+#: (0, 0, last-modified in ns, size). Compaction deletes a file only if it still is the one it
+#: read, not a newer version written since.
 Identity = tuple[int, int, int, int]
 
 
-def identity(path: Path) -> Identity | None:
+def identity(path: Location) -> Identity | None:
+    if isinstance(path, ObjectPath):
+        import pyarrow.fs as pafs
+
+        info = path.info()
+        if info.type != pafs.FileType.File:
+            return None
+        return 0, 0, info.mtime_ns or 0, info.size
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -285,7 +308,6 @@ def read_rows(sources: Mapping[str, Path]) -> Rows:
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     by_file: dict[Path, list[str]] = {}
     for trial_id, path in sources.items():
@@ -295,8 +317,8 @@ def read_rows(sources: Mapping[str, Path]) -> Rows:
         path, trial_ids = item
         before = identity(path)
         if path.name.startswith(PREFIX):
-            return before, pq.read_table(path, use_threads=False)
-        table = pq.read_table(path)
+            return before, read_table(path, use_threads=False)
+        table = read_table(path)
         return before, table.filter(pc.is_in(table["trial_id"], pa.array(trial_ids)))
 
     items = sorted(by_file.items())
@@ -331,8 +353,13 @@ def _flock(fd: int, operation: int) -> OSError | None:
 
 
 @contextlib.contextmanager
-def _compaction_lock(points: Path) -> Iterator[None]:
-    """Hold ``points/.compaction.lock`` (waiting for another compaction to finish)."""
+def _compaction_lock(points: Location) -> Iterator[None]:
+    """Hold ``points/.compaction.lock`` (waiting for another compaction to finish). On an
+    object store there is no flock: compaction runs under the sweep's lock there
+    (:mod:`.object_lock`, held by ``run`` and ``aggregate``), so nothing more is taken."""
+    if isinstance(points, ObjectPath):
+        yield
+        return
     points.mkdir(parents=True, exist_ok=True)
     fd = os.open(points / COMPACTION_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
@@ -351,7 +378,12 @@ def reading(points: Path) -> Iterator[None]:
     compaction (which holds it exclusively) neither starts under a reader nor deletes a file
     a reader has listed, so a reader never fails, nor reports damage, because of one. Opened
     read-only, so it works in a directory this user cannot write; where no lock file exists
-    and none can be made (read-only, never compacted), nothing can be compacting."""
+    and none can be made (read-only, never compacted), nothing can be compacting. An object
+    store has no flock: its readers list and read again instead when a file vanished under
+    them (:func:`.storage.retry_vanished`)."""
+    if isinstance(points, ObjectPath):
+        yield
+        return
     try:
         fd = os.open(points / COMPACTION_LOCK, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -370,12 +402,13 @@ def reading(points: Path) -> Iterator[None]:
 
 class ParquetSink(ResultSink):
     """A directory of Parquet parts and compacted files (a shared directory on a
-    multi-node cluster)."""
+    multi-node cluster), or a prefix in an object store that every node reaches."""
 
-    def __init__(self, out: str | Path):
+    def __init__(self, out: str | Path | ObjectPath):
         # Absolute now, in the driver: workers run in other directories (and the driver
-        # itself chdirs around Tune's fit), so a relative path would land elsewhere.
-        self.points = Path(out).resolve() / "points"
+        # itself chdirs around Tune's fit), so a relative path would land elsewhere. A key in
+        # an object store is the same from everywhere.
+        self.points = location(out).resolve() / "points"
 
     def part(self, trial_id: str) -> Path:
         """Where the trial's part is, or would be."""
@@ -430,6 +463,13 @@ class ParquetSink(ResultSink):
         then a unique suffix), so an earlier damaged copy is never overwritten; returns
         where it went. Kept, not deleted: it may hold what someone needs to see why."""
         corrupt = self.points / CORRUPT
+        if isinstance(path, ObjectPath):  # no rename: a copy under a unique name, then delete
+            import uuid
+
+            kept = corrupt / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:8]}"
+            path.copy_to(kept)
+            path.unlink()
+            return kept
         corrupt.mkdir(exist_ok=True)
         # mkstemp reserves the unique name (O_EXCL); the rename then replaces that empty file.
         fd, kept = tempfile.mkstemp(prefix=f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}.",
@@ -562,6 +602,8 @@ def remove_stale_temporaries(points: Path, older_than_s: float = STALE_TEMPORARY
     last modified more than ``older_than_s`` ago: a writer killed between creating and
     renaming one never comes back for it. Younger ones may be live writes and stay.
     Returns the files removed."""
+    if isinstance(points, ObjectPath):
+        return []  # a key is written in one PUT: no temporary name is ever left there
     now = time.time()
     removed = []
     with contextlib.suppress(FileNotFoundError), os.scandir(points) as entries:
@@ -600,10 +642,9 @@ def _replaced(table: pa.Table, replacing: Mapping[str, pd.DataFrame]) -> pa.Tabl
 def _readable_part(path: Path, trial_id: str) -> bool:
     """Whether ``path`` reads as a part of ``trial_id`` (any number of rows: compaction
     does not know how many a trial of another version of the space had)."""
-    import pyarrow.parquet as pq
-
     with contextlib.suppress(Exception):
-        rows = pq.ParquetFile(path).metadata.num_rows
+        with parquet_file(path) as part:
+            rows = part.metadata.num_rows
         return part_problem(path, trial_id, rows) is None
     return False
 
@@ -612,8 +653,6 @@ def _readable_part(path: Path, trial_id: str) -> bool:
 def _compacted_table(path: Path, when: Identity | None) -> pa.Table:
     """The whole compacted file, kept while it is unchanged (``when``: its identity): the
     driver copies many trials out of one file in a row (see :meth:`ParquetSink.materialize`)."""
-    import pyarrow.parquet as pq
-
     if when is None:
         raise FileNotFoundError(path)
-    return pq.read_table(path)
+    return read_table(path)

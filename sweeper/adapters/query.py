@@ -10,8 +10,9 @@ import pandas as pd
 
 from ..errors import SweeperInputError
 from ..space import SearchSpace, from_record
-from .parquet_sink import reading
+from .parquet_sink import read_rows, reading
 from .results import REGION_MAP, read_record, sweep_sources
+from .storage import Location, ObjectPath, location, read_table, retry_vanished
 
 #: DuckDB settings of a confined query, fixed at connect time: no extension is fetched or
 #: loaded behind the SQL's back, and no spill directory, since DuckDB lets a query write
@@ -41,13 +42,17 @@ def query(out: str | Path, sql: str, *, allow_files: bool = False) -> pd.DataFra
             DuckDB rejected the query (its message kept; a refused file access or setting
             adds a hint about ``--allow-files``).
     """
-    out = Path(out)
+    out = location(out)
     space = from_record(read_record(out)["space"])
-    with reading(out / "points"):  # no compaction deletes a listed file under the query
-        return _query(out, space, sql, allow_files)
+
+    def run() -> pd.DataFrame:
+        with reading(out / "points"):  # no compaction deletes a listed file under the query
+            return _query(out, space, sql, allow_files)
+
+    return retry_vanished(run, out)
 
 
-def _query(out: Path, space: SearchSpace, sql: str, allow_files: bool) -> pd.DataFrame:
+def _query(out: Location, space: SearchSpace, sql: str, allow_files: bool) -> pd.DataFrame:
     import duckdb
 
     sources = sweep_sources(out, space)
@@ -58,10 +63,14 @@ def _query(out: Path, space: SearchSpace, sql: str, allow_files: bool) -> pd.Dat
     except duckdb.Error as exc:
         raise SweeperInputError(f"DuckDB did not start: {exc}") from None
     try:
-        _load_points(con, sources, out, lazy=allow_files)
-        if (out / REGION_MAP).exists():
-            _load_table(con, "region_map", f"SELECT * FROM {_parquet([out / REGION_MAP])}",
-                        out, lazy=allow_files)
+        if isinstance(out, ObjectPath):
+            _load_stored(con, sources, out, lazy=allow_files)
+        else:
+            _load_points(con, sources, out, lazy=allow_files)
+            if (out / REGION_MAP).exists():
+                _load_table(con, "region_map",
+                            f"SELECT * FROM {_parquet([out / REGION_MAP])}", out,
+                            lazy=allow_files)
         if not allow_files:
             _confine(con)
         try:
@@ -100,6 +109,32 @@ def _load_points(con, sources: dict[str, Path], out: Path, *, lazy: bool) -> Non
     _load_table(con, "points", f"SELECT p.* EXCLUDE (filename) FROM "
                 f"{_parquet(files, filename=True)} p SEMI JOIN {SOURCES} s "
                 "ON p.trial_id = s.trial_id AND p.filename = s.file", out, lazy=lazy)
+
+
+def _load_stored(con, sources: dict[str, ObjectPath], out: ObjectPath, *, lazy: bool) -> None:
+    """``points``, ``sweeper_sources`` and ``region_map`` of a sweep on an object store, read
+    through pyarrow's filesystem (the endpoint and credentials of the environment) and
+    registered in DuckDB as Arrow tables: DuckDB itself reads no URL, so it needs no httpfs
+    extension, and a confined query still has no file or network access."""
+    import pyarrow as pa
+
+    pairs = pd.DataFrame({"trial_id": list(sources),
+                          "file": [str(path) for path in sources.values()]})
+    tables = {SOURCES: pa.Table.from_pandas(pairs, preserve_index=False),
+              "points": read_rows(sources).table}
+    region_map = out / REGION_MAP
+    if region_map.exists():
+        try:
+            tables["region_map"] = read_table(region_map)
+        except (pa.ArrowException, OSError) as exc:
+            raise SweeperInputError(f"cannot read region_map from {out}: {exc}; run `sweeper "
+                                    f"aggregate {out}` to write it again") from None
+    for name, table in tables.items():
+        con.register(f"sweeper_arrow_{name}", table)
+        kind = "TEMP TABLE" if name == SOURCES else "VIEW" if lazy else "TABLE"
+        con.execute(f"CREATE {kind} {name} AS SELECT * FROM sweeper_arrow_{name}")
+        if kind != "VIEW":
+            con.unregister(f"sweeper_arrow_{name}")
 
 
 def _parquet(files: list[Path], *, filename: bool = False) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import SweeperInputError
 from ..space import Trial
 from ..sweep import Executor, TrialWork
+from .storage import URI
 
 log = logging.getLogger("sweeper")
 TOKEN_HINT = ("if the cluster uses token authentication, export RAY_AUTH_MODE=token (the token "
@@ -162,7 +163,11 @@ class RayTuneExecutor(Executor):
         if address is not None:
             check_address(address)
         self.address = address
-        self.storage_path = None if storage_path is None else str(Path(storage_path).resolve())
+        # Tune's experiment state: a local directory (absolute), or the same object store as
+        # the results (a URI, which Tune opens with pyarrow from the environment).
+        self.storage_path = (None if storage_path is None else str(storage_path)
+                             if URI.match(str(storage_path))
+                             else str(Path(storage_path).resolve()))
         self.resources = resources or {"cpu": 1.0, "gpu": 0.0}
         self.device = device
         self._started = False
@@ -254,7 +259,7 @@ class RayTuneExecutor(Executor):
         self.start()
         from .tune_trials import fit  # Tune is slow to import: paid only when there is work
 
-        with self._watched(), _working_directory(self.storage_path):
+        with self._watched(), _working_directory(self._workdir()):
             fit(work, trials, on_done, on_error, max_failures=max_failures, device=self.device,
                 resources=self.resources, storage_path=self.storage_path,
                 slots=self.slots())
@@ -266,10 +271,19 @@ class RayTuneExecutor(Executor):
         self.start()
         from .tune_trials import fit_rounds
 
-        with self._watched(), _working_directory(self.storage_path):
+        with self._watched(), _working_directory(self._workdir()):
             fit_rounds(work, next_round, on_done, on_error, max_failures=max_failures,
                        device=self.device, resources=self.resources,
                        storage_path=self.storage_path, slots=self.slots())
+
+    def _workdir(self) -> str | None:
+        """Where the driver runs Tune from: its storage path, or with results on an object
+        store, this machine's temporary directory (a directory that stays)."""
+        if self.storage_path is not None and URI.match(self.storage_path):
+            import tempfile
+
+            return tempfile.gettempdir()
+        return self.storage_path
 
     def slots(self) -> int:
         """How many trials the cluster runs at once with the trials' resources (at least 1)."""

@@ -1,8 +1,9 @@
 """``sweeper submit``: send a sweep to a Ray cluster through the Jobs API and stream its logs.
 
 The job runs ``sweeper run`` on the cluster with the project as its working_dir and the
-search space passed in an environment variable. Results go to ``--out``, which must be a path
-every node sees; runs go to ``--tracking-uri`` (a tracking server the cluster can reach).
+search space passed in an environment variable. Results go to ``--out``, a path every node
+sees or an object store's URI (``s3://BUCKET/PREFIX``, with the endpoint and credentials in
+every node's environment); runs go to ``--tracking-uri`` (a tracking server the cluster can reach).
 Clusters started with RAY_AUTH_MODE=token get the token as a bearer header (from
 RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, in Ray's order of precedence).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from ..errors import SweeperInputError
 from .mlflow_tracker import check_reachable
 from .space_file import load_space
+from .storage import URI
 
 EXCLUDES = [".venv", ".git", "results", "*.db", "*.egg-info", "__pycache__", ".pytest_cache",
             ".hypothesis", ".ruff_cache", "docs/*.png", "ray_results"]
@@ -45,8 +47,9 @@ def submit(file: str, address: str, tracking_uri: str, out: str, *, max_failures
            resume: bool = False, allow_large: bool = False) -> int:
     """Submit, stream the job's logs, and return 0 if it succeeded (1 otherwise)."""
     space = load_space(file)
-    if not Path(out).is_absolute():
-        raise SweeperInputError(f"--out must be an absolute path every node sees, got {out!r}")
+    if not URI.match(out) and not Path(out).is_absolute():
+        raise SweeperInputError(f"--out must be an absolute path every node sees, or an object "
+                                f"store's URI (s3://BUCKET/PREFIX), got {out!r}")
     if tracking_uri.startswith("sqlite:") and not tracking_uri.startswith("sqlite:////"):
         raise SweeperInputError(f"--tracking-uri {tracking_uri!r} is relative; on a cluster use "
                                 "a tracking server (http://...) or an absolute sqlite path")

@@ -34,6 +34,8 @@ from ..theory import mean_field_drive
 from .parquet_sink import CORRUPT, ParquetSink, read_rows, reading
 from .rounds_file import sweep_trials
 from .sqlite_store import absolute_tracking_uri
+from .storage import Location, ObjectPath, local_file, location, retry_vanished
+from .storage import read_table as read_stored_table
 
 RECORD, REGION_MAP, PLOTS, SUMMARY = "sweep.json", "region_map.parquet", "plots", "summary.md"
 
@@ -47,16 +49,18 @@ def write_record(out: str | Path, space: SearchSpace, tracking_uri: str,
     def write(tmp: str) -> None:
         Path(tmp).write_text(json.dumps(record, indent=1, default=str))
 
-    return atomic_write(Path(out) / RECORD, write)
+    return atomic_write(location(out) / RECORD, write)
 
 
-def read_record(out: str | Path) -> dict[str, Any]:
-    path = Path(out) / RECORD
+def read_record(out: str | Path | ObjectPath) -> dict[str, Any]:
+    path = location(out) / RECORD
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise SweeperInputError(f"{out} is not a sweep's results directory: {path} is "
                                 "missing (run `sweeper run FILE --out DIR` first)") from None
+    except OSError as exc:  # an object store that does not answer, or refuses the read
+        raise SweeperInputError(f"cannot read {path}: {exc}") from None
 
 
 def sweep_sources(out: str | Path, space: SearchSpace) -> dict[str, Path]:
@@ -72,6 +76,11 @@ def sweep_sources(out: str | Path, space: SearchSpace) -> dict[str, Path]:
     """
     scan = ParquetSink(out).scan({t.trial_id: t.n_points for t in sweep_trials(out, space)})
     if scan.damaged:
+        # On an object store a file listed, then deleted by a compaction before it was read,
+        # reads as damaged: FileNotFoundError makes the reader list again (retry_vanished).
+        vanished = [p for p in scan.damaged if isinstance(p, ObjectPath) and not p.exists()]
+        if vanished:
+            raise FileNotFoundError(f"{vanished[0]} was deleted while it was read")
         raise SweeperInputError(damaged_parts_message(out, scan.damaged))
     return dict(sorted(scan.sources.items()))
 
@@ -84,9 +93,10 @@ def damaged_parts_message(out: str | Path, damaged: dict[Path, str], shown: int 
     if len(damaged) > shown:
         lines.append(f"... and {len(damaged) - shown} more")
     listed = "\n  ".join(lines)
-    return (f"{len(damaged)} damaged file(s) under {Path(out) / 'points'}:\n  {listed}\n"
+    points = location(out) / "points"
+    return (f"{len(damaged)} damaged file(s) under {points}:\n  {listed}\n"
             f"`sweeper run FILE --out {out} --resume` (FILE: this sweep's search-space file) "
-            f"moves them to {Path(out) / 'points' / CORRUPT} and computes their trials again")
+            f"moves them to {points / CORRUPT} and computes their trials again")
 
 
 def labelled_points(out: str | Path, space: SearchSpace, *,
@@ -107,12 +117,16 @@ def labelled_points(out: str | Path, space: SearchSpace, *,
         SweeperInputError: no sweep record or points yet, or a damaged file.
     """
     sink = ParquetSink(out)
-    with reading(sink.points):  # released before compacting, which locks exclusively
-        sources = sweep_sources(out, space)
-        if not sources:
-            raise SweeperInputError(f"no points under {Path(out) / 'points'}; the sweep has "
-                                    "not finished any trial")
-        rows = read_rows(sources)
+
+    def read():
+        with reading(sink.points):  # released before compacting, which locks exclusively
+            sources = sweep_sources(out, space)
+            if not sources:
+                raise SweeperInputError(f"no points under {sink.points}; the sweep has not "
+                                        "finished any trial")
+            return read_rows(sources)
+
+    rows = retry_vanished(read, sink.points)
     points, changed = relabel(rows.to_pandas(), space.rules)
     relabelled = {trial_id: rows for trial_id, rows in
                   points[points["trial_id"].isin(changed)].groupby("trial_id", sort=True)}
@@ -142,20 +156,19 @@ def write_region_map(out: str | Path, frame: pd.DataFrame, space: SearchSpace,
         metadata[b"sweeper.trials"] = json.dumps({"measured": trials[0],
                                                   "expected": trials[1]}).encode()
     table = table.replace_schema_metadata(metadata)
-    return atomic_write(Path(out) / REGION_MAP, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(location(out) / REGION_MAP, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_region_map(out: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The region map and its sweeper metadata (decoded)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    path = Path(out) / REGION_MAP
+    path = location(out) / REGION_MAP
     if not path.exists():
         read_record(out)  # not a sweep's directory at all: says so, and what to run instead
         raise SweeperInputError(f"no region map at {path}; run `sweeper aggregate {out}`")
     try:
-        table = pq.read_table(path)
+        table = read_stored_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise SweeperInputError(f"{path} is not a readable Parquet file ({exc}); run "
                                 f"`sweeper aggregate {out}` to write it again") from None
@@ -178,7 +191,9 @@ def require_writable(out: str | Path, command: str) -> None:
     Raises:
         SweeperInputError: naming the first directory that is not writable.
     """
-    out = Path(out)
+    out = location(out)
+    if isinstance(out, ObjectPath):  # the lock's probe writes there first, and says so
+        return
     for folder in (out, out / "points", out / PLOTS):
         if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
             raise SweeperInputError(
@@ -201,27 +216,34 @@ def aggregate(out: str | Path, *, plots: bool = True, device: str = "cpu",
     Raises:
         SweeperInputError: ``out`` holds no sweep record or no points.
     """
-    out = Path(out)
+    out = location(out)
     space = from_record(read_record(out)["space"])
     points, relabelled = labelled_points(out, space, compact=compact)
     drive = mean_field_drive(space.cell, space.task, space.task_params)  # None: no theory
     frame = sweep_map(points, space, drive)
     trials = (int(points["trial_id"].nunique()), len(sweep_trials(out, space)))
     map_path = write_region_map(out, frame, space, trials)
-    drawn = ([draw(out / PLOTS / name) for name, draw in
+    drawn = ([_drawn(draw, out / PLOTS / name) for name, draw in
               sweep_plots(points, frame, space, drive, device=device).items()] if plots else [])
     return Aggregated(space, frame, map_path, drawn, relabelled, *trials)
+
+
+def _drawn(draw, target: Location) -> Location:
+    """``draw(path)`` (a figure saved to a local file) into ``target``, local or stored."""
+    with local_file(target) as path:
+        draw(path)
+    return target
 
 
 def write_summary(out: str | Path, result: Aggregated) -> Path:
     """``<out>/summary.md`` (:func:`sweeper.aggregate.summary_text`), for the parent run's
     artifacts (the UI shows it as text), naming the points, the map and the plots by their
     absolute paths."""
-    files = [("points", Path(out).resolve() / "points"),
+    files = [("points", location(out).resolve() / "points"),
              ("region map", result.map_path.resolve()),
              *[("plot", p.resolve()) for p in result.plots]]
     text = summary_text(result, out, files)
-    return atomic_write(Path(out) / SUMMARY, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(location(out) / SUMMARY, lambda tmp: Path(tmp).write_text(text))
 
 
 def plot_sweeps(outs: list[str | Path], metric: str, x: str, *, by: str | None = None,
@@ -243,7 +265,7 @@ def plot_sweeps(outs: list[str | Path], metric: str, x: str, *, by: str | None =
     if x not in AXES:
         raise SweeperInputError(f"--x must be one of {list(AXES)}, got --x={x!r}")
     where = dict(where or {})
-    target = Path(out or Path(outs[0]) / PLOTS / f"{metric}_vs_{x}.png")
+    target = location(out or location(outs[0]) / PLOTS / f"{metric}_vs_{x}.png")
     if target.suffix.lstrip(".").lower() not in FORMATS:
         raise SweeperInputError(f"--out must end in one of {['.' + f for f in FORMATS]}, got "
                                 f"--out={str(target)!r}")
@@ -276,18 +298,24 @@ def plot_sweeps(outs: list[str | Path], metric: str, x: str, *, by: str | None =
     common = bys.pop() if len(bys) == 1 else None  # split by different axes: a line each
     names = " vs ".join(name for name, _, _ in sweeps)
     fixed = "".join(f", {a} = {v:g}" for a, v in where.items())
-    path = plot_metric([(name, drawn) for name, drawn, _ in sweeps], metric, x, common,
-                       target, f"{names}: {metric} against {x}{fixed}", flag=flag)
-    return path, notes
+    with local_file(target) as local:
+        plot_metric([(name, drawn) for name, drawn, _ in sweeps], metric, x, common, local,
+                    f"{names}: {metric} against {x}{fixed}", flag=flag)
+    return target, notes
 
 
 def _points_of(out: str | Path, space: SearchSpace) -> pd.DataFrame:
     """Every finished trial's rows, each trial from one file (the sweep's current trials)."""
-    with reading(Path(out) / "points"):  # a compaction waits until they are read
-        sources = sweep_sources(out, space)
-        if not sources:
-            raise SweeperInputError(f"no points under {Path(out) / 'points'} yet")
-        return read_rows(sources).to_pandas()
+    points = location(out) / "points"
+
+    def read() -> pd.DataFrame:
+        with reading(points):  # a compaction waits until they are read
+            sources = sweep_sources(out, space)
+            if not sources:
+                raise SweeperInputError(f"no points under {points} yet")
+            return read_rows(sources).to_pandas()
+
+    return retry_vanished(read, points)
 
 
 @dataclass
@@ -301,7 +329,7 @@ class Results:
         region_map: one row per map cell, or None before ``sweeper aggregate``.
     """
 
-    out: Path
+    out: Location
     record: dict[str, Any]
     space: SearchSpace
     points: pd.DataFrame
@@ -326,10 +354,11 @@ def load(out: str | Path) -> Results:
         >>> results = sweeper.load("results/quickstart")  # doctest: +SKIP
         >>> results.points.groupby("region").size()  # doctest: +SKIP
     """
+    out = location(out)
     record = read_record(out)
     space = from_record(record["space"])
     points = _points_of(out, space).sort_values("point_id", kind="stable")
     region_map = None
-    if (Path(out) / REGION_MAP).exists():
+    if (out / REGION_MAP).exists():
         region_map = read_region_map(out)[0]
-    return Results(Path(out), record, space, points.reset_index(drop=True), region_map)
+    return Results(out, record, space, points.reset_index(drop=True), region_map)

@@ -12,6 +12,7 @@ from ..atomic import atomic_write
 from ..errors import SweeperInputError
 from ..space import SearchSpace, Trial, stable_hash
 from ..sweep import RoundLog
+from .storage import location
 
 ROUNDS_FILE = "rounds.json"
 
@@ -29,7 +30,7 @@ class RoundsFile(RoundLog):
     """
 
     def __init__(self, out: str | Path, space: SearchSpace):
-        self.path = Path(out).resolve() / ROUNDS_FILE
+        self.path = location(out).resolve() / ROUNDS_FILE
         self.key = sweep_key(space)
 
     def rounds(self) -> list[list[Trial]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write
 from ..sweep import RunIdRegistry
+from .storage import location
 
 RUNS_FILE = "mlflow_runs.json"
 
@@ -26,7 +27,7 @@ class RunIdFile(RunIdRegistry):
 
     def __init__(self, out: str | Path):
         # Absolute now, in the driver: workers run in other directories.
-        self.path = Path(out).resolve() / RUNS_FILE
+        self.path = location(out).resolve() / RUNS_FILE
 
     def publish(self, run_ids: Mapping[str, str]) -> None:
         text = json.dumps({"runs": dict(run_ids)}, indent=0)
@@ -35,6 +36,8 @@ class RunIdFile(RunIdRegistry):
     def lookup(self, trial_id: str) -> str | None:
         try:
             published = json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None  # nothing published yet: the driver writes the id in later
+        except (OSError, json.JSONDecodeError):
+            # Nothing published yet (or a store that did not answer): the driver writes the
+            # id in later.
+            return None
         return published.get("runs", {}).get(trial_id)
