@@ -27,6 +27,10 @@ beside the figures:
                   lyapunov): per-trial orchestration overhead, (sweep wall - in-process compute
                   of the same trials) / trials, on the embedded Ray and through a two-node
                   token-auth cluster started here (``--address``); driver peak RSS; files left.
+                  With ``--out s3://BUCKET/PREFIX`` (``--moto``: on moto's server, started
+                  here), the embedded-Ray sweep with its results on the object store against
+                  the same sweep into a local directory, alternating: per-trial overhead of
+                  each, their ratio (target <= 1.5x), objects and bytes per trial.
   --case scale    5,000 trials x 20 points = 100,000 points (benchmarks/large_sweep.py's space)
                   through `sweeper run` on the embedded Ray: wall, driver peak RSS, files per
                   trial and bytes per point under --out once the run's aggregation compacted
@@ -41,6 +45,8 @@ beside the figures:
 
 Run:  .venv/bin/python benchmarks/bench_sweep.py [--repeat 3] [--subset 16] [--input-scales 2]
       .venv/bin/python benchmarks/bench_sweep.py --case trials [--trials 1000]
+      .venv/bin/python benchmarks/bench_sweep.py --case trials --trials 200 --repeat 3 \
+          --out s3://bench/trials --moto
       .venv/bin/python benchmarks/bench_sweep.py --case scale [--trials 5000]
       .venv/bin/python benchmarks/bench_sweep.py --case fixed [--repeat 3]
       .venv/bin/python benchmarks/bench_sweep.py --case read [--repeat 5]
@@ -80,24 +86,25 @@ TINY = dict(SPACE, axes={"recurrent_scale": [1.0], "seed": [0], "input_scale": [
 
 
 def sweep_cli(workdir: Path, space: dict = SPACE, ray: dict | None = None,
-              executor: str = "ray") -> float:
+              executor: str = "ray", out: str | None = None) -> float:
     """Wall time of `sweeper run` in a fresh process with a fresh output and tracking store;
     ``ray`` ({"address", "env"}) joins a running Ray instead of starting one; ``executor``
     is passed as ``--executor`` (default ``ray``: the cases time the Ray path unless they
     ask for ``auto``, the command's own default)."""
-    return sweep_cli_rss(workdir, space, ray, executor)[0]
+    return sweep_cli_rss(workdir, space, ray, executor, out)[0]
 
 
 def sweep_cli_rss(workdir: Path, space: dict = SPACE, ray: dict | None = None,
-                  executor: str = "ray") -> tuple[float, float]:
+                  executor: str = "ray", out: str | None = None) -> tuple[float, float]:
     """`sweeper run` as :func:`sweep_cli`: (wall seconds, driver peak RSS in MB). The peak is
-    the kernel's high-water mark (VmHWM) of the driver process, read until it exits."""
+    the kernel's high-water mark (VmHWM) of the driver process, read until it exits. ``out``:
+    where the results go (default ``workdir/out``, emptied first; a URI should be fresh)."""
     path = workdir / "space.yaml"
     path.write_text(yaml.safe_dump(space))
     for old in (workdir / "out", workdir / "mlflow.db"):
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     command = [sys.executable, "-m", "sweeper.cli", "run", str(path), "--out",
-               str(workdir / "out"), "--executor", executor]
+               out or str(workdir / "out"), "--executor", executor]
     if ray:
         command += ["--address", ray["address"]]
     start = time.perf_counter()
@@ -243,6 +250,63 @@ def trivial_space(trials: int) -> dict:
 def _files_and_bytes(out: Path) -> tuple[int, int]:
     files = [p for p in out.rglob("*") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
+
+
+def _stored_objects_and_bytes(uri: str) -> tuple[int, int]:
+    """Objects and bytes under an object store's prefix (pyarrow's directory markers aside)."""
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    files = [i for i in infos if i.type == pafs.FileType.File]
+    return len(files), sum(i.size for i in files)
+
+
+@contextlib.contextmanager
+def _moto(uri: str):
+    """moto's S3 server on 127.0.0.1 (tests/s3.py) with the bucket of ``uri``, its
+    environment set here and inherited by the sweeps."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import boto3
+    from s3 import moto_server, s3_env
+
+    with moto_server() as endpoint, s3_env(endpoint):
+        boto3.client("s3").create_bucket(Bucket=uri.split("://", 1)[1].split("/", 1)[0])
+        yield endpoint
+
+
+def case_trials_stored(trials: int, uri: str, repeat: int) -> None:
+    """Per-trial overhead with --out on an object store against a local directory, on the
+    embedded Ray, alternating, ``repeat`` rounds; objects and bytes per trial."""
+    import uuid
+
+    raw = trivial_space(trials)
+    local, stored, counts = [], [], None
+    with tempfile.TemporaryDirectory(prefix="bench-trials-s3-") as tmp:
+        work = Path(tmp)
+        compute = in_process(raw)
+        for _ in range(repeat):
+            local.append(sweep_cli(work, raw))
+            files_local = _files_and_bytes(work / "out")
+            target = f"{uri.rstrip('/')}/{uuid.uuid4().hex[:8]}"
+            stored.append(sweep_cli(work, raw, out=target))
+            counts = _stored_objects_and_bytes(target)
+    per_l = (statistics.median(local) - compute) / trials
+    per_s = (statistics.median(stored) - compute) / trials
+    print(f"{trials:,} trials x 10 points (rnn_tanh H = 8, seq_len 50, lyapunov), embedded Ray, "
+          f"median of {repeat}; {os.cpu_count()} CPUs")
+    print(f"  in-process compute of the same trials     {compute:7.1f} s")
+    print(f"  --out a local directory                   {statistics.median(local):7.1f} s  "
+          f"[{' '.join(f'{t:.1f}' for t in local)}]  per-trial overhead "
+          f"{per_l * 1000:5.0f} ms; {files_local[0]} files, "
+          f"{files_local[1] / trials:.0f} B per trial")
+    print(f"  --out {uri:<35} {statistics.median(stored):7.1f} s  "
+          f"[{' '.join(f'{t:.1f}' for t in stored)}]  per-trial "
+          f"overhead {per_s * 1000:5.0f} ms; {counts[0]} objects, {counts[1] / trials:.0f} B "
+          "per trial")
+    ratio = per_s / per_l if per_l > 0 else float("inf")
+    print(f"  object store / local directory, per-trial overhead  {ratio:.2f}x   (target "
+          f"<= 1.5x: {_verdict(ratio <= 1.5)})")
 
 
 def case_trials(trials: int) -> None:
@@ -422,7 +486,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each measurement")
     parser.add_argument("--input-scales", type=int, default=2,
                         help="input scales swept (500 points each; default 2: 1,000 points)")
+    parser.add_argument("--out", default=None, metavar="URI",
+                        help="--case trials: also run with the results on this object store "
+                             "(s3://BUCKET/PREFIX; the AWS_* environment names the endpoint) "
+                             "and compare with a local directory")
+    parser.add_argument("--moto", action="store_true",
+                        help="with --out s3://BUCKET/...: start moto's S3 server on 127.0.0.1 "
+                             "with that bucket for the run (needs the test extra)")
     args = parser.parse_args()
+    if args.case == "trials" and args.out:
+        with _moto(args.out) if args.moto else contextlib.nullcontext():
+            return case_trials_stored(args.trials or 1000, args.out, args.repeat)
     if args.case == "trials":
         return case_trials(args.trials or 1000)
     if args.case == "scale":
