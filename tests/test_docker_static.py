@@ -1,6 +1,9 @@
 """docker/ checked without Docker: the Dockerfile (parsed into instructions here), compose files
 and KubeRay manifests parse; every `sweeper ...` command they or docker/README.md show is one the
 CLI accepts; image tags, ports, environment names, secrets and volume paths agree across files.
+The two ways to share results are checked each: a volume every Ray node mounts, and a bucket
+(compose's profile s3, the KubeRay manifests `*-s3.yaml`) that no node mounts, reached with the
+standard AWS_* variables whose keys only ever come from a secret.
 
 Each check is a function from the loaded files to a list of problems, so that a test can show
 it fails: `test_each_check_catches_its_mutation` breaks one thing per check in a copy of the
@@ -21,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -39,7 +42,19 @@ DOCKER = ROOT / "docker"
 SCRIPTS = {"mlflow": "mlflow-server.sh", "ray-head": "ray-head.sh", "ray-worker": "ray-worker.sh"}
 SHARED_SCRIPT = "ray-common.sh"  # sourced by both Ray scripts
 INTERPOLATION = re.compile(r"(?<!\$)\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
-SECRET_KEYS = ("RAY_AUTH_TOKEN", "POSTGRES_PASSWORD")
+SECRET_KEYS = ("RAY_AUTH_TOKEN", "POSTGRES_PASSWORD", "AWS_SECRET_ACCESS_KEY")
+#: What boto3 and pyarrow read to reach a bucket: the two keys come from a secret, the other two
+#: are plain configuration.
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_REGION")
+S3_PROFILE = "s3"
+S3_ENV_FILE = "s3.env"
+#: The KubeRay manifests of the bucket variant end so; the others are the volume variant.
+BUCKET_MANIFESTS = "-s3.yaml"
+#: Names an environment variable or ConfigMap key whose value must never be written down.
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|ACCESS_KEY|STORE_URI")
+#: A literal credential: an AWS access key id, or a URI with user:password@ in it.
+LITERAL_CREDENTIAL = re.compile(r"\bAKIA[0-9A-Z]{16}\b|://[^/\s:@]+:[^/\s@]+@")
 
 
 @dataclass
@@ -136,6 +151,31 @@ def our_services(f: Files) -> list[str]:
     return [name for name, s in f.compose["services"].items() if "build" in s]
 
 
+def env_files(service: dict) -> list[tuple[str, bool]]:
+    """(file, required) of each env_file of a compose service, short or long syntax."""
+    entries = service.get("env_file", [])
+    found = []
+    for entry in [entries] if isinstance(entries, (str, dict)) else entries:
+        if isinstance(entry, str):
+            found.append((entry, True))
+        else:
+            found.append((entry["path"], entry.get("required", True)))
+    return found
+
+
+def profiled(f: Files, profile: str | None) -> list[str]:
+    """The compose services of a profile; None: those of none, which a bare `up` starts."""
+    def member(service: dict) -> bool:
+        profiles = service.get("profiles", [])
+        return profile in profiles if profile else not profiles
+    return [name for name, s in f.compose["services"].items() if member(s)]
+
+
+def networks_of(service: dict) -> set[str]:
+    """The compose networks a service joins (list or mapping; `default` when none is named)."""
+    return set(service.get("networks") or ["default"])
+
+
 def dockerfile_args(f: Files) -> dict[str, str]:
     """Build arguments at their defaults, `${OTHER}` in a default resolved as Docker does."""
     args: dict[str, str] = {}
@@ -203,9 +243,10 @@ def command_lines(f: Files) -> list[tuple[str, list[str]]]:
                        if re.match(r"\s+(docker|sweeper|\.venv/bin/sweeper|--)", line)
                        or line.rstrip().endswith("\\"))
     sources.append(("docker/compose.yaml comments", header))
-    for doc in f.kuberay.get("rayjob.yaml", []):
-        if doc.get("kind") == "RayJob":
-            sources.append(("docker/kuberay/rayjob.yaml", doc["spec"]["entrypoint"]))
+    for name, docs in f.kuberay.items():
+        for doc in docs:
+            if doc.get("kind") == "RayJob":
+                sources.append((f"docker/kuberay/{name}", doc["spec"]["entrypoint"]))
     found = []
     for where, text in sources:
         for line in text.replace("\\\n", " ").splitlines():
@@ -253,6 +294,50 @@ def k8s_containers(f: Files) -> list[tuple[str, dict, dict]]:
 
 def k8s_kind(f: Files, kind: str) -> list[dict]:
     return [d for docs in f.kuberay.values() for d in docs if d.get("kind") == kind]
+
+
+def k8s_doc(f: Files, file: str, kind: str) -> dict:
+    """The one document of a kind in one manifest file."""
+    return next(d for d in f.kuberay[file] if d.get("kind") == kind)
+
+
+def variant(f: Files, bucket: bool) -> Files:
+    """The files with only one variant's KubeRay manifests: the bucket's (`*-s3.yaml`) or the
+    volume's (the others)."""
+    return replace(f, kuberay={name: docs for name, docs in f.kuberay.items()
+                               if name.endswith(BUCKET_MANIFESTS) == bucket})
+
+
+def k8s_deployments(f: Files) -> list[tuple[str, dict, dict]]:
+    """(deployment name, pod spec, container) of every container of a Deployment."""
+    return [(d["metadata"]["name"], d["spec"]["template"]["spec"], container)
+            for d in k8s_kind(f, "Deployment")
+            for container in d["spec"]["template"]["spec"]["containers"]]
+
+
+def secret_refs(container: dict, key: str) -> set[str]:
+    """The Secrets a container's variable `key` comes from: its env's secretKeyRef, or an
+    envFrom secretRef (which may hold it)."""
+    entry = next((e for e in container.get("env", []) if e["name"] == key), None)
+    if entry is not None:
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        return {ref["name"]} if ref else set()
+    return {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+
+
+def k8s_value(f: Files, container: dict, key: str) -> str | None:
+    """A container's plain (non-secret) variable: a literal, a configMapKeyRef, or a key of a
+    ConfigMap it takes whole (envFrom); None when it has none."""
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in k8s_kind(f, "ConfigMap")}
+    for entry in container.get("env", []):
+        if entry["name"] == key:
+            ref = entry.get("valueFrom", {}).get("configMapKeyRef")
+            return maps.get(ref["name"], {}).get(ref["key"]) if ref else entry.get("value")
+    for source in container.get("envFrom", []):
+        data = maps.get(source.get("configMapRef", {}).get("name"), {})
+        if key in data:
+            return data[key]
+    return None
 
 
 def results_path(f: Files) -> str:
@@ -315,7 +400,8 @@ def dockerignored(f: Files, name: str) -> bool:
 def check_dependency_install(f: Files) -> list[str]:
     """Run the Dockerfile's dependency RUN (sh, as Docker does) with a `pip` that only records
     its arguments: torch from the variant's index at the pinned version, then the package's
-    dependencies and its postgres extra under the constraints."""
+    dependencies and its postgres and s3 extras under the constraints, the s3 extra's packages
+    pinned there."""
     runs = [i for i in f.dockerfile if i.keyword == "RUN" and "--index-url" in i.args]
     if len(runs) != 1:
         return [f"expected one RUN that installs torch with --index-url, found {len(runs)}"]
@@ -349,10 +435,15 @@ def check_dependency_install(f: Files) -> list[str]:
     if not any("-c constraints.txt" in c and "-r" in c.split() for c in calls):
         problems.append(f"the dependencies are not installed under constraints.txt: {calls}")
     project = f.pyproject["project"]
-    wanted = [*project["dependencies"], *project["optional-dependencies"]["postgres"]]
+    extras = project["optional-dependencies"]
+    wanted = [*project["dependencies"], *extras["postgres"], *extras["s3"]]
     if sorted(requirements) != sorted(d.replace(" ", "") for d in wanted):
-        problems.append(f"installed requirements {requirements} != dependencies + postgres extra "
-                        f"{wanted}")
+        problems.append(f"installed requirements {requirements} != dependencies + postgres and "
+                        f"s3 extras {wanted}")
+    for requirement in extras["s3"]:
+        name = re.match(r"[\w.-]+", requirement).group(0).lower()
+        if name not in f.constraints:
+            problems.append(f"{name} (the s3 extra) is not pinned in constraints.txt")
     return problems
 
 
@@ -379,7 +470,9 @@ def check_compose_services(f: Files) -> list[str]:
         if name not in services:
             problems.append(f"compose has no service {name}")
     for name, service in services.items():
-        if "healthcheck" not in service:
+        # A one-shot service (restart: "no", e.g. the s3 profile's bucket creation) exits when
+        # done; every other one says when it is ready.
+        if "healthcheck" not in service and service.get("restart") != "no":
             problems.append(f"service {name} has no healthcheck")
         depends = service.get("depends_on", {})
         if isinstance(depends, list):
@@ -448,7 +541,7 @@ def check_environment(f: Files) -> list[str]:
         for key in env:
             if not re.search(rf"\b{key}\b", text):
                 problems.append(f"compose sets {key} for {name}, but {script} never uses it")
-        provided = set(env) | {k for file in f.compose["services"][name].get("env_file", [])
+        provided = set(env) | {k for file, _ in env_files(f.compose["services"][name])
                                for k in f.examples.get(file, {})}
         for key in script_requires(text) - provided:
             problems.append(f"{script} requires {key}, which compose does not set for {name}")
@@ -493,9 +586,9 @@ def check_secrets(f: Files) -> list[str]:
                              text=True).stdout.split()
     for name, service in f.compose["services"].items():
         for key in service.get("environment", {}):
-            if key in SECRET_KEYS or re.search(r"TOKEN|PASSWORD", key):
+            if key in SECRET_KEYS or SECRET_NAME.search(key):
                 problems.append(f"service {name} sets the secret {key} inline")
-        for file in service.get("env_file", []):
+        for file, _ in env_files(service):
             path = f"docker/{file}"
             if file not in f.examples:
                 problems.append(f"service {name} reads {file}, but docker/{file}.example "
@@ -511,7 +604,9 @@ def check_secrets(f: Files) -> list[str]:
     everything = "\n".join(f.scripts.values())
     for file, values in f.examples.items():
         for key in values:
-            if not (key in everything or key.startswith("POSTGRES_")):
+            # POSTGRES_*: the postgres image; AWS_*: boto3 and pyarrow, in every process.
+            if not (key in everything or key.startswith("POSTGRES_")
+                    or key in S3_KEYS + S3_SETTINGS):
                 problems.append(f"{file}.example sets {key}, which nothing reads")
     return problems
 
@@ -532,7 +627,7 @@ def check_image_tags(f: Files) -> list[str]:
         if not resolve(service.get("build", {}).get("args", {}).get("TORCH_VARIANT", "")
                        ).startswith("cu"):
             problems.append(f"compose.gpu.yaml service {name} does not build a CUDA variant")
-    for role, _, container in k8s_containers(f):
+    for role, _, container in k8s_containers(f) + k8s_deployments(f):
         if container["image"] != cpu:
             problems.append(f"KubeRay {role} runs {container['image']}, not {cpu}")
     for tag in (cpu, cuda):
@@ -542,8 +637,9 @@ def check_image_tags(f: Files) -> list[str]:
 
 
 def check_volumes(f: Files) -> list[str]:
-    """The results volume sits at one path on every Ray node, in KubeRay, in the README's
-    commands, and the image creates it (and the artifacts path) for its user."""
+    """The results volume sits at one path on every Ray node, in KubeRay's volume variant, in
+    the README's commands (or they write to the s3 profile's bucket), and the image creates it
+    (and the artifacts path) for its user."""
     problems = []
     path = results_path(f)
     if not path:
@@ -561,28 +657,59 @@ def check_volumes(f: Files) -> list[str]:
         if not re.search(rf"mkdir -p[^&]*\s{re.escape(str(needed))}\b", runs) or \
                 not re.search(rf"chown[^&]*\s{re.escape(str(needed))}\b", runs):
             problems.append(f"the image does not create {needed} for its user")
-    for role, pod, container in k8s_containers(f):
+    shared = variant(f, bucket=False)
+    for role, pod, container in k8s_containers(shared):
         if role == "submitter":
             continue
         mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
         claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName")
                   for v in pod.get("volumes", [])}
-        pvcs = [d["metadata"]["name"] for d in k8s_kind(f, "PersistentVolumeClaim")
+        pvcs = [d["metadata"]["name"] for d in k8s_kind(shared, "PersistentVolumeClaim")
                 if "ReadWriteMany" in d["spec"]["accessModes"]]
         if path not in mounts or claims.get(mounts[path]) not in pvcs:
             problems.append(f"KubeRay {role} does not mount a ReadWriteMany claim at {path}")
-    config = {k: v for d in k8s_kind(f, "ConfigMap") for k, v in d.get("data", {}).items()}
+    config = {k: v for d in k8s_kind(shared, "ConfigMap") for k, v in d.get("data", {}).items()}
     if config.get("SWEEPER_RESULTS") != path:
         problems.append(f"KubeRay SWEEPER_RESULTS {config.get('SWEEPER_RESULTS')} != {path}")
+    bucket = compose_bucket(f)
     for where, argv in sweeper_commands(f):
-        out = option(argv, "--out")
-        if out is not None and not (out.startswith(path + "/")
-                                    or out.startswith("$SWEEPER_RESULTS/")):
-            problems.append(f"{where}: --out {out} is not under the shared {path}")
+        for out in (option(argv, "--out"), option(argv, "--results")):
+            if out is None or out.startswith((path + "/", "$SWEEPER_RESULTS/")) or \
+                    (bucket and out.startswith(f"s3://{bucket}/")):
+                continue
+            problems.append(f"{where}: {out} is neither under the shared {path} nor in the "
+                            f"s3 profile's bucket {bucket}")
     return problems
 
 
+def shell_words(value: str | list | None) -> list[str]:
+    """A compose entrypoint or command, string or list form, as a list."""
+    return [] if value is None else [value] if isinstance(value, str) else [str(x) for x in value]
+
+
+def compose_bucket(f: Files) -> str | None:
+    """The bucket that the s3 profile's one-shot service creates (`mc mb ... ALIAS/BUCKET`)."""
+    for name in profiled(f, S3_PROFILE):
+        service = f.compose["services"][name]
+        command = " ".join(shell_words(service.get("entrypoint")) + shell_words(
+            service.get("command")))
+        made = re.search(r"\bmc mb\b[^&;]*?\s[\w-]+/([a-z0-9.-]+)", command)
+        if made:
+            return made.group(1)
+    return None
+
+
 def check_kuberay(f: Files) -> list[str]:
+    """Each variant (volume, bucket) is a RayCluster and a RayJob that runs on it, with token
+    auth, the image's user, compose's head ports and its own ConfigMap."""
+    problems = []
+    for bucket in (False, True):
+        problems += [f"{'bucket' if bucket else 'volume'} variant: {problem}"
+                     for problem in check_ray_manifests(variant(f, bucket))]
+    return problems
+
+
+def check_ray_manifests(f: Files) -> list[str]:
     problems = []
     clusters, jobs = k8s_kind(f, "RayCluster"), k8s_kind(f, "RayJob")
     if len(clusters) != 1 or len(jobs) != 1:
@@ -672,7 +799,9 @@ def check_readme(f: Files) -> list[str]:
     problems = []
     for topic in ("docker build", "docker compose up", "sweeper submit", "--scale ray-worker=",
                   "http://127.0.0.1:5000", "docker compose down", "down -v",
-                  "compose.gpu.yaml", results_path(f) + "/", "kubectl apply"):
+                  "compose.gpu.yaml", results_path(f) + "/", "kubectl apply",
+                  f"--profile {S3_PROFILE}", f"--out s3://{compose_bucket(f)}/",
+                  *(f"docker/kuberay/{name}" for name in f.kuberay)):
         if topic not in f.readme:
             problems.append(f"docker/README.md never mentions {topic!r}")
     for name, service in f.compose["services"].items():
@@ -704,11 +833,173 @@ def check_compose_interpolation(f: Files) -> list[str]:
     return problems
 
 
+def check_kuberay_bucket(f: Files) -> list[str]:
+    """The bucket variant shares nothing but the S3 API: no volume for results, which go to an
+    s3:// URI; every Ray pod, which runs the driver or writes parts, and the MLflow server get
+    the endpoint, the region and the two keys, the keys from one Secret of their own; the
+    submitter, which only sends the command to the head, gets no keys."""
+    problems = []
+    bucket = variant(f, bucket=True)
+    if not bucket.kuberay:
+        return [f"no KubeRay manifests *{BUCKET_MANIFESTS}"]
+    for claim in k8s_kind(bucket, "PersistentVolumeClaim"):
+        problems.append(f"the bucket variant claims a volume: {claim['metadata']['name']}")
+    pods = k8s_containers(bucket) + k8s_deployments(bucket)
+    for role, pod, _ in pods:
+        for volume in pod.get("volumes", []):
+            if {"persistentVolumeClaim", "nfs", "hostPath"} & set(volume):
+                problems.append(f"bucket variant {role} mounts the volume {volume['name']}")
+    config = {k: v for d in k8s_kind(bucket, "ConfigMap") for k, v in d.get("data", {}).items()}
+    if not str(config.get("SWEEPER_RESULTS", "")).startswith("s3://"):
+        problems.append(f"bucket variant SWEEPER_RESULTS {config.get('SWEEPER_RESULTS')!r} is "
+                        "not an s3:// URI")
+    for job in k8s_kind(bucket, "RayJob"):
+        out = option(shlex.split(job["spec"]["entrypoint"]), "--out") or ""
+        if not out.startswith("$SWEEPER_RESULTS/"):
+            problems.append(f"the bucket variant's RayJob writes to {out!r}, not under "
+                            "$SWEEPER_RESULTS")
+    secrets = set()
+    ray_auth = set()
+    for role, _, container in pods:
+        ray_auth |= secret_refs(container, "RAY_AUTH_TOKEN")
+        for key in S3_SETTINGS:
+            if role != "submitter" and not k8s_value(bucket, container, key):
+                problems.append(f"bucket variant {role} has no {key}")
+        for key in S3_KEYS:
+            sources = secret_refs(container, key)
+            if role == "submitter":
+                if sources:
+                    problems.append(f"the submitter gets {key}, which only the head, the "
+                                    "workers and the MLflow server need")
+            elif len(sources) != 1:
+                problems.append(f"bucket variant {role} does not take {key} from a Secret")
+            secrets |= sources
+    if len(secrets) != 1 or secrets & ray_auth:
+        problems.append(f"the keys come from the Secrets {sorted(secrets)}, not from one of "
+                        "their own")
+    return problems
+
+
+def check_kuberay_mlflow(f: Files) -> list[str]:
+    """The bucket variant's MLflow server: docker/mlflow-server.sh, its backend store URI from a
+    Secret, artifacts in the bucket and served by the server itself (so the Ray pods need no
+    access to them), behind the Service that MLFLOW_TRACKING_URI names, accepting that name as
+    Host."""
+    problems = []
+    bucket = variant(f, bucket=True)
+    config = {k: v for d in k8s_kind(bucket, "ConfigMap") for k, v in d.get("data", {}).items()}
+    servers = [(name, c) for name, _, c in k8s_deployments(bucket)
+               if image_path_to_repo(f, (c.get("command") or [""])[0])
+               == DOCKER / SCRIPTS["mlflow"]]
+    if len(servers) != 1:
+        return [f"expected one Deployment running docker/{SCRIPTS['mlflow']}, got "
+                f"{len(servers)}"]
+    name, server = servers[0]
+    destination = k8s_value(bucket, server, "MLFLOW_ARTIFACTS_DESTINATION") or ""
+    if not destination.startswith("s3://"):
+        problems.append(f"the MLflow server keeps artifacts in {destination!r}, not a bucket")
+    if "--no-serve-artifacts" in server.get("args", []) + server.get("command", []):
+        problems.append("the MLflow server does not serve its artifacts (--no-serve-artifacts)")
+    if not secret_refs(server, "MLFLOW_BACKEND_STORE_URI"):
+        problems.append("the MLflow server's backend store URI (it holds a password) is not "
+                        "from a Secret")
+    tracking = re.match(r"http://([\w.-]+):(\d+)$", str(config.get("MLFLOW_TRACKING_URI", "")))
+    labels = next(d for d in k8s_kind(bucket, "Deployment")
+                  if d["metadata"]["name"] == name)["spec"]["template"]["metadata"]["labels"]
+    services = [s for s in k8s_kind(bucket, "Service")
+                if tracking and s["metadata"]["name"] == tracking.group(1)
+                and any(str(port["port"]) == tracking.group(2) for port in s["spec"]["ports"])
+                and s["spec"].get("selector")
+                and s["spec"]["selector"].items() <= labels.items()]
+    if not services:
+        problems.append(f"no Service of the MLflow server answers MLFLOW_TRACKING_URI "
+                        f"{config.get('MLFLOW_TRACKING_URI')!r}")
+    allowed = (k8s_value(bucket, server, "MLFLOW_SERVER_ALLOWED_HOSTS") or "").split(",")
+    if tracking and not any(fnmatch.fnmatch(f"{tracking.group(1)}:{tracking.group(2)}", a)
+                            for a in allowed):
+        problems.append(f"the MLflow server refuses the Host header the Ray pods send: allowed "
+                        f"{allowed}")
+    return problems
+
+
+def check_kuberay_secrets(f: Files) -> list[str]:
+    """No manifest writes a secret down: no Secret objects, no literal value for a variable
+    named like a secret, no such key in a ConfigMap, no access key id or user:password@ in any
+    value."""
+    problems = []
+    for name, docs in f.kuberay.items():
+        for doc in docs:
+            if doc.get("kind") == "Secret":
+                problems.append(f"{name} holds a Secret; create it with kubectl instead")
+            for key in doc.get("data", {}) if doc.get("kind") == "ConfigMap" else {}:
+                if SECRET_NAME.search(key):
+                    problems.append(f"{name}: the ConfigMap holds {key}")
+            for match in LITERAL_CREDENTIAL.finditer(yaml.safe_dump(doc)):
+                problems.append(f"{name}: a credential written down: {match.group(0)!r}")
+    for role, _, container in k8s_containers(f) + k8s_deployments(f):
+        for entry in container.get("env", []):
+            if SECRET_NAME.search(entry["name"]) and "value" in entry:
+                problems.append(f"KubeRay {role} sets {entry['name']} to a literal value")
+    return problems
+
+
+def check_s3_profile(f: Files) -> list[str]:
+    """Compose's profile s3: MinIO (pinned) and a one-shot that creates the bucket, on an
+    internal network with no published port; a bare `up` neither starts nor waits for them,
+    and runs without docker/s3.env; the Ray nodes and MLflow reach MinIO where s3.env says."""
+    problems = []
+    services = f.compose["services"]
+    members = profiled(f, S3_PROFILE)
+    images = {name: services[name].get("image", "") for name in members}
+    servers = [n for n, image in images.items() if re.search(r"(^|/)minio/minio:", image)]
+    clients = [n for n, image in images.items() if re.search(r"(^|/)minio/mc:", image)]
+    if len(servers) != 1 or len(clients) != 1:
+        return [f"profile {S3_PROFILE} should run one MinIO and one mc, got {images}"]
+    for name, image in images.items():
+        if not re.search(r":RELEASE\.\d{4}-\d\d-\d\dT[\w-]+$", image):
+            problems.append(f"service {name} runs {image}, not a pinned MinIO release")
+    server, client = servers[0], clients[0]
+    for name in members:
+        if services[name].get("ports"):
+            problems.append(f"service {name} publishes {services[name]['ports']}")
+        for network in networks_of(services[name]):
+            if not (f.compose.get("networks") or {}).get(network, {}).get("internal"):
+                problems.append(f"service {name} joins {network}, which is not internal")
+    for name in profiled(f, None):
+        for other in services[name].get("depends_on", {}):
+            if other in members:
+                problems.append(f"service {name} depends on {other}, of profile {S3_PROFILE}")
+    one_shot = services[client]
+    if one_shot.get("restart") != "no" or one_shot.get("depends_on", {}).get(server, {}).get(
+            "condition") != "service_healthy" or "healthcheck" not in services[server]:
+        problems.append(f"{client} is not a one-shot that waits for {server} to be healthy")
+    if not compose_bucket(f):
+        problems.append(f"{client} creates no bucket (mc mb)")
+    example = f.examples.get(S3_ENV_FILE, {})
+    endpoint = re.match(r"http://([\w.-]+):(\d+)$", example.get("AWS_ENDPOINT_URL_S3", ""))
+    if not endpoint or endpoint.group(1) != server or not set(S3_KEYS + S3_SETTINGS) <= set(
+            example):
+        problems.append(f"docker/{S3_ENV_FILE}.example does not point at {server}: {example}")
+    for name, service in services.items():
+        for file, required in env_files(service):
+            if file == S3_ENV_FILE and required:
+                problems.append(f"service {name} requires {file}; a bare `up` must run without")
+    for name in ("ray-head", "ray-worker", "mlflow"):
+        if (S3_ENV_FILE, False) not in env_files(services[name]):
+            problems.append(f"service {name} does not read {S3_ENV_FILE}")
+        if not networks_of(services[name]) & networks_of(services[server]):
+            problems.append(f"service {name} shares no network with {server}")
+    if not all(key in " ".join(shell_words(services[server].get("entrypoint"))) for key in S3_KEYS):
+        problems.append(f"{server}'s root credentials are not the keys of {S3_ENV_FILE}")
+    return problems
+
+
 CHECKS: dict[str, Callable[[Files], list[str]]] = {
     check.__name__: check for check in (
         check_dockerfile, check_dependency_install, check_postgres_driver,
         check_compose_services, check_entrypoints, check_environment, check_published_ports,
-        check_secrets, check_image_tags, check_volumes, check_kuberay, check_sweeper_commands,
+        check_secrets, check_image_tags, check_volumes, check_kuberay, check_kuberay_bucket,
+        check_kuberay_mlflow, check_kuberay_secrets, check_s3_profile, check_sweeper_commands,
         check_readme, check_compose_interpolation)}
 
 
@@ -722,10 +1013,21 @@ def files() -> Files:
 def test_files_parse(files):
     assert [i.keyword for i in files.dockerfile].count("FROM") == 1
     assert {"postgres", "mlflow", "ray-head", "ray-worker"} <= set(files.compose["services"])
-    kinds = sorted(d["kind"] for docs in files.kuberay.values() for d in docs)
-    assert kinds == ["ConfigMap", "PersistentVolumeClaim", "RayCluster", "RayJob"]
+    assert set(profiled(files, S3_PROFILE)) == {"minio", "s3-bucket"}
+    kinds = {bucket: sorted(d["kind"] for docs in variant(files, bucket).kuberay.values()
+                            for d in docs) for bucket in (False, True)}
+    assert kinds == {False: ["ConfigMap", "PersistentVolumeClaim", "RayCluster", "RayJob"],
+                     True: ["ConfigMap", "Deployment", "RayCluster", "RayJob", "Service"]}
     assert all(d["apiVersion"] == "ray.io/v1" for d in k8s_kind(files, "RayCluster")
                + k8s_kind(files, "RayJob"))
+
+
+def test_env_files_reads_both_syntaxes():
+    assert env_files({"env_file": "a.env"}) == [("a.env", True)]
+    assert env_files({"env_file": ["a.env", {"path": "b.env", "required": False},
+                                   {"path": "c.env"}]}) == [
+        ("a.env", True), ("b.env", False), ("c.env", True)]
+    assert env_files({}) == []
 
 
 def test_dockerfile_parser_joins_continuations_and_drops_comments():
@@ -743,8 +1045,10 @@ def test_commands_are_found(files):
     commands = sweeper_commands(files)
     wheres = {where for where, _ in commands}
     assert wheres == {"docker/README.md", "docker/compose.yaml comments",
-                      "docker/kuberay/rayjob.yaml"}
+                      "docker/kuberay/rayjob.yaml", "docker/kuberay/rayjob-s3.yaml"}
     assert sum(argv[0] == "submit" for _, argv in commands) >= 3
+    assert {option(argv, "--out") for _, argv in commands} >= {
+        "/results/smoke", "s3://rnn-sweeper/smoke", "$SWEEPER_RESULTS/smoke"}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -789,9 +1093,31 @@ def _dockerfile(old: str, new: str):
     return mutate
 
 
-def _head_container(f: Files) -> dict:
-    return k8s_kind(f, "RayCluster")[0]["spec"]["headGroupSpec"]["template"]["spec"][
+def _head_container(f: Files, file: str = "raycluster.yaml") -> dict:
+    return k8s_doc(f, file, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"][
         "containers"][0]
+
+
+def _worker_container(f: Files, file: str = "raycluster-s3.yaml") -> dict:
+    return k8s_doc(f, file, "RayCluster")["spec"]["workerGroupSpecs"][0]["template"]["spec"][
+        "containers"][0]
+
+
+def _job(f: Files, file: str = "rayjob.yaml") -> dict:
+    return k8s_doc(f, file, "RayJob")
+
+
+def _submitter(f: Files, file: str = "rayjob-s3.yaml") -> dict:
+    return _job(f, file)["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+
+
+def _mlflow_server(f: Files) -> dict:
+    return k8s_doc(f, "mlflow-s3.yaml", "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]
+
+
+def _bucket_config(f: Files) -> dict:
+    return k8s_doc(f, "config-s3.yaml", "ConfigMap")["data"]
 
 
 MUTATIONS = [
@@ -803,12 +1129,15 @@ MUTATIONS = [
     ("check_dependency_install", _dockerfile("-c constraints.txt torch", "torch")),
     ("check_dependency_install", _dockerfile("whl/${TORCH_VARIANT}", "whl/cu130")),
     ("check_dependency_install", _dockerfile("-c constraints.txt -r", "-r")),
+    ("check_dependency_install", _dockerfile(", *extras['s3']", "")),
+    ("check_dependency_install", lambda f: f.constraints.pop("boto3")),
     ("check_postgres_driver", _replace_in("scripts", "mlflow-server.sh",
                                           "postgresql+psycopg2://", "postgresql://")),
     ("check_postgres_driver", lambda f: f.constraints.pop("psycopg2-binary")),
     ("check_compose_services", _set("compose.services.ray-worker.depends_on",
                                     ["ray-head"])),
     ("check_compose_services", lambda f: f.compose["services"]["postgres"].pop("healthcheck")),
+    ("check_compose_services", _set("compose.services.s3-bucket.restart", "always")),
     ("check_compose_services", _set("compose.services.mlflow.depends_on.postgres.condition",
                                     "service_started")),
     ("check_entrypoints", _set("compose.services.ray-head.command",
@@ -835,6 +1164,11 @@ MUTATIONS = [
     ("check_secrets", _set("compose.services.ray-head.env_file", ["ray-secrets.env"])),
     ("check_secrets", _set("gitignore", [".venv/"])),
     ("check_secrets", lambda f: f.examples["ray-auth.env"].__setitem__("RAY_AUTH_TOKEN", "ab")),
+    ("check_secrets", lambda f: f.examples["s3.env"].__setitem__("AWS_SECRET_ACCESS_KEY", "ab")),
+    ("check_secrets", _set("compose.services.ray-worker.env_file",
+                           ["ray-auth.env", {"path": "bucket.env", "required": False}])),
+    ("check_secrets", _set("compose.services.ray-head.environment.AWS_SECRET_ACCESS_KEY",
+                           "abc")),
     ("check_image_tags", _set("compose.services.mlflow.image", "rnn-sweeper:0.0.9-cpu")),
     ("check_image_tags", lambda f: _head_container(f).__setitem__("image", "rnn-sweeper:latest")),
     ("check_image_tags", _set("compose_gpu.services.ray-worker.image", "rnn-sweeper:0.1.0-cpu")),
@@ -847,16 +1181,78 @@ MUTATIONS = [
         "mountPath", "/data")),
     ("check_volumes", _replace_in("readme", None, "--out /results/smoke", "--out /tmp/smoke")),
     ("check_volumes", _dockerfile("mkdir -p /results /mlartifacts", "mkdir -p /results")),
-    ("check_kuberay", lambda f: k8s_kind(f, "RayCluster")[0]["spec"].__setitem__(
+    ("check_volumes", _replace_in("readme", None, "--out s3://rnn-sweeper/smoke",
+                                  "--out s3://elsewhere/smoke")),
+    ("check_volumes", lambda f: f.compose["services"]["s3-bucket"]["entrypoint"].__setitem__(
+        -1, f.compose["services"]["s3-bucket"]["entrypoint"][-1].replace(
+            "store/rnn-sweeper", "store/sweeps"))),
+    ("check_kuberay", lambda f: k8s_doc(f, "raycluster.yaml", "RayCluster")["spec"].__setitem__(
         "rayVersion", "2.9.0")),
-    ("check_kuberay", lambda f: k8s_kind(f, "RayJob")[0]["spec"]["clusterSelector"].__setitem__(
+    ("check_kuberay", lambda f: _job(f)["spec"]["clusterSelector"].__setitem__(
         "ray.io/cluster", "other")),
+    # The bucket's RayJob on the volume's cluster: each variant selects its own.
+    ("check_kuberay", lambda f: _job(f, "rayjob-s3.yaml")["spec"]["clusterSelector"].__setitem__(
+        "ray.io/cluster", "rnn-sweeper")),
     ("check_kuberay", lambda f: _head_container(f)["env"].pop(0)),
-    ("check_kuberay", lambda f: k8s_kind(f, "RayJob")[0]["spec"].__setitem__(
+    ("check_kuberay", lambda f: _head_container(f, "raycluster-s3.yaml")["env"].pop(0)),
+    ("check_kuberay", lambda f: _job(f)["spec"].__setitem__(
         "entrypoint", 'sweeper run /app/search_spaces/smoke.yaml --out "$RESULTS/x" '
                       '--tracking-uri "$MLFLOW_TRACKING_URI"')),
-    ("check_kuberay", lambda f: k8s_kind(f, "RayJob")[0]["spec"]["submitterPodTemplate"][
-        "spec"]["containers"][0].pop("envFrom")),
+    ("check_kuberay", lambda f: _submitter(f, "rayjob.yaml").pop("envFrom")),
+    ("check_kuberay_bucket", lambda f: k8s_doc(f, "raycluster-s3.yaml", "RayCluster")["spec"][
+        "headGroupSpec"]["template"]["spec"].__setitem__(
+        "volumes", [{"name": "results",
+                     "persistentVolumeClaim": {"claimName": "rnn-sweeper-results"}}])),
+    ("check_kuberay_bucket", lambda f: f.kuberay["config-s3.yaml"].append(
+        copy.deepcopy(k8s_doc(f, "config.yaml", "PersistentVolumeClaim")))),
+    ("check_kuberay_bucket", lambda f: _bucket_config(f).__setitem__("SWEEPER_RESULTS",
+                                                                     "/results")),
+    ("check_kuberay_bucket", lambda f: _worker_container(f).__setitem__("env", [
+        e for e in _worker_container(f)["env"] if e["name"] != "AWS_SECRET_ACCESS_KEY"])),
+    ("check_kuberay_bucket", lambda f: _head_container(f, "raycluster-s3.yaml")["envFrom"][0][
+        "configMapRef"].__setitem__("name", "rnn-sweeper-config")),
+    ("check_kuberay_bucket", lambda f: _submitter(f).setdefault("envFrom", []).append(
+        {"secretRef": {"name": "rnn-sweeper-s3"}})),
+    ("check_kuberay_bucket", lambda f: [e["valueFrom"]["secretKeyRef"].__setitem__(
+        "name", "rnn-sweeper-ray-auth") for e in _worker_container(f)["env"]
+        if e["name"] == "AWS_ACCESS_KEY_ID"]),
+    ("check_kuberay_bucket", lambda f: _mlflow_server(f).__setitem__("env", [
+        e for e in _mlflow_server(f)["env"] if e["name"] != "AWS_ACCESS_KEY_ID"])),
+    ("check_kuberay_mlflow", lambda f: _mlflow_server(f).__setitem__(
+        "args", ["--no-serve-artifacts"])),
+    ("check_kuberay_mlflow", lambda f: _bucket_config(f).__setitem__(
+        "MLFLOW_ARTIFACTS_DESTINATION", "/mlartifacts")),
+    ("check_kuberay_mlflow", lambda f: k8s_doc(f, "mlflow-s3.yaml", "Service")[
+        "metadata"].__setitem__("name", "tracking")),
+    ("check_kuberay_mlflow", lambda f: k8s_doc(f, "mlflow-s3.yaml", "Service")[
+        "spec"].pop("selector")),
+    ("check_kuberay_mlflow", lambda f: [e.__setitem__("value", "localhost") for e in
+                                        _mlflow_server(f)["env"]
+                                        if e["name"] == "MLFLOW_SERVER_ALLOWED_HOSTS"]),
+    ("check_kuberay_mlflow", lambda f: _mlflow_server(f)["env"].__setitem__(0, {
+        "name": "MLFLOW_BACKEND_STORE_URI", "value": "sqlite:////tmp/mlflow.db"})),
+    ("check_kuberay_mlflow", lambda f: f.kuberay.__setitem__("mlflow-s3.yaml", [])),
+    ("check_kuberay_secrets", lambda f: _head_container(f, "raycluster-s3.yaml")["env"].append(
+        {"name": "AWS_SECRET_ACCESS_KEY", "value": "abc"})),
+    ("check_kuberay_secrets", lambda f: _bucket_config(f).__setitem__(
+        "AWS_SECRET_ACCESS_KEY", "abc")),
+    ("check_kuberay_secrets", lambda f: _bucket_config(f).__setitem__(
+        "SWEEPER_RESULTS", "s3://sweeper:hunter22@bucket/sweeps")),
+    ("check_kuberay_secrets", lambda f: f.kuberay["config-s3.yaml"].append(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "rnn-sweeper-s3"},
+         "stringData": {"access_key_id": "AKIAIOSFODNN7EXAMPLE"}})),
+    ("check_s3_profile", _set("compose.services.ray-head.depends_on.minio",
+                              {"condition": "service_healthy"})),
+    ("check_s3_profile", _set("compose.services.minio.ports", ["127.0.0.1:9000:9000"])),
+    ("check_s3_profile", _set("compose.services.minio.image", "minio/minio:latest")),
+    ("check_s3_profile", _set("compose.services.ray-worker.env_file",
+                              ["ray-auth.env", "s3.env"])),
+    ("check_s3_profile", _set("compose.services.mlflow.env_file", ["postgres.env"])),
+    ("check_s3_profile", _set("compose.networks.objects", {})),
+    ("check_s3_profile", _set("compose.services.s3-bucket.restart", "unless-stopped")),
+    ("check_s3_profile", lambda f: f.examples["s3.env"].__setitem__(
+        "AWS_ENDPOINT_URL_S3", "http://s3:9000")),
+    ("check_s3_profile", lambda f: f.compose["services"]["minio"].pop("profiles")),
     ("check_sweeper_commands", _replace_in("readme", None, "--tracking-uri http://mlflow:5000",
                                            "--tracking http://mlflow:5000")),
     ("check_sweeper_commands", _replace_in("readme", None, "--tracking-uri http://mlflow:5000",
@@ -865,11 +1261,14 @@ MUTATIONS = [
                                            "submit search_spaces/missing.yaml")),
     ("check_sweeper_commands", _replace_in("readme", None, "--address http://127.0.0.1:8265",
                                            "--address http://127.0.0.1:8266")),
-    ("check_sweeper_commands", lambda f: k8s_kind(f, "RayJob")[0]["spec"].__setitem__(
+    ("check_sweeper_commands", lambda f: _job(f)["spec"].__setitem__(
         "entrypoint", "sweeper sweep /app/search_spaces/smoke.yaml")),
     ("check_readme", _replace_in("readme", None, "--scale ray-worker=4", "--scale worker=4")),
     ("check_readme", _replace_in("readme", None, "`RAY_HEAD_ADDRESS`", "`RAY_HEAD`")),
     ("check_readme", _replace_in("readme", None, "| 127.0.0.1:8265 |", "| localhost:8265 |")),
+    ("check_readme", _replace_in("readme", None, "--profile s3", "--profile=s3")),
+    ("check_readme", _replace_in("readme", None, "docker/kuberay/mlflow-s3.yaml",
+                                 "docker/kuberay/mlflow.yaml")),
     ("check_compose_interpolation", _set("compose.services.ray-worker.environment.RAY_NUM_CPUS",
                                          "${RAY_WORKER_CPUS}")),
 ]
