@@ -98,6 +98,12 @@ def test_a_sweep_on_s3_runs_aggregates_and_answers_queries(s3, bucket, tmp_path,
     assert lazy.returncode == 0 and int(pd.read_csv(io.StringIO(lazy.stdout)).n[0]) == 12
     shown = run_cli("show", uri, process=False)
     assert shown.returncode == 0 and "recurrent_scale" in shown.stdout, shown.stderr
+    drawn = run_cli("plot", "lyapunov_max", "--x", "recurrent_scale", "--results", uri,
+                    process=False)
+    assert drawn.returncode == 0, drawn.stderr
+    figure = f"{uri}/plots/lyapunov_max_vs_recurrent_scale.png"
+    assert figure in drawn.stdout
+    assert "plots/lyapunov_max_vs_recurrent_scale.png" in _stored(s3, bucket, "sweeps/smoke")
 
     # A second aggregate takes the same lock and finds nothing more to compact.
     again = run_cli("aggregate", uri, "--no-plots", process=True, cwd=tmp_path)
