@@ -48,10 +48,15 @@ T = TypeVar("T")
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
     """pyarrow's filesystem for ``root`` (``scheme://bucket``) and the path of the bucket in
     it, made once per process. ``FileSystem.from_uri`` reads the endpoint from
-    ``AWS_ENDPOINT_URL_S3`` (a bare ``S3FileSystem()`` would not)."""
+    ``AWS_ENDPOINT_URL_S3`` (a bare ``S3FileSystem()`` would not).
+
+    On S3, ``allow_delayed_open`` makes a small object one PUT: without it pyarrow writes
+    every object as a multipart upload (create, upload a part, complete: three requests)."""
     import pyarrow as pa
     import pyarrow.fs as pafs
 
+    if root.startswith("s3://") and "allow_delayed_open" not in root:
+        root += ("&" if "?" in root else "?") + "allow_delayed_open=true"
     try:
         return pafs.FileSystem.from_uri(root)
     except (pa.ArrowException, ValueError, OSError) as exc:
