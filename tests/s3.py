@@ -14,12 +14,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 #: Started in a child process: prints the port it listens on, then serves until killed.
 SERVER = """
 import sys, time
 from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=sys.argv[1] == "log")
 server.start()
 print(server.get_host_and_port()[1], flush=True)
 while True:
@@ -36,13 +37,17 @@ def s3_environment(endpoint: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def moto_server(timeout_s: float = 60.0) -> Iterator[str]:
-    """Start moto's S3 server in a child process; yields its endpoint URL. Stopped by pid."""
-    process = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+def moto_server(timeout_s: float = 60.0, log: Path | None = None) -> Iterator[str]:
+    """Start moto's S3 server in a child process; yields its endpoint URL. Stopped by pid.
+    ``log``: a file that gets one line per request (method, path and query, status)."""
+    with open(log or os.devnull, "w") as sink:
+        process = subprocess.Popen([sys.executable, "-c", SERVER, "log" if log else "quiet"],
+                                   stdout=subprocess.PIPE, stderr=sink, text=True)
     try:
         deadline = time.monotonic() + timeout_s
         line = process.stdout.readline().strip()
+        while line and not line.isdigit():  # verbose, it first says it is starting
+            line = process.stdout.readline().strip()
         if not line.isdigit():
             raise RuntimeError(f"moto's server did not start (printed {line!r})")
         endpoint = f"http://127.0.0.1:{line}"

@@ -33,10 +33,16 @@ SMOKE_POINTS = 12
 
 
 @pytest.fixture(scope="module")
-def s3():
+def requests(tmp_path_factory) -> Path:
+    """The moto server's request log: one line per request."""
+    return tmp_path_factory.mktemp("moto") / "requests.log"
+
+
+@pytest.fixture(scope="module")
+def s3(requests):
     """One moto server for the module, its environment set in this process (so children,
     and Ray's workers, inherit it). Yields the endpoint URL."""
-    with moto_server() as endpoint, s3_env(endpoint):
+    with moto_server(log=requests) as endpoint, s3_env(endpoint):
         yield endpoint
 
 
@@ -58,7 +64,7 @@ def _stored(s3: str, bucket: str, prefix: str) -> list[str]:
 
 
 def test_a_sweep_on_s3_runs_aggregates_and_answers_queries(s3, bucket, tmp_path,
-                                                           smoke_sweep):
+                                                           smoke_sweep, requests):
     uri = f"s3://{bucket}/sweeps/smoke"
     ran = run_cli("run", SMOKE_SPACE, "--out", uri, "--executor", "local", cwd=tmp_path,
                   process=True)
@@ -73,6 +79,11 @@ def test_a_sweep_on_s3_runs_aggregates_and_answers_queries(s3, bucket, tmp_path,
     assert any(k.startswith("plots/") and k.endswith(".png") for k in stored)
     assert ".sweeper.lock" not in stored
     assert not any(".probe" in k or k.endswith(".tmp") for k in stored), stored
+    # Each part was one PUT to its final key: no multipart upload, no copy, no rename.
+    log = [line for line in requests.read_text().splitlines() if f"/{bucket}/" in line]
+    assert not [line for line in log if "uploads" in line or "uploadId" in line]
+    puts = [line for line in log if '"PUT ' in line and "/points/part-" in line]
+    assert len(puts) == 2, puts  # the smoke sweep's two trials
 
     # The same numbers as the same sweep in a local directory (the run ids aside).
     local = _points(str(smoke_sweep))
