@@ -55,6 +55,7 @@ from typing import Any, NamedTuple
 
 from ..errors import SweeperInputError, invalid, number
 from .lock import LOCK_NAME, _describe, _pid_running, holder_record
+from .storage import s3_client
 
 log = logging.getLogger("sweeper")
 PROBE_NAME = ".sweeper.probe-"
@@ -97,28 +98,6 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if not bucket:
         raise invalid("the results URI", text, "s3://<bucket>/<prefix>")
     return bucket, prefix.rstrip("/")
-
-
-def s3_client() -> Any:
-    """A boto3 S3 client configured by the standard environment only: boto3 reads
-    ``AWS_ENDPOINT_URL_S3`` (or ``AWS_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID``,
-    ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION`` and its config files.
-    botocore does not read ``AWS_REGION``; it is used here when ``AWS_DEFAULT_REGION`` is unset.
-    Nothing is written anywhere.
-
-    Raises:
-        SweeperInputError: boto3 is not installed.
-    """
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        raise SweeperInputError("results on S3 need boto3: pip install 'rnn-sweeper[s3]'"
-                                ) from None
-    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None
-    # Short timeouts: a heartbeat that hangs for botocore's default 60 s outlives the lease.
-    return boto3.client("s3", region_name=region,
-                        config=Config(connect_timeout=10, read_timeout=20))
 
 
 def probe_conditional_writes(uri: str, client: Any = None) -> None:

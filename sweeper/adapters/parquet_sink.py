@@ -46,6 +46,7 @@ import pandas as pd
 from ..atomic import atomic_write
 from ..schema import Column, column, part_columns
 from ..sweep import ResultSink
+from . import storage
 from .lock import UNSUPPORTED
 from .storage import Location, ObjectPath, location, parquet_file, read_table
 
@@ -209,10 +210,8 @@ def _files(folder: Location) -> list[tuple[str, Location]]:
     """(name, path) of each file directly in ``folder`` (none when it does not exist): one
     listing request on an object store."""
     if isinstance(folder, ObjectPath):
-        import pyarrow.fs as pafs
-
-        return [(info.base_name, folder / info.base_name) for info in folder.listing()
-                if info.type == pafs.FileType.File]
+        return [(entry.name, folder / entry.name) for entry in folder.listing()
+                if entry.kind == "file"]
     found = []
     with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
         found = [(entry.name, Path(entry.path)) for entry in entries if entry.is_file()]
@@ -259,12 +258,8 @@ Identity = tuple[int, int, int, int]
 
 def identity(path: Location) -> Identity | None:
     if isinstance(path, ObjectPath):
-        import pyarrow.fs as pafs
-
-        info = path.info()
-        if info.type != pafs.FileType.File:
-            return None
-        return 0, 0, info.mtime_ns or 0, info.size
+        stat = path.stat()
+        return None if stat.kind != "file" else (0, 0, stat.mtime_ns, stat.size)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -497,7 +492,8 @@ class ParquetSink(ResultSink):
         return str(atomic_write(self.part(trial_id), lambda tmp: pq.write_table(table, tmp)))
 
     def read(self, location: str) -> pd.DataFrame:
-        return pd.read_parquet(location)
+        """The rows at a location this sink returned (a path, or an object store's URI)."""
+        return read_table(storage.location(location)).to_pandas()
 
     def materialize(self, trial_id: str) -> str:
         """The trial's part, written first when the trial is held only in a compacted file:

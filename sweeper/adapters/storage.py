@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,8 +46,12 @@ READ_ATTEMPTS = 4
 T = TypeVar("T")
 
 
-@functools.lru_cache(maxsize=16)
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:
+    return _made_filesystem(root, *_endpoint())
+
+
+@functools.lru_cache(maxsize=16)
+def _made_filesystem(root: str, *endpoint: str | None) -> tuple[pafs.FileSystem, str]:
     """pyarrow's filesystem for ``root`` (``scheme://bucket``) and the path of the bucket in
     it, made once per process. ``FileSystem.from_uri`` reads the endpoint from
     ``AWS_ENDPOINT_URL_S3`` (a bare ``S3FileSystem()`` would not).
@@ -150,72 +156,243 @@ class ObjectPath:
 
     # -- the store ----------------------------------------------------------------------
     @property
-    def filesystem(self) -> pafs.FileSystem:
-        return _filesystem(self.root)[0]
+    def store(self) -> _Store:
+        """How this process talks to the store (made once per root and process)."""
+        return _store(self.root)
 
     @property
-    def path(self) -> str:
-        """The path of this key in :attr:`filesystem` (``bucket/key``)."""
-        bucket = _filesystem(self.root)[1].strip("/")
-        return f"{bucket}/{self.key}" if self.key else bucket
+    def filesystem(self) -> pafs.FileSystem:
+        """pyarrow's filesystem of the root (what Tune and pyarrow's own readers take)."""
+        return _filesystem(self.root)[0]
 
-    def info(self):
-        return self.filesystem.get_file_info(self.path)
+    def stat(self) -> Stat:
+        return self.store.stat(self.key)
 
     def exists(self) -> bool:
-        import pyarrow.fs as pafs
-
-        return self.info().type != pafs.FileType.NotFound
+        return self.stat().kind is not None
 
     def is_file(self) -> bool:
-        import pyarrow.fs as pafs
-
-        return self.info().type == pafs.FileType.File
+        return self.stat().kind == "file"
 
     def is_dir(self) -> bool:
-        import pyarrow.fs as pafs
+        return self.stat().kind == "dir"
 
-        return self.info().type == pafs.FileType.Directory
-
-    def listing(self) -> list:
-        """pyarrow FileInfo of each object and prefix directly under this one ([] if none)."""
-        import pyarrow.fs as pafs
-
-        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=False)
-        return self.filesystem.get_file_info(selector)
+    def listing(self) -> list[Stat]:
+        """Each object and prefix directly under this one ([] if none)."""
+        return self.store.listing(self.key)
 
     def iterdir(self) -> Iterator[ObjectPath]:
-        for info in self.listing():
-            yield self / info.base_name
+        for entry in self.listing():
+            yield self / entry.name
 
     def read_bytes(self) -> bytes:
-        with self.filesystem.open_input_stream(self.path) as handle:
-            return handle.read()
+        return self.store.get(self.key)
 
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes) -> int:
-        """One upload to the final key: readers see the old object or the new one."""
-        with self.filesystem.open_output_stream(self.path, metadata={}) as handle:
-            handle.write(data)
+        """One PUT to the final key: readers see the old object or the new one."""
+        self.store.put(self.key, data)
         return len(data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
         return self.write_bytes(text.encode(encoding))
 
     def unlink(self, missing_ok: bool = False) -> None:
-        try:
-            self.filesystem.delete_file(self.path)
-        except FileNotFoundError:
-            if not missing_ok:
-                raise
+        if not missing_ok and not self.is_file():
+            raise FileNotFoundError(f"no object {self}")
+        self.store.delete(self.key)
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to make: a prefix exists once a key is written under it."""
 
     def copy_to(self, target: ObjectPath) -> None:
-        self.filesystem.copy_file(self.path, target.path)
+        self.store.copy(self.key, target.key)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What a store says of a key: ``kind`` "file", "dir" (a prefix of other keys) or None
+    (nothing there); a file's last modification (ns) and size."""
+
+    name: str
+    kind: str | None
+    mtime_ns: int = 0
+    size: int = 0
+
+
+class _Store:
+    """The requests an :class:`ObjectPath` needs, for keys of one bucket."""
+
+    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def stat(self, key: str) -> Stat: ...
+    def listing(self, key: str) -> list[Stat]: ...
+    def copy(self, key: str, target: str) -> None: ...
+
+
+class _ArrowStore(_Store):
+    """Through pyarrow's filesystem: any URI ``FileSystem.from_uri`` takes (gs://, s3:// with
+    options in its query). A read costs a HEAD and a GET, and a delete leaves an empty
+    "directory" marker behind (apache/arrow#36275)."""
+
+    def __init__(self, root: str):
+        self.fs, bucket = _filesystem(root)
+        self.bucket = bucket.strip("/")
+
+    def _path(self, key: str) -> str:
+        return f"{self.bucket}/{key}" if key else self.bucket
+
+    def get(self, key: str) -> bytes:
+        with self.fs.open_input_stream(self._path(key)) as handle:
+            return handle.read()
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.fs.open_output_stream(self._path(key), metadata={}) as handle:
+            handle.write(data)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self._path(key))
+
+    def stat(self, key: str) -> Stat:
+        return self._stat(self.fs.get_file_info(self._path(key)))
+
+    def listing(self, key: str) -> list[Stat]:
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(self._path(key), allow_not_found=True, recursive=False)
+        return [self._stat(info) for info in self.fs.get_file_info(selector)]
+
+    def copy(self, key: str, target: str) -> None:
+        self.fs.copy_file(self._path(key), self._path(target))
+
+    @staticmethod
+    def _stat(info) -> Stat:
+        import pyarrow.fs as pafs
+
+        kind = {pafs.FileType.File: "file", pafs.FileType.Directory: "dir"}.get(info.type)
+        return Stat(info.base_name, kind, info.mtime_ns or 0, info.size or 0)
+
+
+class _Boto3Store(_Store):
+    """Through boto3, for ``s3://`` (its endpoint and credentials from the environment): a
+    read is one GET, a write one PUT, a delete one DELETE, and no directory markers. boto3's
+    errors become OSError (FileNotFoundError for a missing key), as pyarrow's are."""
+
+    def __init__(self, root: str):
+        self.bucket = root.split("://", 1)[1]
+        self.client = s3_client()
+
+    def _call(self, operation: str, **arguments):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, operation)(Bucket=self.bucket, **arguments)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            text = f"s3://{self.bucket}/{arguments.get('Key', '')}: {error.get('Code')} " \
+                   f"({error.get('Message') or status})"
+            if status == 404 or error.get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(text) from None
+            raise OSError(text) from None
+        except BotoCoreError as exc:
+            raise OSError(f"s3://{self.bucket}: {exc}") from None
+
+    def get(self, key: str) -> bytes:
+        return self._call("get_object", Key=key)["Body"].read()
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call("put_object", Key=key, Body=data)
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", Key=key)
+
+    def stat(self, key: str) -> Stat:
+        name = key.rpartition("/")[2]
+        if not key:
+            try:
+                self._call("head_bucket")
+            except FileNotFoundError:
+                return Stat(name, None)
+            return Stat(name, "dir")
+        try:
+            head = self._call("head_object", Key=key)
+        except FileNotFoundError:
+            below = self._call("list_objects_v2", Prefix=f"{key}/", MaxKeys=1)
+            return Stat(name, "dir" if below.get("KeyCount") else None)
+        return Stat(name, "file", _ns(head["LastModified"]), head["ContentLength"])
+
+    def listing(self, key: str) -> list[Stat]:
+        prefix = f"{key}/" if key else ""
+        found, token = [], None
+        while True:
+            more = {"ContinuationToken": token} if token else {}
+            page = self._call("list_objects_v2", Prefix=prefix, Delimiter="/", **more)
+            found += [Stat(item["Key"][len(prefix):], "file", _ns(item["LastModified"]),
+                           item["Size"]) for item in page.get("Contents", [])
+                      if item["Key"] != prefix]  # a directory marker is not a file
+            found += [Stat(item["Prefix"][len(prefix):].rstrip("/"), "dir")
+                      for item in page.get("CommonPrefixes", [])]
+            token = page.get("NextContinuationToken")
+            if not token:
+                return found
+
+    def copy(self, key: str, target: str) -> None:
+        self._call("copy_object", Key=target, CopySource={"Bucket": self.bucket, "Key": key})
+
+
+def _ns(when) -> int:
+    return int(when.timestamp() * 1e9)
+
+
+def _store(root: str) -> _Store:
+    """boto3 for a plain ``s3://bucket`` when it is installed, else pyarrow (other schemes, or
+    a URI whose query sets pyarrow's own options); one per root and endpoint in a process."""
+    return _made_store(root, *_endpoint())
+
+
+def _endpoint() -> tuple[str | None, str | None]:
+    """The endpoint variables: a client made for one is not reused for another."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3"), os.environ.get("AWS_ENDPOINT_URL")
+
+
+@functools.lru_cache(maxsize=16)
+def _made_store(root: str, *endpoint: str | None) -> _Store:
+    if root.startswith("s3://") and "?" not in root:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return _Boto3Store(root)
+    return _ArrowStore(root)
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client configured by the standard environment only: boto3 reads
+    ``AWS_ENDPOINT_URL_S3`` (or ``AWS_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``AWS_DEFAULT_REGION`` and its config files.
+    botocore does not read ``AWS_REGION``; it is used here when ``AWS_DEFAULT_REGION`` is unset.
+    Nothing is written anywhere.
+
+    Raises:
+        SweeperInputError: boto3 is not installed.
+    """
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise SweeperInputError("results on S3 need boto3: pip install 'rnn-sweeper[s3]'"
+                                ) from None
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None
+    # Short timeouts: a heartbeat that hangs for botocore's default 60 s outlives the lease.
+    return boto3.client("s3", region_name=region,
+                        config=Config(connect_timeout=10, read_timeout=20,
+                                      max_pool_connections=32))
 
 
 #: Where results go: a local directory or a prefix in an object store.
@@ -254,24 +431,29 @@ def check_reachable(out: ObjectPath) -> None:
     """Fail fast (SweeperInputError) when the store behind ``out`` cannot be opened or its
     bucket listed: a wrong endpoint, no credentials, no such bucket."""
     import pyarrow as pa
-    import pyarrow.fs as pafs
 
     where = ("the endpoint and credentials come from AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL), "
              "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION")
     try:
-        bucket = ObjectPath(out.root).info()
-        out.listing()
+        bucket = ObjectPath(out.root).stat()
+        if bucket.kind is not None:
+            out.listing()
     except (pa.ArrowException, OSError) as exc:
         raise SweeperInputError(f"cannot reach {out}: {exc} ({where})") from None
-    if bucket.type == pafs.FileType.NotFound:
+    if bucket.kind is None:
         raise SweeperInputError(f"{out}: the bucket {ObjectPath(out.root)} does not exist at "
                                 f"this endpoint; create it first ({where})")
 
 
-def arrow_source(path: Location) -> tuple[str, pafs.FileSystem | None]:
-    """``(path, filesystem)`` as pyarrow.parquet's readers take them."""
+def arrow_source(path: Location) -> tuple[Any, pafs.FileSystem | None]:
+    """``(source, filesystem)`` as pyarrow.parquet's readers take them. A stored file is
+    fetched whole, in one GET, and read from memory: pyarrow's own reader would ask for its
+    size, then its footer, then its columns (three requests or more), which for the small
+    files a sweep writes costs more than the bytes."""
     if isinstance(path, ObjectPath):
-        return path.path, path.filesystem
+        import pyarrow as pa
+
+        return pa.BufferReader(path.read_bytes()), None
     return str(path), None
 
 
