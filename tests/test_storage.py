@@ -120,3 +120,22 @@ def test_a_reader_lists_again_when_a_file_vanished_under_it(root):
     with pytest.raises(FileNotFoundError, match="gone for good"):
         retry_vanished(never, location(uri))
     assert len(calls) == 4  # READ_ATTEMPTS, then the error stands
+
+
+def test_a_listed_version_is_read_once_and_a_rewritten_one_again(root):
+    from sweeper.adapters.parquet_sink import _files
+
+    uri, _, client = root
+    folder = _under(uri, "points")
+    (folder / "part-a.parquet").write_bytes(b"first")
+    [(_, listed)] = _files(folder)
+    assert listed.read_bytes() == b"first"
+    (folder / "part-a.parquet").unlink()  # behind the listed path's back
+    if client == "boto3":  # its listing has ETags: the version read is kept, no second GET
+        assert listed.read_bytes() == b"first"
+    else:  # pyarrow gives no ETag: every read asks the store
+        with pytest.raises(FileNotFoundError):
+            listed.read_bytes()
+    (folder / "part-a.parquet").write_bytes(b"again")  # a new version: another ETag
+    [(_, relisted)] = _files(folder)
+    assert relisted.read_bytes() == b"again"

@@ -210,8 +210,8 @@ def _files(folder: Location) -> list[tuple[str, Location]]:
     """(name, path) of each file directly in ``folder`` (none when it does not exist): one
     listing request on an object store."""
     if isinstance(folder, ObjectPath):
-        return [(entry.name, folder / entry.name) for entry in folder.listing()
-                if entry.kind == "file"]
+        return [(entry.name, ObjectPath(folder.root, f"{folder.key}/{entry.name}", entry))
+                for entry in folder.listing() if entry.kind == "file"]
     found = []
     with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
         found = [(entry.name, Path(entry.path)) for entry in entries if entry.is_file()]
@@ -251,15 +251,17 @@ class Scan:
 
 
 #: A file as it was when read: (device, inode, mtime in ns, size); on an object store
-#: (0, 0, last-modified in ns, size). Compaction deletes a file only if it still is the one it
-#: read, not a newer version written since.
-Identity = tuple[int, int, int, int]
+#: (last-modified in ns, size, ETag). Compaction deletes a file only if it still is the one
+#: it read, not a newer version written since.
+Identity = tuple
 
 
-def identity(path: Location) -> Identity | None:
+def identity(path: Location, fresh: bool = True) -> Identity | None:
+    """``path`` as it is now; with ``fresh`` False, a stored file's identity may be the one its
+    listing gave (what a reader about to read it takes, saving a request)."""
     if isinstance(path, ObjectPath):
-        stat = path.stat()
-        return None if stat.kind != "file" else (0, 0, stat.mtime_ns, stat.size)
+        stat = path.listed if not fresh and path.listed is not None else path.stat()
+        return None if stat.kind != "file" else (stat.mtime_ns, stat.size, stat.etag)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -310,7 +312,7 @@ def read_rows(sources: Mapping[str, Path]) -> Rows:
 
     def read(item: tuple[Path, list[str]]):
         path, trial_ids = item
-        before = identity(path)
+        before = identity(path, fresh=False)
         if path.name.startswith(PREFIX):
             return before, read_table(path, use_threads=False)
         table = read_table(path)

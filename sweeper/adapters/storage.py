@@ -77,11 +77,16 @@ class ObjectPath:
     URI (the filesystem is opened again, from the environment, where it is unpickled).
     """
 
-    __slots__ = ("key", "root")
+    __slots__ = ("key", "listed", "root")
 
-    def __init__(self, root: str, key: str = ""):
+    def __init__(self, root: str, key: str = "", listed: Stat | None = None):
         self.root = root.rstrip("/")  # scheme://bucket
         self.key = key.strip("/")
+        #: What a listing said of this key (its last modification and size), when it came
+        #: from one: :meth:`read_bytes` reuses what it read of that version, and
+        #: parquet_sink's ``identity`` takes it as the file before it was read. Not part of
+        #: equality, hashing or pickling.
+        self.listed = listed
 
     @classmethod
     def from_uri(cls, uri: str) -> ObjectPath:
@@ -186,7 +191,16 @@ class ObjectPath:
             yield self / entry.name
 
     def read_bytes(self) -> bytes:
-        return self.store.get(self.key)
+        """The object's bytes: one GET, or none for a listed version read before (a sweep's
+        small files are read more than once by one command: checked, then read)."""
+        if self.listed is None or not self.listed.etag or self.listed.size > _CACHE.item_bytes:
+            return self.store.get(self.key)
+        version = (str(self), self.listed.etag)
+        data = _CACHE.get(version)
+        if data is None:
+            data = self.store.get(self.key)
+            _CACHE.put(version, data)
+        return data
 
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
@@ -211,15 +225,50 @@ class ObjectPath:
         self.store.copy(self.key, target.key)
 
 
+class _Recent:
+    """The bytes of the stored files read last, by (URI, ETag: a hash of the content, so a
+    rewritten object is another entry): at most ``item_bytes`` each and ``total_bytes`` in
+    all; thread-safe (parts are read by a pool)."""
+
+    def __init__(self, item_bytes: int = 1 << 20, total_bytes: int = 64 << 20):
+        import collections
+        import threading
+
+        self.item_bytes, self.total_bytes = item_bytes, total_bytes
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._size, self._lock = 0, threading.Lock()
+
+    def get(self, version: tuple) -> bytes | None:
+        with self._lock:
+            data = self._items.get(version)
+            if data is not None:
+                self._items.move_to_end(version)
+            return data
+
+    def put(self, version: tuple, data: bytes) -> None:
+        with self._lock:
+            if version in self._items:
+                return
+            self._items[version] = data
+            self._size += len(data)
+            while self._size > self.total_bytes:
+                self._size -= len(self._items.popitem(last=False)[1])
+
+
+_CACHE = _Recent()
+
+
 @dataclass(frozen=True)
 class Stat:
     """What a store says of a key: ``kind`` "file", "dir" (a prefix of other keys) or None
-    (nothing there); a file's last modification (ns) and size."""
+    (nothing there); a file's last modification (ns), size and ETag (where the client gives
+    one: boto3 does, pyarrow does not)."""
 
     name: str
     kind: str | None
     mtime_ns: int = 0
     size: int = 0
+    etag: str = ""
 
 
 class _Store:
@@ -324,7 +373,8 @@ class _Boto3Store(_Store):
         except FileNotFoundError:
             below = self._call("list_objects_v2", Prefix=f"{key}/", MaxKeys=1)
             return Stat(name, "dir" if below.get("KeyCount") else None)
-        return Stat(name, "file", _ns(head["LastModified"]), head["ContentLength"])
+        return Stat(name, "file", _ns(head["LastModified"]), head["ContentLength"],
+                    head.get("ETag", ""))
 
     def listing(self, key: str) -> list[Stat]:
         prefix = f"{key}/" if key else ""
@@ -333,7 +383,7 @@ class _Boto3Store(_Store):
             more = {"ContinuationToken": token} if token else {}
             page = self._call("list_objects_v2", Prefix=prefix, Delimiter="/", **more)
             found += [Stat(item["Key"][len(prefix):], "file", _ns(item["LastModified"]),
-                           item["Size"]) for item in page.get("Contents", [])
+                           item["Size"], item.get("ETag", "")) for item in page.get("Contents", [])
                       if item["Key"] != prefix]  # a directory marker is not a file
             found += [Stat(item["Prefix"][len(prefix):].rstrip("/"), "dir")
                       for item in page.get("CommonPrefixes", [])]
