@@ -12,7 +12,14 @@ import torch
 
 from .cells._base import Cell
 from .lipschitz import top_singular_value
-from .lyapunov import lyapunov_twin, renormalise, renormalise_
+from .lyapunov import (
+    ADAPTIVE,
+    Reorthonormalisation,
+    TangentBasis,
+    lyapunov_twin,
+    renormalise,
+    renormalise_,
+)
 from .params import INPUT, CellParams
 from .protocols import DynamicsConfig
 from .seeding import generator
@@ -138,7 +145,9 @@ def _sampled_norms(cell: Cell, params: CellParams, caches: list[dict[str, Tensor
 
 def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq_len: int,
                  config: DynamicsConfig, seeds: list[int],
-                 needs: PassNeeds = PassNeeds(), lanczos_bytes: int = 2**28) -> DynamicsResult:
+                 needs: PassNeeds = PassNeeds(), lanczos_bytes: int = 2**28,
+                 reorthonormalisation: Reorthonormalisation = ADAPTIVE
+                 ) -> DynamicsResult:
     """Propagate states and tangents along the task's inputs.
 
     Args:
@@ -150,16 +159,21 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
         needs: what to compute besides the states; tangents and Lanczos samples cost most of
             the pass, so a caller that needs neither exponents nor ||J_t|| skips them.
         lanczos_bytes: memory allowed to the batched Lanczos of the sampled Jacobians.
+        reorthonormalisation: when and how k > 1 tangents are re-orthonormalised (every tau
+            steps by default, :data:`sweeper.lyapunov.ADAPTIVE`;
+            :data:`sweeper.lyapunov.EVERY_STEP` is the every-step reference).
 
     Returns:
         A :class:`DynamicsResult`; one diverging point leaves the others untouched.
 
     The loop keeps only what each step must do: the step itself, the renormalisation of the
-    tangents (their log growth written into a preallocated buffer), and a running float64 sum
-    of each state's entries, which turns non-finite once any entry is (inf and NaN never
-    leave a sum); a state whose entries sum beyond the dtype's range (about 3e38 in float32)
-    counts as diverged too. The sampled Jacobians are kept (their caches) and their norms
-    computed after the loop, all samples in one batched Lanczos.
+    tangents (their log growth written into a preallocated buffer; for k > 1 the first
+    tangent every step and the block by a QR every tau steps, see :class:`TangentBasis`),
+    and a running float64 sum of each state's entries, which turns non-finite once any
+    entry is (inf and NaN never leave a sum); a state whose entries sum beyond the dtype's
+    range (about 3e38 in float32) counts as diverged too. The sampled Jacobians are kept
+    (their caches) and their norms computed after the loop, all samples in one batched
+    Lanczos.
     """
     groups, members = params.recurrent_scale.shape
     batch, size = x0.shape[-2], x0.shape[-1]
@@ -183,15 +197,22 @@ def run_dynamics(cell: Cell, params: CellParams, inputs: Tensor, x0: Tensor, seq
     if needs.tangents:
         v, _ = renormalise(start_vectors("tangents", k))
         # Log growth of every step, kept and reduced (in float64) after the loop.
-        logs = torch.empty(steps, *shape, k, dtype=dtype if k == 1 else torch.float64,
-                           device=device)
+        if k == 1:
+            logs = torch.empty(steps, *shape, k, dtype=dtype, device=device)
+        else:  # zero between QRs
+            logs = torch.zeros(steps, *shape, k, dtype=torch.float64, device=device)
+            basis = TangentBasis(reorthonormalisation, math.prod(shape), k, dtype,
+                                 config.burn_in, steps)
         z = torch.cat([x0[..., None, :], v], dim=-2)  # [x; v]: one product per step for both
     else:
         z = x0
     for t, drive in enumerate(drive_blocks(params, projection, steps)):
         if needs.tangents:
             z, cache = cell.step_stacked(params, z, drive)
-            renormalise_(z[..., 1:, :], out=logs[t])
+            if k == 1:
+                renormalise_(z[..., 1:, :], out=logs[t])
+            else:
+                basis.advance(t, z[..., 1:, :], logs[t])
             state_sum += z[..., 0, :].sum(-1)
         else:
             z, cache = cell.step(params, z, drive)

@@ -9,11 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import F64, dynamics, params_from
+from helpers import F64, dynamics, params_from, random_params
 
-from sweeper import measure
+import sweeper.dynamics
+from sweeper import lyapunov, measure
 from sweeper.cells import CELLS
-from sweeper.dynamics import DynamicsConfig
+from sweeper.dynamics import DynamicsConfig, run_dynamics
 from sweeper.seeding import generator
 from sweeper.spectrum import entropy_rate, kaplan_yorke_dimension, positive_count
 
@@ -164,3 +165,39 @@ def test_measure_fills_the_columns_from_its_own_exponents():
                   columns="requested")
     np.testing.assert_array_equal(one["lyapunov_dimension"], [0, NAN])
     np.testing.assert_array_equal(one["entropy_rate"], [0, NAN])
+
+
+def test_adaptive_qr_keeps_the_dimension_and_entropy_of_a_qr_every_step(monkeypatch):
+    """rnn_tanh, H = 32, all 32 exponents, gains 1.5, 2.5 and 4 (chaotic), float64, 600
+    averaged steps: the default rule (a QR every tau steps, Cholesky-QR where it can) against
+    a Householder QR every step. The tangents never feed back into the state, so both runs
+    follow the same trajectory and differ only by the rule's rounding: each exponent within
+    1e-6 (the budget keeps 20 bits of each R_jj; measured 2.5e-7, at g = 4). D then moves
+    by at most (j + 1) 1e-6 / |lambda_{j+1}| plus a smaller second-order term, under 1e-4
+    here (|lambda_{j+1}| >= 0.025), and the entropy by at most 32e-6. The rule must do fewer
+    QRs than the reference (else this compares a method with itself)."""
+    counts = []
+
+    class Counted(lyapunov.TangentBasis):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            counts.append(self)
+
+    monkeypatch.setattr(sweeper.dynamics, "TangentBasis", Counted)
+    hidden, steps = 32, 700
+    params = CELLS["rnn_tanh"].prepare(random_params("rnn_tanh", hidden, [0], [[1.5, 2.5, 4.0]]))
+    gen = torch.Generator().manual_seed(1)
+    x0 = (torch.rand(1, 1, 1, hidden, generator=gen, dtype=F64) * 2 - 1).expand(1, 3, 1, hidden)
+    inputs = torch.zeros(1, 1, steps, 1, dtype=F64)
+    config = DynamicsConfig(lyapunov_k=hidden, lipschitz_samples=0)
+    adaptive, every = (
+        run_dynamics(CELLS["rnn_tanh"], params, inputs, x0, steps - config.burn_in, config, [0],
+                     reorthonormalisation=policy).lyapunov[0]
+        for policy in (lyapunov.ADAPTIVE, lyapunov.EVERY_STEP))
+    np.testing.assert_allclose(adaptive.numpy(), every.numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(kaplan_yorke_dimension(adaptive, complete=True).numpy(),
+                               kaplan_yorke_dimension(every, complete=True).numpy(), atol=1e-4)
+    np.testing.assert_allclose(entropy_rate(adaptive, complete=True).numpy(),
+                               entropy_rate(every, complete=True).numpy(), atol=32e-6)
+    assert 1 < kaplan_yorke_dimension(every, complete=True)[2] < hidden  # chaotic, bracketed
+    assert counts[0].factorisations < counts[1].factorisations == 3 * steps
