@@ -139,3 +139,16 @@ def test_a_listed_version_is_read_once_and_a_rewritten_one_again(root):
     (folder / "part-a.parquet").write_bytes(b"again")  # a new version: another ETag
     [(_, relisted)] = _files(folder)
     assert relisted.read_bytes() == b"again"
+
+
+def test_delete_many_deletes_what_is_there_and_passes_over_what_is_not(root, s3):
+    from sweeper.adapters.storage import delete_many
+
+    uri, bucket, _ = root
+    paths = [_under(uri, "points", f"part-{i}.parquet") for i in range(3)]
+    for path in paths[:2]:
+        path.write_bytes(b"x")
+    (_under(uri, "points", "compact-000001.parquet")).write_bytes(b"kept")
+    delete_many(paths)  # the third was never written
+    left = [k for k in keys(s3, bucket, "sweep/points/") if not k.endswith("/")]  # markers
+    assert left == ["sweep/points/compact-000001.parquet"]

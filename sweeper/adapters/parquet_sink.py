@@ -585,13 +585,32 @@ class ParquetSink(ResultSink):
                 lambda tmp: pq.write_table(table, tmp, compression="zstd",
                                            row_group_size=ROW_GROUP_ROWS))
             read_before = {**read.files, **rest.files}
-            for path, before in read_before.items():
-                if path.name.startswith(PREFIX) and identity(path) == before:
-                    path.unlink(missing_ok=True)
+            now = _identities_now(self.points, read_before)
+            gone = [path for path, before in read_before.items()
+                    if path.name.startswith(PREFIX) and now.get(path) == before]
             # Every trial these held is in the new generation, which outranks them.
-            for replaced in readable:
-                replaced.path.unlink(missing_ok=True)
+            _delete(gone + [replaced.path for replaced in readable])
         return written
+
+
+def _identities_now(points: Location, files: Mapping[Location, Identity]
+                    ) -> dict[Location, Identity | None]:
+    """The identity of each of ``files`` now: from one listing of ``points`` on an object
+    store (a request per thousand objects instead of one per file), else from each file."""
+    if isinstance(points, ObjectPath):
+        listed = {path: identity(path, fresh=False) for _, path in _files(points)}
+        return {path: listed.get(path) for path in files}
+    return {path: identity(path) for path in files}
+
+
+def _delete(paths: list[Location]) -> None:
+    """Delete ``paths`` (missing ones are fine): in batches on an object store."""
+    stored = [p for p in paths if isinstance(p, ObjectPath)]
+    if stored:
+        storage.delete_many(stored)
+    for path in paths:
+        if not isinstance(path, ObjectPath):
+            path.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(points: Path, older_than_s: float = STALE_TEMPORARY_S

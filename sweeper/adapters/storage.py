@@ -281,6 +281,20 @@ class _Store:
     def listing(self, key: str) -> list[Stat]: ...
     def copy(self, key: str, target: str) -> None: ...
 
+    def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
+
+def delete_many(paths: list[ObjectPath]) -> None:
+    """Delete the objects ``paths`` (missing ones are fine), a thousand per request where the
+    client can (boto3's DeleteObjects), else one by one."""
+    by_root: dict[str, list[ObjectPath]] = {}
+    for path in paths:
+        by_root.setdefault(path.root, []).append(path)
+    for root, group in by_root.items():
+        _store(root).delete_many([path.key for path in group])
+
 
 class _ArrowStore(_Store):
     """Through pyarrow's filesystem: any URI ``FileSystem.from_uri`` takes (gs://, s3:// with
@@ -359,6 +373,16 @@ class _Boto3Store(_Store):
 
     def delete(self, key: str) -> None:
         self._call("delete_object", Key=key)
+
+    def delete_many(self, keys: list[str]) -> None:
+        for first in range(0, len(keys), 1000):  # S3's limit per DeleteObjects
+            batch = [{"Key": key} for key in keys[first:first + 1000]]
+            answer = self._call("delete_objects", Delete={"Objects": batch, "Quiet": True})
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise OSError(f"s3://{self.bucket}/{error.get('Key')}: cannot delete "
+                              f"({error.get('Code')}: {error.get('Message')}), and "
+                              f"{len(answer['Errors']) - 1} more")
 
     def stat(self, key: str) -> Stat:
         name = key.rpartition("/")[2]
