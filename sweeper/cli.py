@@ -752,8 +752,14 @@ def _aggregate(args: argparse.Namespace) -> int:
     require_writable(args.out, "sweeper aggregate")
     # It compacts, relabels and rewrites the map: one writer at a time under --out, the same
     # lock `sweeper run` holds (a resume moving damaged parts aside, a second aggregate).
-    with sweep_lock(args.out, wait_s=AGGREGATE_WAIT_S, on_lost=_lock_lost):
-        _aggregate_and_report(args.out, plots=not args.no_plots)
+    try:
+        with sweep_lock(args.out, wait_s=AGGREGATE_WAIT_S, on_lost=_lock_lost):
+            _aggregate_and_report(args.out, plots=not args.no_plots)
+    except KeyboardInterrupt:  # Ctrl-C, or the lock on an object store lost (_lock_lost)
+        print(f"sweeper aggregate: interrupted; every file it writes is replaced whole, so "
+              f"{args.out} holds the old version or the new one of each: run it again",
+              file=sys.stderr)
+        return 130
     return 0
 
 

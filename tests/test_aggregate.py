@@ -543,3 +543,31 @@ def test_a_cell_with_an_undecided_spectrum_point_has_no_spectrum_mean():
     assert np.isnan(frame.lyapunov_dimension_std.tolist()[1])
     # Any other metric's mean is over the points that have a value, as before.
     np.testing.assert_allclose(frame.lyapunov_max_mean, [-0.25, 0.05], rtol=1e-12)
+
+
+def test_ctrl_c_during_aggregate_is_exit_130_and_a_rerun_finishes(smoke_sweep):
+    # Interrupted while it holds the results lock (its record is in the lock file): a line
+    # that says what to do, no traceback, and every file still whole for the rerun.
+    lock = smoke_sweep / ".sweeper.lock"
+    child = subprocess.Popen([sys.executable, "-m", "sweeper.cli", "aggregate",
+                              str(smoke_sweep)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.stat().st_size > 0):
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert "interrupted" in err and "run it again" in err and "Traceback" not in err
+    again = run_cli("aggregate", smoke_sweep, "--no-plots", process=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    counted = run_cli("query", "select count(*) as n from points", "--results", smoke_sweep,
+                      "--csv", process=False)
+    assert counted.returncode == 0 and counted.stdout.split() == ["n", "12"]
