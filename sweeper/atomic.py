@@ -47,8 +47,13 @@ def atomic_write(path, write: Callable[[str], None]):
         WriteError: an OSError on the way (disk full, file too large, no permission), with
             ``path`` in its message; errors of other kinds from ``write`` pass unchanged.
     """
-    if hasattr(path, "write_bytes") and not isinstance(path, Path):  # an object store's key
-        return _upload(path, write)
+    if hasattr(path, "write_through"):  # a key in an object store
+        try:
+            return path.write_through(write)
+        except WriteError:
+            raise
+        except OSError as exc:
+            raise write_error(path, exc) from exc
     path = Path(path)
     tmp = None
     try:
@@ -69,24 +74,3 @@ def atomic_write(path, write: Callable[[str], None]):
             os.unlink(tmp)
     return path
 
-
-def _upload(path, write: Callable[[str], None]):
-    """:func:`atomic_write` for a key in an object store (anything with ``write_bytes``)."""
-    folder = tempfile.mkdtemp(prefix="sweeper-put-")
-    tmp = os.path.join(folder, path.name or "object")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            data = handle.read()
-        path.write_bytes(data)
-    except WriteError:
-        raise
-    except OSError as exc:
-        error = WriteError(exc.errno or 0, os.strerror(exc.errno) if exc.errno else str(exc),
-                           str(path))
-        raise error from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        os.rmdir(folder)
-    return path

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +203,28 @@ def _exit_status(code: object) -> int:
         return code
     print(code, file=sys.stderr)
     return 1
+
+
+@contextlib.contextmanager
+def lock_holder(script: str, *args: object) -> Iterator[subprocess.Popen]:
+    """A process running ``script`` (python -c) with ``args``: it takes a lock, prints
+    "locked", and holds it until its stdin closes; stopped (by its pid) afterwards."""
+    process = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def eight_trials(name: str) -> dict:
+    """A space of eight trials of a few seconds each (32 points), one per input scale: long
+    enough to stop or kill the driver in the middle of the sweep."""
+    return {"name": name, "task": "noise", "cell": "rnn_tanh", "hidden_size": 24,
+            "seq_len": 150, "metrics": ["lyapunov", "memory"],
+            "axes": {"recurrent_scale": [0.5, 1.5], "seed": [0, 1],
+                     "input_scale": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6]},
+            "vectorize": ["recurrent_scale", "seed"]}

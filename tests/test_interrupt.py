@@ -16,16 +16,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import eight_trials, run_cli
 from mlflow.tracking import MlflowClient
 
 TESTS = Path(__file__).resolve().parent
-# Eight trials of a few seconds each: long enough to stop the sweep in the middle.
-SPACE = {"name": "interrupted", "task": "noise", "cell": "rnn_tanh", "hidden_size": 24,
-         "seq_len": 150, "metrics": ["lyapunov", "memory"],
-         "axes": {"recurrent_scale": [0.5, 1.5], "seed": [0, 1],
-                  "input_scale": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6]},
-         "vectorize": ["recurrent_scale", "seed"]}
+SPACE = eight_trials("interrupted")
 N_TRIALS, N_POINTS = 8, 32
 
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import lock_holder
 
 from sweeper import SweeperInputError
 from sweeper.adapters import lock as lock_module
@@ -34,15 +35,8 @@ HOLDER = textwrap.dedent("""
 @pytest.fixture
 def holder(tmp_path):
     """A process holding the lock on tmp_path / "out"; stopped (by its pid) afterwards."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "out")],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().strip() == "locked"
+    with lock_holder(HOLDER, tmp_path / "out") as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 def test_a_second_driver_is_refused_naming_the_holder(tmp_path, holder):

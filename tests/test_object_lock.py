@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 import pytest
+from helpers import lock_holder
 from s3 import keys, moto_server, new_bucket, s3_env
 
 from sweeper import SweeperInputError
@@ -64,16 +65,8 @@ def results(endpoint) -> tuple[str, str, str]:
 def holder(uri: str, heartbeat_s: float = HEARTBEAT_S, stale_s: float = STALE_S
            ) -> Iterator[subprocess.Popen]:
     """A process holding the lock on ``uri``; stopped (by its pid) afterwards."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, uri, str(heartbeat_s),
-                                str(stale_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               text=True)
-    try:
-        assert process.stdout.readline().strip() == "locked"
+    with lock_holder(HOLDER, uri, heartbeat_s, stale_s) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
 
 
 def line_within(process: subprocess.Popen, timeout_s: float) -> str:

@@ -18,16 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import SMOKE_SPACE, run_cli
+from helpers import SMOKE_SPACE, eight_trials, run_cli
 from s3 import keys, moto_server, new_bucket, s3_env
 
 TESTS = Path(__file__).resolve().parent
-# Eight trials of a few seconds each: long enough to kill the driver in the middle.
-SLOW = {"name": "stored", "task": "noise", "cell": "rnn_tanh", "hidden_size": 24,
-        "seq_len": 150, "metrics": ["lyapunov", "memory"],
-        "axes": {"recurrent_scale": [0.5, 1.5], "seed": [0, 1],
-                 "input_scale": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6]},
-        "vectorize": ["recurrent_scale", "seed"]}
+SLOW = eight_trials("stored")
 N_TRIALS, N_POINTS = 8, 32
 SMOKE_POINTS = 12
 

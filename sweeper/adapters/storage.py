@@ -129,9 +129,6 @@ class ObjectPath:
         tail = str(other).strip("/")
         return ObjectPath(self.root, f"{self.key}/{tail}" if self.key else tail)
 
-    def with_name(self, name: str) -> ObjectPath:
-        return self.parent / name
-
     def resolve(self) -> ObjectPath:
         return self
 
@@ -164,11 +161,6 @@ class ObjectPath:
     def store(self) -> _Store:
         """How this process talks to the store (made once per root and process)."""
         return _store(self.root)
-
-    @property
-    def filesystem(self) -> pafs.FileSystem:
-        """pyarrow's filesystem of the root (what Tune and pyarrow's own readers take)."""
-        return _filesystem(self.root)[0]
 
     def stat(self) -> Stat:
         return self.store.stat(self.key)
@@ -212,6 +204,13 @@ class ObjectPath:
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
         return self.write_bytes(text.encode(encoding))
+
+    def write_through(self, write: Callable[[str], None]) -> ObjectPath:
+        """``write(tmp)`` to a local temporary file, then that file as this object in one
+        PUT (what :func:`sweeper.atomic.atomic_write` does for a stored key)."""
+        with local_file(self) as tmp:
+            write(str(tmp))
+        return self
 
     def unlink(self, missing_ok: bool = False) -> None:
         if not missing_ok and not self.is_file():
@@ -497,10 +496,6 @@ def location(out: str | Path | ObjectPath) -> Location:
     return ObjectPath.from_uri(text)
 
 
-def is_remote(path: Any) -> bool:
-    return isinstance(path, ObjectPath)
-
-
 def check_reachable(out: ObjectPath) -> None:
     """Fail fast (SweeperInputError) when the store behind ``out`` cannot be opened or its
     bucket listed: a wrong endpoint, no credentials, no such bucket."""
@@ -519,32 +514,30 @@ def check_reachable(out: ObjectPath) -> None:
                                 f"this endpoint; create it first ({where})")
 
 
-def arrow_source(path: Location) -> tuple[Any, pafs.FileSystem | None]:
-    """``(source, filesystem)`` as pyarrow.parquet's readers take them. A stored file is
-    fetched whole, in one GET, and read from memory: pyarrow's own reader would ask for its
-    size, then its footer, then its columns (three requests or more), which for the small
-    files a sweep writes costs more than the bytes."""
+def arrow_source(path: Location):
+    """What pyarrow.parquet's readers take for ``path``. A stored file is fetched whole, in
+    one GET, and read from memory: pyarrow's own reader would ask for its size, then its
+    footer, then its columns (three requests or more), which for the small files a sweep
+    writes costs more than the bytes."""
     if isinstance(path, ObjectPath):
         import pyarrow as pa
 
-        return pa.BufferReader(path.read_bytes()), None
-    return str(path), None
+        return pa.BufferReader(path.read_bytes())
+    return str(path)
 
 
 def parquet_file(path: Location):
     """``pyarrow.parquet.ParquetFile`` of a local or stored file."""
     import pyarrow.parquet as pq
 
-    source, filesystem = arrow_source(path)
-    return pq.ParquetFile(source, filesystem=filesystem)
+    return pq.ParquetFile(arrow_source(path))
 
 
 def read_table(path: Location, **options):
     """``pyarrow.parquet.read_table`` of a local or stored file."""
     import pyarrow.parquet as pq
 
-    source, filesystem = arrow_source(path)
-    return pq.read_table(source, filesystem=filesystem, **options)
+    return pq.read_table(arrow_source(path), **options)
 
 
 @contextlib.contextmanager
