@@ -113,7 +113,7 @@ def _load_points(con, sources: dict[str, Path], out: Path, *, lazy: bool) -> Non
 
 def _load_stored(con, sources: dict[str, ObjectPath], out: ObjectPath, *, lazy: bool) -> None:
     """``points``, ``sweeper_sources`` and ``region_map`` of a sweep on an object store, read
-    through pyarrow's filesystem (the endpoint and credentials of the environment) and
+    through :mod:`.storage` (the endpoint and credentials of the environment) and
     registered in DuckDB as Arrow tables: DuckDB itself reads no URL, so it needs no httpfs
     extension, and a confined query still has no file or network access."""
     import pyarrow as pa
